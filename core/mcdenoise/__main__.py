@@ -1,0 +1,5 @@
+import sys
+
+from mcdenoise.cli import main
+
+sys.exit(main())

@@ -1,0 +1,255 @@
+"""The render loop: description -> Blender scene -> noisy EXRs + reference EXR + JSON marker.
+
+Built to run unattended for hours and be killed at any moment:
+
+* resumable: a scene whose JSON exists is skipped; the JSON is written last, atomically;
+* atomic: every file is written under a ``.partial`` name in its scene folder and moved into
+  place with ``os.replace``, so readers never see a half-written EXR;
+* sharded: ``shard=(i, n)`` keeps indices with ``index % n == i`` so several processes or
+  machines can share one dataset folder without coordination;
+* deterministic: the scene and every Cycles seed derive from the scene seed only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from mcdenoise.dataset import layout
+from mcdenoise.dataset.blender_scene import build_scene, import_bpy
+from mcdenoise.dataset.scene_description import describe_scene
+from mcdenoise.errors import OutputError
+
+#: Bounce limits: Blender's defaults, plus one volume bounce so fog scatters light.
+BOUNCES = {"max_bounces": 12, "diffuse_bounces": 4, "glossy_bounces": 4,
+           "transmission_bounces": 12, "volume_bounces": 1, "transparent_max_bounces": 8}
+#: Target mean luminance of the exposure probe; per-scene jitter spreads exposures over stops.
+EXPOSURE_TARGET = 0.18
+#: Noise threshold of the adaptively sampled reference (Blender's default is 0.01).
+REF_ADAPTIVE_THRESHOLD = 0.01
+
+
+def select_indices(start: int, count: int, shard: tuple[int, int] = (0, 1)) -> list[int]:
+    """Scene indices ``start .. start+count-1`` that belong to shard ``i`` of ``n``."""
+    i, n = shard
+    return [k for k in range(start, start + count) if k % n == i]
+
+
+def cycles_seed(scene_seed: int, role: str) -> int:
+    """A Cycles seed per render: noise is a pure function of the seed, so every render of a
+    scene needs its own, and the reference must be independent of all noisy inputs (Noise2Noise)."""
+    return random.Random(f"mcdenoise:{scene_seed}:{role}").randrange(1, 2**31 - 1)
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Blender prints 'Saved: ...' on fd 1 for every file; keep the progress bar readable."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _setup_device(bpy: Any, scene: Any, device: str) -> str:
+    """CPU always works; for ``gpu`` try the GPU backends in turn and fall back to CPU."""
+    scene.cycles.device = "CPU"
+    if device != "gpu":
+        return "CPU"
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    for backend in ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI"):
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:
+            continue
+        prefs.get_devices()
+        gpus = [d for d in prefs.devices if d.type == backend]
+        if gpus:
+            for d in prefs.devices:
+                d.use = d.type == backend
+            scene.cycles.device = "GPU"
+            return backend
+    print("mcdenoise render-dataset: no GPU available to Cycles, rendering on CPU", file=sys.stderr)
+    return "CPU"
+
+
+def configure(scene: Any, res: int, threads: int) -> None:
+    """Output format and sampling settings shared by every render of a scene."""
+    r = scene.render
+    r.engine = "CYCLES"
+    r.resolution_x = r.resolution_y = res
+    r.resolution_percentage = 100
+    r.use_file_extension = False  # we choose the exact (temporary) file name ourselves
+    r.use_persistent_data = True  # reuse BVH and shaders across the renders of one scene
+    r.threads_mode = "FIXED" if threads > 0 else "AUTO"
+    if threads > 0:
+        r.threads = threads
+    # Blender 5.0: media type first, otherwise the multilayer format is not selectable.
+    r.image_settings.media_type = "MULTI_LAYER_IMAGE"
+    r.image_settings.file_format = "OPEN_EXR_MULTILAYER"
+    r.image_settings.color_depth = "32"
+    r.image_settings.exr_codec = "ZIP"
+    scene.view_settings.view_transform = "Standard"
+    vl = scene.view_layers[0]
+    vl.use_pass_combined = True
+    vl.use_pass_z = True
+    vl.cycles.denoising_store_passes = True  # Denoising Albedo / Normal, as artists export them
+    c = scene.cycles
+    c.use_denoising = False
+    c.use_adaptive_sampling = False  # uniform noise level per spp: what the model trains on
+    c.adaptive_threshold = REF_ADAPTIVE_THRESHOLD  # used by the reference render only
+    for k, v in BOUNCES.items():
+        setattr(c, k, v)
+
+
+def render_exr(bpy: Any, scene: Any, final: Path, samples: int, seed: int, adaptive: bool = False) -> None:
+    """Render once and move the EXR into place; the final name appears only when complete."""
+    tmp = layout.tmp_path(final)
+    scene.cycles.samples = samples
+    scene.cycles.use_adaptive_sampling = adaptive
+    scene.cycles.seed = seed
+    scene.render.filepath = str(tmp)
+    with _quiet_stdout():
+        bpy.ops.render.render(write_still=True)
+    if not tmp.is_file():
+        raise OutputError(f"Blender did not write {tmp} (disk full or folder not writable?)")
+    os.replace(tmp, final)
+
+
+def _mean_luminance(path: Path) -> float:
+    """Mean luminance of the Combined pass, ignoring the brightest 1 % (lamps, fireflies)."""
+    import numpy as np  # noqa: PLC0415
+    import OpenEXR  # noqa: PLC0415
+
+    with OpenEXR.File(str(path), separate_channels=True) as f:
+        ch = {k: v for p in f.parts for k, v in p.channels.items()}
+    rgb = [np.asarray(ch[f"{layout.VIEW_LAYER}.Combined.{c}"].pixels, dtype=np.float64) for c in "RGB"]
+    lum = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
+    lum = np.nan_to_num(lum, nan=0.0, posinf=0.0)
+    return float(np.minimum(lum, np.percentile(lum, 99)).mean())
+
+
+def calibrate_exposure(bpy: Any, scene: Any, folder: Path, scene_seed: int, res: int) -> dict[str, float]:
+    """Pick ``film_exposure`` from a tiny probe render so no frame comes out black or blown.
+
+    Light energies are sampled blindly, so the raw brightness spans many stops; a probe of a few
+    samples at low resolution costs well under a second and fixes that. The target is jittered
+    by a seed-derived amount so the dataset still covers dark and bright frames.
+    """
+    probe = folder / "exposure_probe.exr"
+    scene.render.resolution_percentage = max(1, min(100, round(100 * 64 / res)))
+    try:
+        render_exr(bpy, scene, probe, 8, cycles_seed(scene_seed, "probe"))
+        mean = _mean_luminance(probe)
+    finally:
+        scene.render.resolution_percentage = 100
+        probe.unlink(missing_ok=True)
+    target = EXPOSURE_TARGET * 2 ** random.Random(f"mcdenoise:{scene_seed}:exposure").uniform(-1.5, 0.75)
+    exposure = min(64.0, max(1 / 128, target / mean)) if mean > 0 else 1.0
+    scene.cycles.film_exposure = exposure
+    return {"probe_mean": round(mean, 6), "target": round(target, 6), "exposure": round(exposure, 6)}
+
+
+def clean_partial(folder: Path) -> list[Path]:
+    """Remove what an interrupted run left behind; its scene is redone from scratch."""
+    removed = []
+    if folder.is_dir():
+        for f in folder.iterdir():
+            if f.is_file() and (layout.is_tmp(f) or f.name == "exposure_probe.exr"
+                                or layout.NOISY_RE.match(f.name) or layout.REF_RE.match(f.name)):
+                f.unlink()
+                removed.append(f)
+    return removed
+
+
+def render_scene(root: Path, index: int, seed: int, res: int, spps: list[int], ref_spp: int,
+                 device: str = "cpu", threads: int = 0) -> dict[str, Any]:
+    """Render one scene completely and write its JSON marker last; returns the JSON record."""
+    bpy = import_bpy()
+    t0 = time.perf_counter()
+    folder = layout.scene_dir(root, index)
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_partial(folder)
+    desc = describe_scene(seed)
+    scene = build_scene(desc)
+    used_device = _setup_device(bpy, scene, device)
+    configure(scene, res, threads)
+    t_build = time.perf_counter() - t0
+    exposure = calibrate_exposure(bpy, scene, folder, seed, res)
+    seconds: dict[str, float] = {}
+    noisy_seeds = {}
+    for spp in spps:
+        t = time.perf_counter()
+        noisy_seeds[str(spp)] = cycles_seed(seed, f"noisy:{spp}")
+        render_exr(bpy, scene, layout.noisy_path(root, index, spp), spp, noisy_seeds[str(spp)])
+        seconds[f"{spp}spp"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    ref_seed = cycles_seed(seed, "ref")
+    # Adaptive sampling only for the target: it stays zero-mean noise (all Noise2Noise needs)
+    # and skips converged pixels, which on a CPU roughly halves the dominant cost.
+    render_exr(bpy, scene, layout.ref_path(root, index), ref_spp, ref_seed, adaptive=True)
+    seconds["ref"] = round(time.perf_counter() - t, 3)
+    seconds["build"] = round(t_build, 3)
+    seconds["total"] = round(time.perf_counter() - t0, 3)
+    record = {
+        "layout_version": 1,
+        "index": index,
+        "seed": seed,
+        "description": desc,
+        "render": {
+            "resolution": [res, res], "spp": list(spps), "ref_spp": ref_spp,
+            "noisy_seeds": noisy_seeds, "ref_seed": ref_seed, "adaptive_sampling": {"noisy": False, "ref": True, "ref_threshold": REF_ADAPTIVE_THRESHOLD},
+            "denoising": False, "bounces": BOUNCES, "device": used_device,
+            "blender": bpy.app.version_string, "passes": list(layout.PASSES),
+            **exposure, "seconds": seconds,
+        },
+    }
+    final = layout.desc_path(root, index)
+    tmp = layout.tmp_path(final)
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, final)
+    return record
+
+
+def render_dataset(root: str | Path, count: int, start: int = 0, seed_offset: int = 0, res: int = 256,
+                   spps: list[int] | None = None, ref_spp: int = 256, shard: tuple[int, int] = (0, 1),
+                   device: str = "cpu", threads: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Render every unfinished scene of this shard; returns counts and timings for the summary."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    import_bpy()  # fail early and clearly, before creating any folder
+    spps = spps or [1, 2, 4, 8, 16]
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create dataset folder {root}: {exc}") from exc
+    todo = select_indices(start, count, shard)
+    skipped = [i for i in todo if layout.is_done(root, i)]
+    pending = [i for i in todo if not layout.is_done(root, i)]
+    times: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(pending, unit="scene", disable=not progress, dynamic_ncols=True,
+               desc=f"render {root.name}", file=sys.stderr)
+    for idx in bar:
+        rec = render_scene(root, idx, seed_offset + idx, res, spps, ref_spp, device, threads)
+        times.append(rec["render"]["seconds"]["total"])
+        bar.set_postfix(scene=idx, last=f"{times[-1]:.1f}s")
+    bar.close()
+    return {"rendered": len(pending), "skipped": len(skipped), "selected": len(todo),
+            "seconds": time.perf_counter() - t0,
+            "mean_scene_seconds": sum(times) / len(times) if times else 0.0}
+
+
+__all__ = ["render_dataset", "render_scene", "select_indices", "cycles_seed"]

@@ -1,0 +1,123 @@
+"""The one model loader: CLI, add-on, training and benchmarks all build networks through here.
+
+A weights file is a plain dict (architecture name, constructor kwargs, which inputs the network
+takes, the state dict and free-form metadata), so it loads with ``torch.load(weights_only=True)``
+— no pickled code runs when a user opens a file someone sent them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mcdenoise.errors import DeviceError, WeightsError
+from mcdenoise.models import build_model
+
+FORMAT = "mcdenoise-weights/1"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
+# Input layouts a network can be trained for; aux channels are zero when a frame lacks them.
+INPUTS = {"color": 3, "color+albedo+normal": 9, "grey": 1}
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    arch: str
+    config: dict[str, Any]
+    inputs: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def uses_aux(self) -> bool:
+        return self.inputs != "color"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA on a machine without it is an error
+    rather than a silent fallback, so a farm node misconfiguration is noticed."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise DeviceError(f"unknown device {name!r}; use auto, cpu or cuda")
+
+
+def save_weights(
+    path: str | os.PathLike,
+    model: nn.Module,
+    arch: str,
+    config: dict[str, Any],
+    inputs: str,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """Write a weights file atomically (temp + rename), in fp32 on CPU."""
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {list(INPUTS)}")
+    path = Path(path)
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "arch": arch, "config": dict(config), "inputs": inputs, "state_dict": state, "meta": dict(meta or {})}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a weights file (the shipped default when ``path`` is None) in eval mode."""
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    if not path.is_file():
+        hint = "reinstall mcdenoise" if path == DEFAULT_WEIGHTS else "check the --weights path"
+        raise WeightsError(f"{path}: weights file not found; {hint}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a readable weights file ({type(exc).__name__}); it may be corrupted or truncated") from exc
+    if isinstance(payload, dict) and "dncnn.0.weight" in payload:
+        return _load_reference_dncnn(payload, path, device)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise WeightsError(f"{path}: not an mcdenoise weights file (expected format {FORMAT!r}); train one with 'mcdenoise train'")
+    arch, config, inputs = payload.get("arch"), payload.get("config", {}), payload.get("inputs")
+    if inputs not in INPUTS:
+        raise WeightsError(f"{path}: unknown input layout {inputs!r}")
+    try:
+        model = build_model(arch, **config)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: cannot build architecture {arch!r} with {config} ({exc})") from exc
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise WeightsError(f"{path}: weights do not fit architecture {arch!r} ({first})") from exc
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    model.to(dev).eval()
+    return LoadedModel(model, arch, config, inputs, payload.get("meta", {}), path)
+
+
+def _load_reference_dncnn(state: dict, path: Path, device: str | torch.device) -> LoadedModel:
+    """The DnCNN authors' published weights (plain state dicts with their ``dncnn.<i>`` keys,
+    as converted in the reference kit): same module layout, so the keys map one to one and only
+    the depth has to be read off the last conv's index (3*depth - 4)."""
+    conv_indices = [int(k.split(".")[1]) for k in state if k.endswith(".weight") and state[k].ndim == 4]
+    depth = (max(conv_indices) + 4) // 3
+    first = state["dncnn.0.weight"]
+    config = {"in_channels": int(first.shape[1]), "out_channels": int(state[f"dncnn.{max(conv_indices)}.weight"].shape[0]), "depth": depth}
+    model = build_model("dncnn", **config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: DnCNN reference weights do not fit depth {depth} ({str(exc).splitlines()[0][:200]})") from exc
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    model.to(dev).eval()
+    inputs = "grey" if config["in_channels"] == 1 else "color"
+    return LoadedModel(model, "dncnn", config, inputs, {"source": "DnCNN authors' weights"}, path)

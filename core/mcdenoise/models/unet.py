@@ -1,0 +1,75 @@
+"""Residual U-Net for Monte-Carlo renders (the project's render model).
+
+DnCNN sees 35x35 pixels, far too little context for 1-4 spp noise where a single sample may be
+the only light in a 20-pixel neighbourhood. Following the structure of OIDN's U-Net (Áfra,
+Intel Open Image Denoise, 2019; Ronneberger et al., MICCAI 2015) this network pools four times,
+so each output pixel sees a window of about 200 pixels, and takes albedo and normal alongside
+colour so that texture and geometry edges stay sharp. Like DnCNN it predicts the residual:
+``clean = colour - net(x)`` in the HDR-transformed space.
+
+Plain 3x3 conv + ReLU, max pool, nearest upsampling and skip concatenation: all of it maps to
+fast kernels on CPU (oneDNN) and GPU, and no normalisation layer makes results depend on the
+tile or batch. Channel widths come from a small table so quality/speed variants share code.
+
+Args:
+    in_channels: 3 (colour) or 9 (colour + albedo + normal).
+    out_channels: 3.
+    widths: channels per level, full resolution first, bottleneck last (5 entries).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WIDTHS = {
+    "fast": (16, 24, 32, 48, 64),
+    "balanced": (24, 32, 48, 64, 80),
+    "high": (32, 48, 64, 80, 96),
+}
+
+
+def _conv(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1)
+
+
+class ResidualUNet(nn.Module):
+    alignment = 16  # four 2x poolings: sizes must divide by 16, tile origins too
+
+    def __init__(self, in_channels: int = 9, out_channels: int = 3, widths: tuple[int, ...] | list[int] = WIDTHS["balanced"]):
+        super().__init__()
+        if len(widths) != 5:
+            raise ValueError("widths needs 5 entries (4 levels + bottleneck)")
+        c1, c2, c3, c4, c5 = widths
+        self.out_channels = out_channels
+        self.enc1 = nn.ModuleList([_conv(in_channels, c1), _conv(c1, c1)])
+        self.enc2 = nn.ModuleList([_conv(c1, c2), _conv(c2, c2)])
+        self.enc3 = nn.ModuleList([_conv(c2, c3), _conv(c3, c3)])
+        self.enc4 = nn.ModuleList([_conv(c3, c4), _conv(c4, c4)])
+        self.mid = nn.ModuleList([_conv(c4, c5), _conv(c5, c5)])
+        self.dec4 = nn.ModuleList([_conv(c5 + c4, c4), _conv(c4, c4)])
+        self.dec3 = nn.ModuleList([_conv(c4 + c3, c3), _conv(c3, c3)])
+        self.dec2 = nn.ModuleList([_conv(c3 + c2, c2), _conv(c2, c2)])
+        self.dec1 = nn.ModuleList([_conv(c2 + c1, c1), _conv(c1, c1)])
+        self.out = _conv(c1, out_channels)
+        # Two 3x3 convs per level at scale s add 2*s each; a 2x2 pool at scale s adds s.
+        self.receptive_radius = 2 * (1 + 2 + 4 + 8) + (1 + 2 + 4 + 8) + 2 * 16 + 2 * (8 + 4 + 2 + 1) + 1
+
+    @staticmethod
+    def _block(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        for conv in convs:
+            x = F.relu(conv(x), inplace=True)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s1 = self._block(self.enc1, x)
+        s2 = self._block(self.enc2, F.max_pool2d(s1, 2))
+        s3 = self._block(self.enc3, F.max_pool2d(s2, 2))
+        s4 = self._block(self.enc4, F.max_pool2d(s3, 2))
+        y = self._block(self.mid, F.max_pool2d(s4, 2))
+        y = self._block(self.dec4, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s4], 1))
+        y = self._block(self.dec3, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s3], 1))
+        y = self._block(self.dec2, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s2], 1))
+        y = self._block(self.dec1, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s1], 1))
+        return x[:, : self.out_channels] - self.out(y)
