@@ -31,9 +31,9 @@ def import_bpy() -> Any:
 
 def _node_tree(idblock: Any) -> Any:
     # Blender 5.0 still wants use_nodes on freshly created IDs but warns it will go away.
-    if idblock.node_tree is None or not getattr(idblock, "use_nodes", True):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if idblock.node_tree is None or not idblock.use_nodes:
             idblock.use_nodes = True
     return idblock.node_tree
 

@@ -246,6 +246,9 @@ def render_dataset(root: str | Path, count: int, start: int = 0, seed_offset: in
         rec = render_scene(root, idx, seed_offset + idx, res, spps, ref_spp, device, threads)
         times.append(rec["render"]["seconds"]["total"])
         bar.set_postfix(scene=idx, last=f"{times[-1]:.1f}s")
+        if not progress:  # one line per scene instead of a bar: readable in a log file
+            print(f"{layout.scene_name(idx)} done in {times[-1]:.1f} s (exposure "
+                  f"{rec['render']['exposure']:.3g})", flush=True)
     bar.close()
     return {"rendered": len(pending), "skipped": len(skipped), "selected": len(todo),
             "seconds": time.perf_counter() - t0,
