@@ -230,7 +230,7 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames()) -> Frame
         alpha=alpha,
         layer=color.layer,
         color_part=color.part,
-        color_dtype=np.dtype(color.channels["R"].pixels.dtype),
+        color_dtype=np.dtype(next(iter(color.channels.values())).pixels.dtype),
     )
 
 

@@ -1,0 +1,144 @@
+"""EXR I/O: pass lookup on real and synthetic files, faithful write-back, atomic writes, bad files."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import OpenEXR
+import pytest
+
+from exr_fixtures import box, channel_dump, write_blender_like
+from mcdenoise.errors import InputFileError, MissingPassError, OutputError, PassShapeError
+from mcdenoise.exr import read_frame, write_exr, write_with_pass
+from mcdenoise.passes import PRESETS, PassNames, split_channel_name
+
+
+def test_reads_blender_output(repo_root):
+    frame = read_frame(repo_root / "examples" / "suzanne_4spp.exr")
+    assert frame.layer == "ViewLayer"
+    assert frame.color.shape == (240, 320, 3) and frame.color.dtype == np.float32
+    assert frame.albedo.shape == frame.normal.shape == (240, 320, 3)
+    assert frame.alpha.shape == (240, 320)
+    assert frame.color_dtype == np.float16  # the sample is written as half float
+    # normals are unit-ish vectors, albedo is a reflectance (Cycles may exceed 1 on glossy paths)
+    lengths = np.linalg.norm(frame.normal, axis=-1)
+    assert np.median(lengths) == pytest.approx(1.0, abs=0.05)
+
+
+def test_write_with_pass_keeps_everything(tmp_path):
+    src = tmp_path / "in.exr"
+    write_blender_like(src, data_window=(5, 3))
+    before = channel_dump(src)
+    frame = read_frame(src)
+    denoised = frame.color * 0.5
+    out = tmp_path / "out.exr"
+    write_with_pass(frame, out, denoised)
+    after = channel_dump(out)
+    assert set(after) == set(before) | {"ViewLayer.Denoised"}
+    for name, content in before.items():
+        assert after[name] == content, f"part {name} changed"
+    back = read_frame(out, PassNames(color=("Denoised",)))
+    np.testing.assert_array_equal(back.color, denoised)
+    # the new pass sits in the same data window and uses the colour's pixel type
+    f = OpenEXR.File(str(out), separate_channels=True)
+    part = next(p for p in f.parts if p.name() == "ViewLayer.Denoised")
+    assert tuple(part.header["dataWindow"][0]) == (5, 3)
+    assert part.channels["ViewLayer.Denoised.R"].pixels.dtype == np.float32
+
+
+def test_denoising_twice_replaces_the_pass(tmp_path):
+    src = tmp_path / "in.exr"
+    write_blender_like(src)
+    frame = read_frame(src)
+    write_with_pass(frame, src, frame.color * 0.5)
+    again = read_frame(src)
+    write_with_pass(again, src, again.color * 0.25)
+    names = [p.name() for p in OpenEXR.File(str(src), separate_channels=True).parts]
+    assert names.count("ViewLayer.Denoised") == 1
+    np.testing.assert_array_equal(read_frame(src, PassNames(color=("Denoised",))).color, frame.color * 0.25)
+
+
+def test_single_part_layered_and_plain_files(tmp_path):
+    h, w = 20, 30
+    rgb = np.random.default_rng(1).random((h, w, 3)).astype(np.float32)
+    layered = tmp_path / "layered.exr"
+    write_exr(layered, {"Combined": np.dstack([rgb, np.ones((h, w))]), "Albedo": rgb * 0.5, "Normal": rgb - 0.5})
+    frame = read_frame(layered)
+    assert frame.layer == "" and frame.albedo is not None and frame.normal is not None
+    np.testing.assert_array_equal(frame.normal, rgb - 0.5)
+    write_with_pass(frame, tmp_path / "layered_out.exr", rgb)
+    chans = OpenEXR.File(str(tmp_path / "layered_out.exr"), separate_channels=True).parts[0].channels
+    assert {"Denoised.R", "Denoised.G", "Denoised.B", "Combined.A", "Albedo.R"} <= set(chans)
+
+    plain = tmp_path / "plain.exr"
+    write_exr(plain, {"": rgb}, header={"dataWindow": box(10, 4, 10 + w - 1, 4 + h - 1), "displayWindow": box(0, 0, 63, 63)})
+    frame = read_frame(plain)
+    assert frame.albedo is None and frame.normal is None and frame.alpha is None
+    write_with_pass(frame, tmp_path / "plain_out.exr", rgb)
+    f = OpenEXR.File(str(tmp_path / "plain_out.exr"), separate_channels=True)
+    assert tuple(f.parts[0].header["dataWindow"][0]) == (10, 4)
+    assert tuple(f.parts[0].header["displayWindow"][1]) == (63, 63)
+    assert {"R", "G", "B", "Denoised.R"} <= set(f.parts[0].channels)
+
+
+def test_pass_lookup_layers_and_overrides(tmp_path):
+    path = tmp_path / "two_layers.exr"
+    write_blender_like(path, layers=("Front", "Back"))
+    assert read_frame(path).layer == "Front"
+    assert read_frame(path, PassNames(layer="Back")).layer == "Back"
+    depth_as_color = PassNames().with_overrides(color="Denoising Normal")
+    np.testing.assert_array_equal(read_frame(path, depth_as_color).color, read_frame(path).normal)
+    with pytest.raises(MissingPassError, match="Front.Combined"):
+        read_frame(path, PassNames().with_overrides(color="Beauty"))
+    assert "arnold" in PRESETS and split_channel_name("ViewLayer.Denoising Albedo.R") == ("ViewLayer", "Denoising Albedo", "R")
+
+
+def test_missing_aux_is_none_and_size_mismatch_is_an_error(tmp_path):
+    path = tmp_path / "noaux.exr"
+    write_blender_like(path, aux=False)
+    frame = read_frame(path)
+    assert frame.albedo is None and frame.normal is None
+    bad = tmp_path / "mismatch.exr"
+    window = {"displayWindow": box(0, 0, 7, 7)}
+    color = OpenEXR.Part(dict(window, dataWindow=box(0, 0, 7, 7)), {f"Combined.{c}": np.ones((8, 8), np.float32) for c in "RGB"}, "Combined")
+    albedo = OpenEXR.Part(dict(window, dataWindow=box(0, 0, 7, 3)), {f"Albedo.{c}": np.ones((4, 8), np.float32) for c in "RGB"}, "Albedo")
+    OpenEXR.File([color, albedo]).write(str(bad))
+    with pytest.raises(PassShapeError, match="albedo pass is 8x4"):
+        read_frame(bad)
+
+
+def test_bad_files_are_reported(tmp_path, repo_root):
+    with pytest.raises(InputFileError, match="no such file"):
+        read_frame(tmp_path / "missing.exr")
+    text = tmp_path / "notes.exr"
+    text.write_text("not an image")
+    with pytest.raises(InputFileError, match="not an OpenEXR file"):
+        read_frame(text)
+    truncated = tmp_path / "truncated.exr"
+    data = (repo_root / "examples" / "suzanne_4spp.exr").read_bytes()
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(InputFileError, match="incomplete or corrupted"):
+        read_frame(truncated)
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
+    src = tmp_path / "in.exr"
+    write_blender_like(src)
+    out = tmp_path / "out.exr"
+    shutil.copy(src, out)
+    before = out.read_bytes()
+    frame = read_frame(src)
+
+    def explode(self, path):
+        with open(path, "wb") as fh:
+            fh.write(b"half a file")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(OpenEXR.File, "write", explode)
+    with pytest.raises(OutputError, match="could not write"):
+        write_with_pass(frame, out, frame.color)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.exr", "out.exr"]
+    with pytest.raises(OutputError, match="does not exist"):
+        write_with_pass(frame, tmp_path / "nowhere" / "out.exr", frame.color)

@@ -1,0 +1,88 @@
+"""Model structure: DnCNN is the paper's network and takes the authors' weights as they are;
+the render U-Net is residual and its declared receptive radius covers the real one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mcdenoise.models import WIDTHS, DnCNN, ResidualUNet, build_model
+from mcdenoise.model_io import load_model, save_weights
+from mcdenoise.errors import WeightsError
+
+
+def test_dncnn_layer_sequence_matches_the_paper():
+    net = DnCNN(depth=17)
+    layers = list(net.dncnn)
+    assert isinstance(layers[0], nn.Conv2d) and layers[0].bias is not None and isinstance(layers[1], nn.ReLU)
+    middle = layers[2:-1]
+    assert len(middle) == 3 * 15
+    for conv, bn, relu in zip(middle[0::3], middle[1::3], middle[2::3]):
+        assert isinstance(conv, nn.Conv2d) and conv.bias is None and conv.kernel_size == (3, 3) and conv.out_channels == 64
+        assert isinstance(bn, nn.BatchNorm2d) and isinstance(relu, nn.ReLU)
+    assert isinstance(layers[-1], nn.Conv2d) and layers[-1].out_channels == 1
+    assert len(net.state_dict()) == 94  # the reference kit's count for D=17
+    assert len(DnCNN(depth=20).state_dict()) == 112
+
+
+def test_dncnn_is_residual():
+    net = DnCNN(in_channels=9, out_channels=3).eval()
+    nn.init.zeros_(net.dncnn[-1].weight)
+    nn.init.zeros_(net.dncnn[-1].bias)
+    x = torch.rand(1, 9, 20, 24)
+    torch.testing.assert_close(net(x), x[:, :3])
+
+
+@pytest.mark.parametrize("arch,kwargs", [("unet", {"widths": WIDTHS["fast"]}), ("dncnn", {"in_channels": 9, "out_channels": 3, "depth": 8})])
+def test_receptive_radius_covers_the_network(arch, kwargs):
+    torch.manual_seed(0)
+    net = build_model(arch, **kwargs).eval()
+    size, c = 256, 128
+    x = torch.rand(1, 9, size, size)
+    x2 = x.clone()
+    x2[0, :, c, c] += 1.0
+    with torch.no_grad():
+        changed = (net(x) - net(x2)).abs().sum(1)[0] > 0
+    ys, xs = torch.nonzero(changed, as_tuple=True)
+    reach = int(max((ys - c).abs().max(), (xs - c).abs().max()))
+    assert 0 < reach <= net.receptive_radius
+
+
+def test_unet_shapes_and_alignment():
+    net = ResidualUNet(in_channels=9, widths=WIDTHS["fast"]).eval()
+    with torch.no_grad():
+        assert net(torch.rand(2, 9, 48, 64)).shape == (2, 3, 48, 64)
+    with pytest.raises(ValueError):
+        ResidualUNet(widths=(8, 8))
+
+
+def test_loads_the_authors_weights(shared_dncnn):
+    for name, depth in (("dncnn_s_sigma25.pth", 17), ("dncnn3.pth", 20)):
+        loaded = load_model(shared_dncnn / "weights" / name)
+        assert loaded.inputs == "grey" and loaded.config["depth"] == depth
+        reference = torch.load(shared_dncnn / "weights" / name, weights_only=True)
+        ours = loaded.model.state_dict()
+        assert set(ours) == set(reference)
+        for key, value in reference.items():
+            torch.testing.assert_close(ours[key], value)
+
+
+def test_weights_file_roundtrip_and_errors(tmp_path):
+    net = ResidualUNet(widths=(8, 8, 8, 8, 8))
+    path = tmp_path / "w.pt"
+    save_weights(path, net, "unet", {"widths": [8, 8, 8, 8, 8]}, "color+albedo+normal", {"steps": 3})
+    loaded = load_model(path)
+    assert loaded.meta["steps"] == 3 and not loaded.model.training
+    x = torch.rand(1, 9, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), net.eval()(x))
+    save_weights(path, net, "unet", {"widths": [16, 8, 8, 8, 8]}, "color+albedo+normal")
+    with pytest.raises(WeightsError, match="do not fit"):
+        load_model(path)
+    path.write_bytes(b"\x00garbage")
+    with pytest.raises(WeightsError, match="corrupted"):
+        load_model(path)
+    with pytest.raises(WeightsError, match="not found"):
+        load_model(tmp_path / "nope.pt")
