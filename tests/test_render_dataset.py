@@ -126,3 +126,41 @@ def test_shard_renders_only_its_indices(tmp_path: Path) -> None:
     assert [e.index for e in layout.list_scenes(out)] == [1, 3]
     rec = json.loads(layout.desc_path(out, 3).read_text())
     assert rec["seed"] == 1_000_003
+
+
+def test_scene_lock_respects_live_owner_and_takes_over_dead_one(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from mcdenoise.dataset.render import acquire_scene, release_scene
+
+    folder = tmp_path / "scene_00000"
+    assert acquire_scene(folder) and not acquire_scene(folder)  # second claim fails
+    release_scene(folder)
+    (folder / layout.LOCK_NAME).write_text(f"{socket.gethostname()} {os.getppid()}\n")
+    assert not acquire_scene(folder)  # live owner
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / layout.LOCK_NAME).write_text(f"{socket.gethostname()} {dead.pid}\n")
+    assert acquire_scene(folder)  # stale lock taken over
+    release_scene(folder)
+    assert not (folder / layout.LOCK_NAME).exists()
+
+
+@pytest.mark.slow
+def test_locked_scene_is_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import socket
+
+    pytest.importorskip("bpy")
+    out = tmp_path / "ds"
+    folder = layout.scene_dir(out, 0)
+    folder.mkdir(parents=True)
+    partial = layout.tmp_path(layout.ref_path(out, 0))
+    partial.write_bytes(b"another process is writing this")
+    (folder / layout.LOCK_NAME).write_text(f"{socket.gethostname()} {os.getppid()}\n")
+    assert _cli("--out", str(out), "--scenes", "2", *SMALL) == 0
+    assert "1 rendered, 0 already done, 1 locked by another process" in capsys.readouterr().out
+    assert partial.exists() and not layout.is_done(out, 0) and layout.is_done(out, 1)

@@ -76,7 +76,8 @@ def main(args: argparse.Namespace) -> int:
     i, n = args.shard
     print(
         f"render-dataset: {stats['rendered']} rendered, {stats['skipped']} already done, "
-        f"{stats['selected']} selected (shard {i}/{n}) in {stats['seconds']:.1f} s "
+        + (f"{stats['busy']} locked by another process, " if stats["busy"] else "")
+        + f"{stats['selected']} selected (shard {i}/{n}) in {stats['seconds']:.1f} s "
         f"({stats['mean_scene_seconds']:.1f} s/scene) -> {args.out}",
         flush=True,
     )

@@ -26,6 +26,8 @@ PASSES: tuple[str, ...] = ("Combined", "Denoising Albedo", "Denoising Normal", "
 VIEW_LAYER = "ViewLayer"
 #: Suffix of a file still being written; never a valid dataset file.
 TMP_SUFFIX = ".partial"
+#: Exclusive claim on a scene folder while a process renders it (holds "host pid").
+LOCK_NAME = ".lock"
 
 SCENE_DIR_RE = re.compile(r"^scene_(\d{5,})$")
 NOISY_RE = re.compile(r"^scene_(\d{5,})_(\d{4,})spp\.exr$")

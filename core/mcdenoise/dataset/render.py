@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import random
+import socket
 import sys
 import time
 from pathlib import Path
@@ -173,6 +174,49 @@ def clean_partial(folder: Path) -> list[Path]:
     return removed
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_scene(folder: Path) -> bool:
+    """Claim a scene folder with an exclusive ``.lock`` file; False if another process has it.
+
+    Two unsharded runs on one folder (say, a script started twice) would otherwise delete each
+    other's in-flight files as "stale". A lock left by a dead process on this host is taken over;
+    one from another host is respected (use ``--shard`` across machines instead).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / layout.LOCK_NAME
+    me = socket.gethostname()
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                host, pid = lock.read_text().split()
+                stale = host == me and not _pid_alive(int(pid))
+            except (OSError, ValueError):  # vanished, or its owner is still writing it
+                stale = False
+            if not stale:
+                return False
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{me} {os.getpid()}\n")
+        return True
+    return False
+
+
+def release_scene(folder: Path) -> None:
+    (folder / layout.LOCK_NAME).unlink(missing_ok=True)
+
+
 def render_scene(root: Path, index: int, seed: int, res: int, spps: list[int], ref_spp: int,
                  device: str = "cpu", threads: int = 0) -> dict[str, Any]:
     """Render one scene completely and write its JSON marker last; returns the JSON record."""
@@ -242,15 +286,26 @@ def render_dataset(root: str | Path, count: int, start: int = 0, seed_offset: in
     t0 = time.perf_counter()
     bar = tqdm(pending, unit="scene", disable=not progress, dynamic_ncols=True,
                desc=f"render {root.name}", file=sys.stderr)
+    busy: list[int] = []
     for idx in bar:
-        rec = render_scene(root, idx, seed_offset + idx, res, spps, ref_spp, device, threads)
+        folder = layout.scene_dir(root, idx)
+        if not acquire_scene(folder):
+            busy.append(idx)
+            continue
+        try:
+            if layout.is_done(root, idx):  # finished by another process meanwhile
+                skipped.append(idx)
+                continue
+            rec = render_scene(root, idx, seed_offset + idx, res, spps, ref_spp, device, threads)
+        finally:
+            release_scene(folder)
         times.append(rec["render"]["seconds"]["total"])
         bar.set_postfix(scene=idx, last=f"{times[-1]:.1f}s")
         if not progress:  # one line per scene instead of a bar: readable in a log file
             print(f"{layout.scene_name(idx)} done in {times[-1]:.1f} s (exposure "
                   f"{rec['render']['exposure']:.3g})", flush=True)
     bar.close()
-    return {"rendered": len(pending), "skipped": len(skipped), "selected": len(todo),
+    return {"rendered": len(times), "skipped": len(skipped), "busy": len(busy), "selected": len(todo),
             "seconds": time.perf_counter() - t0,
             "mean_scene_seconds": sum(times) / len(times) if times else 0.0}
 
