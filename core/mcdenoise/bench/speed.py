@@ -1,13 +1,260 @@
-"""Placeholder: filled in by the speed benchmark work (see the issue tracker)."""
+"""``mcdenoise bench --speed``: ms per megapixel and peak memory of our models and of Intel
+OIDN, measured in one run on one machine, written to ``<report>/speed.md``.
+
+Every measurement runs in a fresh interpreter, so peak memory is that one denoiser's: the
+worker resets the kernel's RSS high-water mark (``/proc/self/clear_refs``) after building its
+inputs and warming up on a small frame, and reports ``VmHWM`` minus the RSS at that point,
+which counts OIDN's native buffers as well as torch's. Timing excludes interpreter start and
+the warm-up (first-call oneDNN/OIDN set-up), includes everything a user waits for inside
+``denoise_frame`` / ``pyoidn.denoise`` (HDR transform, tiling, layout conversion). Shared
+machines are noisy, so ours and OIDN's runs alternate and repeat in ``--rounds`` rounds and
+the fastest of each is kept; only ratios from the same run should be compared.
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from mcdenoise.errors import McDenoiseError
 
+NAMED_SIZES = {"256": (256, 256), "720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
+OIDN_QUALITIES = ("high", "balanced", "fast")
+BIG_FRAME_PIXELS = 1_000_000  # frames this large are timed once per round: a 4K run is minutes
+
+
+@dataclass(frozen=True)
+class Job:
+    denoiser: str  # "ours" or "oidn"
+    quality: str
+    width: int
+    height: int
+    device: str = "cpu"
+    precision: str = "fp32"
+    repeat: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"mcdenoise {self.quality}" if self.denoiser == "ours" else f"OIDN {self.quality}"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'256' -> 256x256, '1080p', '4k', or 'WxH'."""
+    key = text.strip().lower()
+    if key in NAMED_SIZES:
+        return NAMED_SIZES[key]
+    try:
+        if "x" in key:
+            w, h = (int(v) for v in key.split("x"))
+        else:
+            w = h = int(key)
+    except ValueError:
+        raise McDenoiseError(f"--sizes: cannot read {text!r}; use 256, 1080p, 4k or WxH") from None
+    if w < 16 or h < 16:
+        raise McDenoiseError(f"--sizes: {text!r} is too small (at least 16x16)")
+    return w, h
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    g = parser.add_argument_group("speed benchmark (--speed)")
+    g.add_argument("--sizes", default="256,1080p,4k", help="comma-separated frame sizes: 256, 720p, 1080p, 4k or WxH (default: %(default)s)")
+    g.add_argument("--models", default="fast,balanced,high", help="our qualities to time (default: %(default)s)")
+    g.add_argument("--oidn", default=",".join(OIDN_QUALITIES), help="OIDN qualities to time, empty for none (default: %(default)s)")
+    g.add_argument("--repeat", type=int, default=3, help="timed runs per measurement for frames under 1 MP; larger frames run once (default: %(default)s)")
+    g.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every measurement, fastest kept (default: %(default)s)")
+    g.add_argument("--precisions", default="fp16,bf16", help="extra precisions timed on a CUDA GPU when one is present (default: %(default)s)")
+
+
+def synthetic_frame(width: int, height: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A low-spp-looking HDR frame (smooth shading, exponential sample noise, fireflies) with
+    albedo and normal; neither denoiser's speed depends on content, but OIDN's HDR path
+    and our exposure step should see realistic values."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    shade = 0.5 + 0.4 * np.sin(xx / 37.0)[..., None] * np.cos(yy / 53.0)[..., None]
+    albedo = np.clip(np.stack([shade[..., 0], 0.5 * shade[..., 0] + 0.2, 1.0 - shade[..., 0]], -1), 0, 1).astype(np.float32)
+    color = albedo * rng.exponential(1.0, (height, width, 3)).astype(np.float32)
+    fireflies = rng.random((height, width)) < 1e-3
+    color[fireflies] *= 50.0
+    normal = np.zeros((height, width, 3), np.float32)
+    normal[..., 2] = 1.0
+    return np.ascontiguousarray(color), albedo, normal
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_job(job: Job) -> dict:
+    """Time one denoiser in this process (the worker side; call it in a fresh interpreter)."""
+    import torch
+
+    color, albedo, normal = synthetic_frame(job.width, job.height)
+    # Warm up (oneDNN/OIDN set-up, per-shape kernel choice) on the frame itself when it is
+    # small, on a small one otherwise: a big frame's first call is what a user waits for.
+    small = synthetic_frame(128, 128, seed=1) if job.width * job.height >= BIG_FRAME_PIXELS else (color, albedo, normal)
+    cuda = job.device.startswith("cuda")
+    if job.denoiser == "ours":
+        from mcdenoise.inference import FrameInputs, denoise_frame
+        from mcdenoise.model_io import LoadedModel, resolve_device
+        from mcdenoise.quality import model_for_quality
+
+        device = resolve_device(job.device)
+        loaded = LoadedModel(model_for_quality(job.quality).to(device), "unet", {}, "color+albedo+normal")
+
+        def call(c, a, n):
+            return denoise_frame(loaded, FrameInputs(c, a, n), tile="auto", precision=job.precision)
+    else:
+        import pyoidn
+
+        if cuda:
+            color, albedo, normal = (torch.from_numpy(a).to(job.device) for a in (color, albedo, normal))
+            small = [torch.from_numpy(np.asarray(a)).to(job.device) if isinstance(a, np.ndarray) else a for a in small]
+
+        def call(c, a, n):
+            return pyoidn.denoise(c, a, n, hdr=True, quality=job.quality)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    call(*small)
+    sync()
+    base_kib = _rss_kib("VmRSS")
+    exact_peak = _reset_peak_rss()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        cuda_base = torch.cuda.memory_allocated()
+    times = []
+    for _ in range(job.repeat):
+        start = time.perf_counter()
+        call(color, albedo, normal)
+        sync()
+        times.append(time.perf_counter() - start)
+    peak_mib = max(_rss_kib("VmHWM") - base_kib, 0) / 1024 if exact_peak else float("nan")
+    if cuda:
+        peak_mib = (torch.cuda.max_memory_allocated() - cuda_base) / 2**20 if job.denoiser == "ours" else float("nan")
+    return {"seconds": min(times), "peak_mib": peak_mib, "threads": torch.get_num_threads()}
+
+
+def _spawn(job: Job) -> dict:
+    code = "import json,sys; from mcdenoise.bench.speed import Job, run_job; print(json.dumps(run_job(Job(**json.loads(sys.argv[1])))))"
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(job.__dict__)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": tail[:200]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def plan(sizes: list[tuple[int, int]], models: list[str], oidn: list[str], repeat: int, gpu: bool, precisions: list[str]) -> list[Job]:
+    """All measurements of one round, ours and OIDN alternating so that a burst of load from
+    another process hits both sides rather than one."""
+    jobs = []
+    for w, h in sizes:
+        reps = repeat if w * h < BIG_FRAME_PIXELS else 1
+        ours = [Job("ours", q, w, h, repeat=reps) for q in models]
+        theirs = [Job("oidn", q, w, h, repeat=reps) for q in oidn]
+        for i in range(max(len(ours), len(theirs))):
+            jobs += ours[i : i + 1] + theirs[i : i + 1]
+        if gpu:
+            jobs += [Job("ours", q, w, h, "cuda", p, reps) for q in models for p in ["fp32", *precisions]]
+            jobs += [Job("oidn", q, w, h, "cuda", "auto", reps) for q in oidn]
+    return jobs
+
+
+def measure(jobs: list[Job], rounds: int, log=print) -> dict[Job, dict]:
+    """Run every job ``rounds`` times, even rounds in reverse order, keeping the fastest."""
+    best: dict[Job, dict] = {}
+    for r in range(rounds):
+        for job in jobs if r % 2 == 0 else list(reversed(jobs)):
+            result = _spawn(job)
+            old = best.get(job)
+            if old is None or "error" in old or ("error" not in result and result["seconds"] < old["seconds"]):
+                best[job] = result
+            shown = result.get("error") or f"{result['seconds'] * 1000:.0f} ms"
+            log(f"round {r + 1}/{rounds}  {job.width}x{job.height}  {job.label} {job.device} {job.precision}: {shown}")
+    return best
+
+
+def table(results: dict[Job, dict]) -> str:
+    """Markdown table, with each row's ms/MP as a ratio to OIDN high on the same frame size
+    and device."""
+    ref = {(j.width, j.height, j.device): r["seconds"] for j, r in results.items() if j.denoiser == "oidn" and j.quality == "high" and "error" not in r}
+    lines = [
+        "| size | denoiser | device | precision | ms/frame | ms/MP | peak MiB | ms/MP vs OIDN high |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for job, r in results.items():
+        size = f"{job.width}x{job.height}"
+        if "error" in r:
+            lines.append(f"| {size} | {job.label} | {job.device} | {job.precision} | failed: {r['error']} | | | |")
+            continue
+        mp = job.width * job.height / 1e6
+        ratio = ref.get((job.width, job.height, job.device))
+        ratio_text = f"{r['seconds'] / ratio:.2f}" if ratio else "n/a"
+        peak = "n/a" if r["peak_mib"] != r["peak_mib"] else f"{r['peak_mib']:.0f}"
+        precision = job.precision if job.denoiser == "ours" else "OIDN's"
+        lines.append(f"| {size} | {job.label} | {job.device} | {precision} | {r['seconds'] * 1000:.0f} | {r['seconds'] * 1000 / mp:.0f} | {peak} | {ratio_text} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(args: argparse.Namespace) -> None:
-    raise McDenoiseError("the speed benchmark is not implemented yet")
+    import torch
+
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    models = [q.strip() for q in args.models.split(",") if q.strip()]
+    oidn = [q.strip() for q in args.oidn.split(",") if q.strip()]
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    from mcdenoise.quality import QUALITIES
+
+    for q in models:
+        if q not in QUALITIES:
+            raise McDenoiseError(f"--models: unknown quality {q!r}; use {', '.join(QUALITIES)}")
+    for q in oidn:
+        if q not in OIDN_QUALITIES:
+            raise McDenoiseError(f"--oidn: unknown OIDN quality {q!r}; use {', '.join(OIDN_QUALITIES)}")
+    if not sizes or not (models or oidn):
+        raise McDenoiseError("nothing to time: give at least one size and one model")
+    if args.repeat < 1 or args.rounds < 1:
+        raise McDenoiseError("--repeat and --rounds must be at least 1")
+    gpu = torch.cuda.is_available()
+    results = measure(plan(sizes, models, oidn, args.repeat, gpu, precisions), args.rounds)
+    from mcdenoise.inference import physical_cores
+    from mcdenoise.quality import macs_per_pixel, model_for_quality
+
+    report = Path(args.report)
+    report.mkdir(parents=True, exist_ok=True)
+    threads = sorted({r["threads"] for r in results.values() if "threads" in r})
+    header = (
+        "# mcdenoise speed benchmark\n\n"
+        f"Machine: {platform.processor() or platform.machine()}, {physical_cores()} physical cores, torch threads {threads}, "
+        f"torch {torch.__version__}, GPU: {torch.cuda.get_device_name(0) if gpu else 'none'}.\n"
+        f"Rounds: {args.rounds} (fastest kept); timed runs per measurement: {args.repeat} under 1 MP, else 1. "
+        "Peak MiB is the RSS high-water mark over the run minus the RSS before it (GPU rows: torch's peak allocation).\n\n"
+        "Our model costs (MAC per pixel): " + ", ".join(f"{q} {macs_per_pixel(model_for_quality(q)) / 1000:.0f}k" for q in models) + ".\n\n"
+    )
+    text = header + table(results)
+    (report / "speed.md").write_text(text)
+    print(text)
+    print(f"wrote {report / 'speed.md'}")

@@ -1,0 +1,89 @@
+"""The user-facing quality/speed choice: ``--quality fast|balanced|high``.
+
+Each quality is one width row of the residual U-Net (``models.unet.WIDTHS``) and one shipped
+weights file, ``weights/<quality>.pt``; ``default.pt`` is the balanced model, so
+``balanced`` reads ``balanced.pt`` when present and ``default.pt`` otherwise. A quality
+whose weights are not shipped is an error that says which qualities are, never a silent
+switch to another model: an artist who picked ``high`` for a final frame must not get
+``fast`` without knowing. Measured costs are in ``docs/speed.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mcdenoise.errors import WeightsError
+from mcdenoise.model_io import DEFAULT_WEIGHTS, WEIGHTS_DIR, LoadedModel, load_model
+from mcdenoise.models import WIDTHS, build_model
+
+QUALITIES = ("fast", "balanced", "high")
+DEFAULT_QUALITY = "balanced"
+
+
+def weights_path(quality: str) -> Path:
+    """Where the shipped weights of a quality live (the file may be missing)."""
+    if quality not in QUALITIES:
+        raise WeightsError(f"unknown quality {quality!r}; use one of {', '.join(QUALITIES)}")
+    path = WEIGHTS_DIR / f"{quality}.pt"
+    if quality == DEFAULT_QUALITY and not path.is_file():
+        return DEFAULT_WEIGHTS
+    return path
+
+
+def shipped_qualities() -> list[str]:
+    return [q for q in QUALITIES if weights_path(q).is_file()]
+
+
+def load_quality(quality: str = DEFAULT_QUALITY, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load the shipped model of a quality, or fail saying what is shipped."""
+    path = weights_path(quality)
+    if not path.is_file():
+        shipped = ", ".join(shipped_qualities()) or "none (reinstall mcdenoise)"
+        raise WeightsError(
+            f"no weights are shipped for --quality {quality} ({path} is missing); shipped qualities: {shipped}. "
+            "Pick one of those, or pass a trained file with --weights"
+        )
+    return load_model(path, device=device)
+
+
+def load_for_cli(weights: str | os.PathLike | None, quality: str | None, device: str | torch.device = "auto") -> LoadedModel:
+    """``--weights`` and ``--quality`` name a model two ways, so giving both is an error
+    rather than one silently winning; giving neither loads the default (balanced)."""
+    if weights is not None and quality is not None:
+        raise WeightsError("give --weights or --quality, not both (a weights file already fixes the model size)")
+    if weights is not None:
+        return load_model(weights, device=device)
+    return load_quality(quality or DEFAULT_QUALITY, device=device)
+
+
+def model_for_quality(quality: str, in_channels: int = 9) -> nn.Module:
+    """An untrained network of a quality's size, for training and speed benchmarks (speed
+    does not depend on the weight values)."""
+    if quality not in WIDTHS:
+        raise WeightsError(f"unknown quality {quality!r}; use one of {', '.join(QUALITIES)}")
+    return build_model("unet", in_channels=in_channels, out_channels=3, widths=WIDTHS[quality]).eval()
+
+
+def macs_per_pixel(model: nn.Module, size: int = 64) -> float:
+    """Multiply-accumulates per input pixel, counted from a forward pass on a small square
+    (conv layers only; the rest is memory traffic, not arithmetic)."""
+    total = 0
+
+    def hook(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += output.numel() * module.in_channels // module.groups * kh * kw
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        with torch.inference_mode():
+            model(torch.zeros(1, first.in_channels, size, size))
+    finally:
+        for h in handles:
+            h.remove()
+    return total / (size * size)
