@@ -30,10 +30,11 @@ _HEADER_KEYS_SET_BY_WRITER = ("channels", "chunkCount")
 @dataclass
 class Frame:
     """The passes the denoiser needs, as float32 (H, W, C) arrays, plus what is needed to write
-    a new pass next to them. ``albedo``/``normal`` are None when the file has no such pass."""
+    a new pass next to them. ``albedo``/``normal`` are None when the file has no such pass.
+    ``source`` is None for a frame read with ``low_memory`` (the file is re-read when writing)."""
 
     path: Path
-    source: OpenEXR.File
+    source: OpenEXR.File | None
     color: np.ndarray
     albedo: np.ndarray | None
     normal: np.ndarray | None
@@ -58,12 +59,13 @@ class _Pass:
 # --------------------------------------------------------------------------- reading
 
 
-def open_exr(path: str | os.PathLike) -> "OpenEXR.File":
+def open_exr(path: str | os.PathLike, header_only: bool = False) -> "OpenEXR.File":
     """Open an EXR with all pixel data, refusing missing, non-EXR and truncated files.
 
     OpenEXR only prints a warning for a truncated file and hands back zeros or drops parts,
     which would silently turn a broken frame into a black one; the chunk tables are checked
-    first so such a file is reported instead.
+    first so such a file is reported instead. ``header_only`` does the same checks without
+    decoding pixels, which is how a batch tells a finished output from a broken one cheaply.
     """
     path = Path(path)
     if not path.exists():
@@ -81,6 +83,8 @@ def open_exr(path: str | os.PathLike) -> "OpenEXR.File":
     if problem:
         raise InputFileError(f"{path}: file is incomplete or corrupted ({problem}); re-render or re-copy it")
     try:
+        if header_only:
+            return OpenEXR.File(str(path), header_only=True)
         return OpenEXR.File(str(path), separate_channels=True)
     except Exception as exc:  # OpenEXR raises bare RuntimeError/ValueError
         raise InputFileError(f"{path}: cannot decode EXR ({exc})") from exc
@@ -171,7 +175,7 @@ def _find_pass(source: "OpenEXR.File", candidates: tuple[str, ...], layer: str |
     return None
 
 
-def _stack(p: _Pass, comps: tuple[str, ...], path: Path) -> np.ndarray:
+def _stack(p: _Pass, comps: tuple[str, ...], path: Path, keep_half: bool = False) -> np.ndarray:
     for trial in (comps, RGB, XYZ):
         if all(c in p.channels for c in trial):
             comps = trial
@@ -180,7 +184,9 @@ def _stack(p: _Pass, comps: tuple[str, ...], path: Path) -> np.ndarray:
         ch = p.channels[c]
         if ch.xSampling != 1 or ch.ySampling != 1:
             raise PassShapeError(f"{path}: pass {p.name!r} is subsampled; mcdenoise needs full-resolution passes")
-    return np.stack([np.asarray(p.channels[c].pixels, dtype=np.float32) for c in comps], axis=-1)
+    planes = [p.channels[c].pixels for c in comps]
+    dtype = np.float16 if keep_half and all(px.dtype == np.float16 for px in planes) else np.float32
+    return np.stack([np.asarray(px, dtype=dtype) for px in planes], axis=-1)
 
 
 def available_passes(source: "OpenEXR.File") -> list[str]:
@@ -195,8 +201,13 @@ def available_passes(source: "OpenEXR.File") -> list[str]:
     return names
 
 
-def read_frame(path: str | os.PathLike, names: PassNames = PassNames()) -> Frame:
-    """Read colour (required), alpha, albedo and normal (optional) of one frame."""
+def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_memory: bool = False) -> Frame:
+    """Read colour (required), alpha, albedo and normal (optional) of one frame.
+
+    ``low_memory`` keeps half-float passes as float16 (exact: every half is a float32, and the
+    HDR transform converts tile by tile) and drops the rest of the file until it is written
+    back, so an 8K frame costs ~20 bytes a pixel instead of ~80 between read and write.
+    """
     path = Path(path)
     source = open_exr(path)
     color = _find_pass(source, names.color, names.layer, RGB)
@@ -207,30 +218,31 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames()) -> Frame
             + f"); the file has: {', '.join(available_passes(source)) or 'no channels'}. "
             "Name the pass with --color-pass, or pick another --pass-preset"
         )
-    rgb = _stack(color, RGB, path)
+    rgb = _stack(color, RGB, path, low_memory)
     alpha = None
     if "A" in color.channels:
-        alpha = np.asarray(color.channels["A"].pixels, dtype=np.float32)
+        alpha = _stack(_Pass(color.part, color.layer, color.name, {"A": color.channels["A"]}), ("A",), path, low_memory)[..., 0]
     albedo_pass = _find_pass(source, names.albedo, color.layer, RGB)
     normal_pass = _find_pass(source, names.normal, color.layer, XYZ)
-    albedo = _stack(albedo_pass, RGB, path) if albedo_pass else None
-    normal = _stack(normal_pass, XYZ, path) if normal_pass else None
+    albedo = _stack(albedo_pass, RGB, path, low_memory) if albedo_pass else None
+    normal = _stack(normal_pass, XYZ, path, low_memory) if normal_pass else None
     for label, arr in (("albedo", albedo), ("normal", normal)):
         if arr is not None and arr.shape[:2] != rgb.shape[:2]:
             raise PassShapeError(
                 f"{path}: {label} pass is {arr.shape[1]}x{arr.shape[0]} but colour is "
                 f"{rgb.shape[1]}x{rgb.shape[0]}; re-render so all passes share one data window"
             )
+    color_dtype = np.dtype(next(iter(color.channels.values())).pixels.dtype)
     return Frame(
         path=path,
-        source=source,
+        source=None if low_memory else source,
         color=rgb,
         albedo=albedo,
         normal=normal,
         alpha=alpha,
         layer=color.layer,
         color_part=color.part,
-        color_dtype=np.dtype(next(iter(color.channels.values())).pixels.dtype),
+        color_dtype=color_dtype,
     )
 
 
@@ -290,16 +302,18 @@ def write_with_pass(
     replaced, so denoising twice does not stack passes. The pass uses the colour's pixel type.
     """
     out_path = Path(out_path)
-    h, w = frame.shape
+    source = frame.source if frame.source is not None else open_exr(frame.path)
+    (x0, y0), (x1, y1) = source.parts[frame.color_part].header["dataWindow"]
+    h, w = int(y1 - y0 + 1), int(x1 - x0 + 1)
     if rgb.shape != (h, w, 3):
         raise PassShapeError(f"{out_path}: denoised image is {rgb.shape}, expected {(h, w, 3)}")
     pixels = [np.ascontiguousarray(rgb[..., i], dtype=frame.color_dtype) for i in range(3)]
     new_channels = {
         join_channel_name(frame.layer, pass_name, comp): OpenEXR.Channel(px) for comp, px in zip(RGB, pixels)
     }
-    multipart = len(frame.source.parts) > 1 or frame.layer != ""
+    multipart = len(source.parts) > 1 or frame.layer != ""
     parts = []
-    for index, part in enumerate(frame.source.parts):
+    for index, part in enumerate(source.parts):
         kept = {
             name: _channel_copy(ch)
             for name, ch in part.channels.items()
@@ -310,7 +324,7 @@ def write_with_pass(
         if kept:
             parts.append(OpenEXR.Part(_copy_header(part.header), kept, part.name()))
     if multipart:
-        header = _copy_header(frame.source.parts[frame.color_part].header)
+        header = _copy_header(source.parts[frame.color_part].header)
         name = join_channel_name(frame.layer, pass_name, "")
         header["name"] = name
         parts.append(OpenEXR.Part(header, new_channels, name))

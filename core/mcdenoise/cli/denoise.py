@@ -1,10 +1,14 @@
-"""``mcdenoise denoise IN.exr -o OUT.exr``: add a Denoised pass to EXR renders."""
+"""``mcdenoise denoise IN.exr -o OUT.exr``: add a Denoised pass to EXR renders.
+
+Also the farm form: ``mcdenoise denoise 'shot_####.exr' --frames 1001-1240 --out-dir out
+--shard 0/4 --keep-going``. Exit status: 0 all frames done or skipped, 1 some frames failed
+with ``--keep-going``, 2 the job stopped on an error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 from mcdenoise.errors import McDenoiseError
@@ -24,15 +28,44 @@ def add_pass_arguments(parser: argparse.ArgumentParser) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--weights", type=Path, help="weights file (default: the model shipped with mcdenoise)")
+    g.add_argument("--quality", choices=("fast", "balanced", "high"), help="shipped model size: fast, balanced (the default model) or high; see docs/speed.md")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     g.add_argument("--tile", type=int, default=1024, help="tile size in pixels, 0 = whole frame (default: %(default)s)")
     g.add_argument("--require-aux", action="store_true", help="fail on frames without albedo/normal instead of denoising colour-only")
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected i/n such as 0/4, got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"shard i/n needs 0 <= i < n, got {text!r}")
+    return i, n
+
+
+def _frames(text: str) -> list[int]:
+    from mcdenoise.sequence import parse_frames
+
+    try:
+        return parse_frames(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", type=Path, help="input EXR file(s)")
-    parser.add_argument("-o", "--output", type=Path, help="output EXR (one input only)")
-    parser.add_argument("--preview", type=Path, help="also write a side-by-side PNG: noisy | denoised")
+    parser.add_argument("inputs", nargs="+", help="EXR files, folders, globs ('renders/*.exr') or frame patterns (shot_####.exr, shot_%%04d.exr)")
+    parser.add_argument("-o", "--output", type=Path, help="output EXR (one input only; overwritten if it exists)")
+    parser.add_argument("--preview", type=Path, help="also write a side-by-side PNG: noisy | denoised (one input only)")
+    g = parser.add_argument_group("sequences")
+    g.add_argument("--frames", type=_frames, help="frames of a pattern: 1001-1240, 1-100x2, 1,5,9-12 (default: first to last on disk)")
+    g.add_argument("--out-dir", type=Path, help="write outputs into this folder (created if missing), same file names plus --suffix")
+    g.add_argument("--suffix", help="added to each output's file name (default: _denoised, or none with --out-dir)")
+    g.add_argument("--shard", type=_shard, default=(0, 1), help="denoise only frames with index %% n == i of the frame list (default: 0/1)")
+    g.add_argument("--overwrite", action="store_true", help="denoise again even where a complete output exists (default: skip it)")
+    g.add_argument("--keep-going", action="store_true", help="carry on past bad or missing frames; exit 1 at the end if any failed")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-frame lines; errors and the summary only")
+    g.add_argument("--stats", action="store_true", help="print wall time, frames/s and the model's share of the time")
     add_model_arguments(parser)
     add_pass_arguments(parser)
 
@@ -42,22 +75,50 @@ def pass_names_from_args(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from mcdenoise.model_io import load_model
-    from mcdenoise.pipeline import denoise_file
-    from mcdenoise.preview import save_png, side_by_side
+    from tqdm import tqdm
 
-    if args.output is not None and len(args.inputs) != 1:
-        raise McDenoiseError("-o/--output takes one input; for several files use --out-dir")
-    loaded = load_model(args.weights, device=args.device)
+    from mcdenoise.batch import plan_jobs, run_batch
+    from mcdenoise.model_io import load_model
+    from mcdenoise.preview import save_png, side_by_side
+    from mcdenoise.sequence import expand_inputs, select_shard
+
+    sources = select_shard(expand_inputs(args.inputs, args.frames), args.shard)
+    if args.preview is not None and len(sources) != 1:
+        raise McDenoiseError("--preview takes one input frame")
+    suffix = args.suffix if args.suffix is not None else ("" if args.out_dir is not None else "_denoised")
+    jobs = plan_jobs(sources, args.output, args.out_dir, suffix)
+    from mcdenoise.quality import load_for_cli
+
+    loaded = load_for_cli(args.weights, args.quality, device=args.device)
     names = pass_names_from_args(args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for in_path in args.inputs:
-            out_path = args.output or in_path.with_name(in_path.stem + "_denoised.exr")
-            result = denoise_file(loaded, in_path, out_path, names, args.pass_name, args.tile or None, args.require_aux)
-            if args.preview:
-                save_png(args.preview, side_by_side([result.frame.color, result.denoised]))
-            print(f"{in_path} -> {out_path}")
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+    bar = tqdm(total=len(jobs), unit="frame", file=sys.stderr, disable=args.quiet or len(jobs) < 2, dynamic_ncols=True)
+
+    def log(level: str, message: str) -> None:
+        if level == "info":
+            if not args.quiet:
+                bar.write(message, file=sys.stdout)
+        else:
+            bar.write(f"mcdenoise denoise: {level}: {message}", file=sys.stderr)
+
+    def preview(job, prepared, denoised) -> None:
+        save_png(args.preview, side_by_side([prepared.frame.color, denoised]))
+
+    try:
+        summary = run_batch(
+            loaded, jobs, names, args.pass_name, args.tile or None, args.require_aux, args.keep_going,
+            overwrite=args.overwrite or args.output is not None, log=log, progress=bar.update,
+            on_denoised=preview if args.preview else None,
+        )
+    finally:
+        bar.close()
+    if len(jobs) > 1 or summary.failed or summary.skipped:
+        print(f"{summary.line()} of {summary.total} frame(s) in {summary.seconds:.1f} s")
+    if args.stats:
+        n = len(summary.done)
+        fps = n / summary.seconds if summary.seconds else 0.0
+        model_fps = n / summary.model_seconds if summary.model_seconds else 0.0
+        print(f"stats: {n} frame(s) in {summary.seconds:.2f} s = {fps:.3f} frames/s; model alone {summary.model_seconds:.2f} s = {model_fps:.3f} frames/s; "
+              f"pipeline at {100 * fps / model_fps if model_fps else 0:.1f} % of model throughput")
+    if summary.failed:
+        return 1 if args.keep_going else 2
     return 0
