@@ -1,0 +1,61 @@
+"""``mcdenoise train``: train (or resume) a denoiser on a rendered dataset and export weights.
+
+    mcdenoise train --data data/train --run-dir runs/unet --arch unet --minutes 30
+    mcdenoise train --run-dir runs/unet --export core/mcdenoise/weights/default.pt
+
+Settings come from defaults, then ``--config FILE`` (JSON with TrainConfig's field names), then
+flags. Re-running the same command resumes from ``RUN/checkpoints/latest``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Every default is None so that only flags actually given override the config file.
+    parser.add_argument("--config", type=Path, help="JSON file of TrainConfig fields (flags override it)")
+    parser.add_argument("--data", help="training dataset folder (render-dataset layout), default data/train")
+    parser.add_argument("--run-dir", dest="run_dir", help="run folder: config.json, checkpoints/, log/ (default runs/unet)")
+    parser.add_argument("--arch", choices=("unet", "dncnn"), help="network (default unet)")
+    parser.add_argument("--widths", choices=("fast", "balanced", "high"), help="U-Net width table (default balanced)")
+    parser.add_argument("--steps", type=int, help="total steps = length of the LR schedule (default 2000)")
+    parser.add_argument("--minutes", type=float, help="wall-clock budget of this call; a checkpoint is left on stop")
+    parser.add_argument("--stop-after", type=int, default=0, help="stop this call after N steps (schedule unchanged)")
+    parser.add_argument("--batch", type=int, help="crops per step (default 8)")
+    parser.add_argument("--crop", type=int, help="crop size in pixels (default 128)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    parser.add_argument("--warmup", type=int, help="linear LR warm-up steps (default 100)")
+    parser.add_argument("--val-every", dest="val_every", type=int, help="validate every N steps (0 = never)")
+    parser.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=float, help="checkpoint interval (default 3)")
+    parser.add_argument("--seed", type=int, help="seed of weights init and crop sampling (default 0)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
+    parser.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar (for logs)")
+    parser.add_argument("--export", type=Path, help="after training, write the model as a weights file here")
+    parser.add_argument("--no-train", action="store_true", help="only export the newest checkpoint")
+
+
+def main(args: argparse.Namespace) -> int:
+    from mcdenoise.training import config as config_mod
+    from mcdenoise.training.loop import export, train
+
+    overrides = {k: v for k, v in vars(args).items() if k in config_mod.FIELD_NAMES}
+    config_file = args.config
+    if config_file is None and args.run_dir and (Path(args.run_dir) / "config.json").is_file():
+        config_file = Path(args.run_dir) / "config.json"  # resuming: start from the run's own config
+    cfg = config_mod.resolve(config_file, overrides)
+    if not args.no_train:
+        summary = train(cfg, stop_after=args.stop_after)
+        val = summary["val"]
+        print(
+            f"train: step {summary['step']}/{summary['steps']} ({summary['train_seconds']:.0f} s of training) on "
+            f"{summary['train_scenes']} scenes, validated on {summary['val_scenes']}"
+            + (f": val PSNR {val['val_psnr']:.2f} dB, SSIM {val['val_ssim']:.4f}" if val else "")
+        )
+    if args.export:
+        meta = export(cfg.run_dir, args.export)
+        print(f"train: exported {args.export} ({json.dumps(meta)})")
+    return 0

@@ -1,0 +1,150 @@
+"""Training pairs from a rendered dataset: scene cache, deterministic split and augmented crops.
+
+Inputs are built by :func:`mcdenoise.inference.build_input`, the very function inference uses,
+so the network is trained in exactly the space it will see: ``hdr.forward(colour, exposure)``
+with the exposure of the *full noisy frame* (jittered by 2^U(-1,1): scaling radiance alone would
+do nothing since autoexposure cancels it), albedo and normal from the *noisy* file (what users
+have), and the target ``hdr.forward(reference, same exposure)``.
+
+All randomness comes from one ``numpy.random.Generator`` whose state is saved in checkpoints,
+which is what makes a resumed run draw the same crops as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcdenoise import hdr
+from mcdenoise.dataset.layout import SceneEntry, list_scenes
+from mcdenoise.errors import InputFileError
+from mcdenoise.exr import read_frame
+from mcdenoise.inference import FrameInputs, build_input
+
+
+@dataclass
+class SceneData:
+    """One scene decoded in RAM: per sample count colour (float32, fireflies need the range),
+    albedo and normal (float16), its full-frame exposure, and the reference colour."""
+
+    entry: SceneEntry
+    noisy: dict[int, FrameInputs]
+    exposure: dict[int, float]
+    ref: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.ref.shape[:2]
+
+
+def load_scene(entry: SceneEntry) -> SceneData:
+    noisy: dict[int, FrameInputs] = {}
+    exposure: dict[int, float] = {}
+    for spp in entry.spps:
+        f = read_frame(entry.noisy(spp))
+        if f.albedo is None or f.normal is None:
+            raise InputFileError(f"{entry.noisy(spp)}: dataset file lacks albedo/normal passes; re-render it with render-dataset")
+        noisy[spp] = FrameInputs(hdr.sanitize(f.color), f.albedo.astype(np.float16), f.normal.astype(np.float16))
+        exposure[spp] = hdr.autoexposure(f.color)
+    ref = hdr.sanitize(read_frame(entry.ref).color)
+    return SceneData(entry, noisy, exposure, ref)
+
+
+def split_scenes(entries: list[SceneEntry], val_fraction: float) -> tuple[list[SceneEntry], list[SceneEntry]]:
+    """Every k-th scene index (k = round(1/val_fraction)) is validation: deterministic, and stable
+    while the dataset grows, so a scene never moves between the two sides."""
+    if val_fraction <= 0:
+        return list(entries), []
+    k = max(int(round(1.0 / val_fraction)), 2)
+    val = [e for e in entries if e.index % k == 0]
+    train = [e for e in entries if e.index % k != 0]
+    return train, val
+
+
+def transform_planes(x: np.ndarray, op: int) -> np.ndarray:
+    """One of the 8 flips/rotations of a (9, h, w) input or (3, h, w) target.
+
+    Normals (channels 6..8, camera space: X right, Y up) are vectors, so rotating the picture
+    must rotate their X/Y components too, otherwise the net learns inconsistent geometry.
+    """
+    k, flip = op % 4, op >= 4
+    x = np.rot90(x, k, axes=(1, 2))
+    if flip:
+        x = x[:, :, ::-1]
+    if x.shape[0] == 9:
+        x = x.copy()
+        nx, ny = x[6].copy(), x[7].copy()
+        for _ in range(k):  # counter-clockwise picture rotation: (x, y) -> (-y, x)
+            nx, ny = -ny, nx
+        if flip:
+            nx = -nx
+        x[6], x[7] = nx, ny
+    return np.ascontiguousarray(x)
+
+
+class CropSampler:
+    """Draws augmented training crops; its whole state is ``rng`` (see :meth:`state`)."""
+
+    def __init__(self, root: str | Path, val_fraction: float, crop: int, aux_dropout: float, seed: int):
+        self.root = Path(root)
+        self.val_fraction = val_fraction
+        self.crop = crop
+        self.aux_dropout = aux_dropout
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self._cache: dict[int, SceneData] = {}
+        self.train: list[SceneEntry] = []
+        self.val: list[SceneEntry] = []
+        self.reload()
+
+    def reload(self) -> None:
+        """Pick up scenes finished since the last scan (the renderer may still be running)."""
+        entries = [e for e in list_scenes(self.root) if e.spps]
+        self.train, self.val = split_scenes(entries, self.val_fraction)
+        if not self.train:
+            raise InputFileError(
+                f"{self.root}: no finished training scenes ({len(entries)} found in all); "
+                "render some with 'mcdenoise render-dataset --out DIR --scenes N'"
+            )
+
+    def scene(self, entry: SceneEntry) -> SceneData:
+        if entry.index not in self._cache:
+            self._cache[entry.index] = load_scene(entry)
+        return self._cache[entry.index]
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """One (input 9xcxc, target 3xcxc) float32 pair."""
+        rng = self.rng
+        s = self.scene(self.train[int(rng.integers(len(self.train)))])
+        spp = int(rng.choice(np.array(sorted(s.noisy))))
+        h, w = s.shape
+        c = min(self.crop, h, w)
+        y, x = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
+        op = int(rng.integers(8))
+        perm = rng.permutation(3)
+        exposure = s.exposure[spp] * float(2.0 ** rng.uniform(-1.0, 1.0))
+        drop = bool(rng.random() < self.aux_dropout)
+
+        n = s.noisy[spp]
+        ys, xs = slice(y, y + c), slice(x, x + c)
+        crop = FrameInputs(
+            n.color[ys, xs][..., perm],
+            n.albedo[ys, xs][..., perm].astype(np.float32),
+            n.normal[ys, xs].astype(np.float32),
+        )
+        inp = build_input(crop, exposure, True, slice(None), slice(None))
+        if drop:
+            inp[3:] = 0.0  # what inference feeds for a file without aux passes
+        target = hdr.forward(s.ref[ys, xs][..., perm], exposure).transpose(2, 0, 1)
+        return transform_planes(inp, op), transform_planes(target, op)
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [self.sample() for _ in range(size)]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
