@@ -1,0 +1,25 @@
+"""Per-scene settings at ``scene.mcdenoise`` (saved with the .blend, read by render farms)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, IntProperty, StringProperty
+
+
+class McDenoiseSceneSettings(bpy.types.PropertyGroup):
+    auto_denoise: BoolProperty(
+        name="Auto-denoise",
+        description="After each rendered frame, add a denoised pass to the written multilayer EXR",
+        default=False,
+    )
+    pass_name: StringProperty(name="Pass name", description="Name of the pass written into the EXR", default="Denoised")
+    tile: IntProperty(
+        name="Tile size", description="Pixels per tile (smaller uses less memory, same result); 0 = whole frame",
+        default=1024, min=0, soft_max=4096,
+    )
+    require_aux: BoolProperty(
+        name="Require albedo/normal",
+        description="Fail instead of denoising from colour only when Denoising Data passes are missing",
+        default=False,
+    )
+    status: StringProperty(name="Last result", description="What the last denoise did, or why it failed", default="")

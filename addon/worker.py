@@ -1,0 +1,119 @@
+"""Run one denoise, inside Blender (PyTorch importable) or in an external Python as a subprocess.
+
+Nothing here touches ``bpy``: a :class:`Job` is a snapshot of the settings taken on the main
+thread, so the operator can run :func:`run` in a background thread and the render handlers can
+run it directly. Every failure comes out as a ``McDenoiseError``-like exception with a message
+an artist can act on; cancelling raises the core's ``Cancelled``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import runtime
+
+# The loaded network is kept between frames of an animation (loading it costs more than a
+# small frame); keyed by weights path and device so a preference change reloads.
+_MODEL_CACHE: dict[tuple[str, str], object] = {}
+DEVICE_NAMES = {"AUTO": "auto", "CPU": "cpu", "GPU": "cuda"}
+
+
+class AddonError(Exception):
+    """A problem outside the core (no PyTorch, a broken external Python): shown as is."""
+
+
+@dataclass
+class Job:
+    in_path: Path
+    out_path: Path
+    backend: str = "AUTO"
+    python_path: str = ""
+    device: str = "AUTO"
+    weights_path: str = ""
+    pass_name: str = "Denoised"
+    tile: int = 1024
+    require_aux: bool = False
+
+
+@dataclass
+class Outcome:
+    out_path: Path
+    denoised: object | None  # HxWx3 float32 array when run inside Blender, else None
+    warnings: list[str] = field(default_factory=list)
+
+
+def choose_backend(job: Job) -> str:
+    if job.backend != "AUTO":
+        return job.backend
+    if not runtime.missing_modules():
+        return "BLENDER"
+    if job.python_path:
+        return "EXTERNAL"
+    raise AddonError(
+        "PyTorch is not available in Blender: open Edit > Preferences > Add-ons > mcdenoise and click "
+        "'Install PyTorch', or set 'External Python' to an environment with mcdenoise installed"
+    )
+
+
+def run(job: Job, progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None) -> Outcome:
+    if choose_backend(job) == "EXTERNAL":
+        return _run_external(job, cancel or threading.Event())
+    return _run_inside(job, progress)
+
+
+def _run_inside(job: Job, progress: Callable[[int, int], None] | None) -> Outcome:
+    missing = runtime.missing_modules()
+    if missing:
+        raise AddonError(
+            f"{', '.join(missing)} cannot be imported in Blender: use 'Install PyTorch' in the mcdenoise "
+            "preferences, or switch 'Run the model' to External Python"
+        )
+    runtime.core()
+    from mcdenoise.model_io import load_model  # noqa: PLC0415
+    from mcdenoise.pipeline import denoise_file  # noqa: PLC0415
+
+    weights = runtime.bpy_abspath(job.weights_path) if job.weights_path else None
+    key = (str(weights), job.device)
+    loaded = _MODEL_CACHE.get(key)
+    if loaded is None:
+        loaded = _MODEL_CACHE[key] = load_model(weights, device=DEVICE_NAMES[job.device])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = denoise_file(loaded, job.in_path, job.out_path, pass_name=job.pass_name, tile=job.tile or None,
+                              require_aux=job.require_aux, progress=progress)
+    return Outcome(result.output, result.denoised, [str(w.message) for w in caught])
+
+
+def _run_external(job: Job, cancel: threading.Event) -> Outcome:
+    problem = runtime.external_python_problem(job.python_path)
+    if problem:
+        raise AddonError(problem)
+    cmd = [runtime.bpy_abspath(job.python_path), "-m", "mcdenoise", "denoise", str(job.in_path), "-o", str(job.out_path),
+           "--device", DEVICE_NAMES[job.device], "--tile", str(job.tile), "--pass-name", job.pass_name]
+    if job.weights_path:
+        cmd += ["--weights", runtime.bpy_abspath(job.weights_path)]
+    if job.require_aux:
+        cmd.append("--require-aux")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while True:
+        try:
+            out, err = proc.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if cancel.is_set():
+                proc.terminate()
+                proc.communicate()
+                runtime.core()
+                from mcdenoise.errors import Cancelled  # noqa: PLC0415 (pure Python, no torch)
+
+                raise Cancelled("denoising cancelled") from None
+    if proc.returncode != 0:
+        lines = [ln for ln in (err or out).strip().splitlines() if ln.strip()]
+        raise AddonError(f"external mcdenoise failed: {lines[-1] if lines else f'exit code {proc.returncode}'}")
+    notes = [ln.removeprefix("warning: ") for ln in (err or "").splitlines() if ln.startswith("warning: ")]
+    return Outcome(job.out_path, None, notes)
