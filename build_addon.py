@@ -21,9 +21,9 @@ CORE = ROOT / "core" / "mcdenoise"
 # One wheel per platform Blender 4.2+ ships (all on Python 3.11); the manifest's ``platforms``
 # must then list exactly these, or Blender refuses a zip whose wheels do not cover a platform.
 WHEEL_PLATFORMS = {
-    "linux-x64": "manylinux_2_17_x86_64",
-    "macos-arm64": "macosx_11_0_arm64",
-    "windows-x64": "win_amd64",
+    "linux-x64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64"),  # Blender 4.2+ needs glibc 2.28
+    "macos-arm64": ("macosx_11_0_arm64",),
+    "windows-x64": ("win_amd64",),
 }
 OPENEXR_REQ = "openexr>=3.2,<4"
 SKIP_PARTS = {"__pycache__", ".pytest_cache"}
@@ -39,10 +39,11 @@ def core_version() -> str:
 
 def download_wheels(dest: Path) -> list[Path]:
     """Fetch OpenEXR for every platform; an empty list (with a warning) when PyPI is unreachable."""
-    wheels: list[Path] = []
-    for platform in WHEEL_PLATFORMS.values():
+    for tags in WHEEL_PLATFORMS.values():
         cmd = [sys.executable, "-m", "pip", "download", OPENEXR_REQ, "--no-deps", "--only-binary=:all:",
-               "--python-version", "3.11", "--platform", platform, "-d", str(dest), "-q"]
+               "--python-version", "3.11", "-d", str(dest), "-q"]
+        for tag in tags:
+            cmd += ["--platform", tag]
         try:
             subprocess.run(cmd, check=True, timeout=120, capture_output=True, text=True)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
@@ -51,8 +52,7 @@ def download_wheels(dest: Path) -> list[Path]:
                   "building without them: in Blender use 'Install PyTorch' or an external Python (see docs/blender.md)",
                   file=sys.stderr)
             return []
-    wheels = sorted(dest.glob("*.whl"))
-    return wheels
+    return sorted(dest.glob("*.whl"))
 
 
 def manifest_text(version: str, wheels: list[Path]) -> str:
@@ -61,7 +61,9 @@ def manifest_text(version: str, wheels: list[Path]) -> str:
     if wheels:
         listed = ", ".join(f'"./wheels/{w.name}"' for w in wheels)
         platforms = ", ".join(f'"{p}"' for p in WHEEL_PLATFORMS)
-        text += f"\nplatforms = [{platforms}]\nwheels = [{listed}]\n"
+        # Top-level keys must come before the first [table] of the TOML file.
+        head, table, rest = text.partition("\n[")
+        text = f"{head}\nplatforms = [{platforms}]\nwheels = [{listed}]\n{table}{rest}"
     return text
 
 

@@ -85,6 +85,7 @@ def on_render_complete(scene: bpy.types.Scene, *_args) -> None:
               "only (use 'Set up passes' for a multilayer EXR with a Denoised pass)")
         in_path = scene_io.save_render_result(scene, scene_io.temp_dir())
         outcome = _denoise(scene, in_path, in_path.with_name(in_path.stem + "_denoised.exr"))
+        in_path.unlink(missing_ok=True)
         if outcome is None:
             return
         name = "Render Result (denoised)"

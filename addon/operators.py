@@ -54,10 +54,11 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
 
     def _prepare(self, context: bpy.types.Context) -> worker.Job:
         image = self._source(context)
+        self._temp_input = None
         if image is None:
             raise worker.AddonError("no image to denoise: render a frame (F12) or open a multilayer EXR in the Image Editor")
         if image.type == "RENDER_RESULT":
-            in_path = scene_io.save_render_result(context.scene, scene_io.temp_dir())
+            in_path = self._temp_input = scene_io.save_render_result(context.scene, scene_io.temp_dir())
             out_path = in_path.with_name(in_path.stem + "_denoised.exr")
         else:
             in_path = Path(bpy.path.abspath(image.filepath_raw or image.filepath))
@@ -70,6 +71,8 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
         return scene_io.make_job(context.scene, in_path, out_path)
 
     def _finish(self, context: bpy.types.Context, outcome: worker.Outcome) -> None:
+        if self._temp_input is not None:
+            self._temp_input.unlink(missing_ok=True)
         if outcome.denoised is not None:
             image = scene_io.show_pixels(self._result_name, outcome.denoised)
         else:

@@ -166,6 +166,7 @@ if shown is not None:
     w, h = shown.size
     px = np.empty(w * h * 4, np.float32); shown.pixels.foreach_get(px)
     np.save(args["pixels"], px.reshape(h, w, 4)[::-1, :, :3])
+out["core"] = getattr(sys.modules.get("mcdenoise"), "__file__", None)
 '''
 
 
@@ -185,15 +186,26 @@ def test_denoise_button_on_a_loaded_exr(addon_zip, tmp_path, repo_root, backend)
     denoised = read_frame(written, PassNames(color=("Denoised",))).color
     assert denoised.shape == (240, 320, 3) and np.isfinite(denoised).all()
     assert not np.allclose(denoised, read_frame(exr).color, atol=1e-3)
-    if backend == "BLENDER":  # the new image in Blender holds the denoised radiance
+    if backend == "BLENDER":  # the vendored core ran, and the new image holds the denoised radiance
+        assert "/vendor/mcdenoise/" in out["core"].replace(os.sep, "/"), out["core"]
         shown = np.load(tmp_path / "pixels.npy")
         np.testing.assert_allclose(shown, denoised, rtol=2e-3, atol=2e-3)
 
 
 MISSING_PASS = r'''
 sc = bpy.context.scene
-sc.mcdenoise.require_aux = True
+# No PyTorch in Blender and no external Python: hide torch the way a bare Blender lacks it.
+runtime = sys.modules["bl_ext.user_default.mcdenoise.runtime"]
+out["site"] = str(runtime.user_site_dir())
+sys.modules["torch"] = None
+prefs.backend = "AUTO"
 img = bpy.data.images.load(args["rgb_only"])
+try:
+    out["no_torch"] = sorted(bpy.ops.mcdenoise.denoise_image(image_name=img.name))
+except RuntimeError as exc:
+    out["no_torch"] = str(exc)
+del sys.modules["torch"]
+sc.mcdenoise.require_aux = True
 # From Python, Blender turns an operator's ERROR report into a RuntimeError carrying the report;
 # in the UI the same report shows in the status bar. Either way the operator returned CANCELLED.
 try:
@@ -219,8 +231,40 @@ def test_missing_passes_are_reported_not_raised(addon_zip, tmp_path):
     render = tmp_path / "render.exr"
     out = run_blender(MISSING_PASS, tmp_path, zip=str(addon_zip), rgb_only=str(rgb_only), render=str(render))
 
+    assert "Install PyTorch" in out["no_torch"] and "External Python" in out["no_torch"], out["no_torch"]
+    assert "blender-user" in out["site"]  # 'Install PyTorch' targets the extension's user folder
     assert out["button"] == "reported" and out["report"].startswith("Error: ") and "albedo" in out["report"]
     assert out["button_status"].startswith("Error") and "albedo" in out["button_status"], out["button_status"]
     assert out["render"] == ["FINISHED"] and render.is_file()
     assert out["render_status"].startswith("Error") and "Denoising Data" in out["render_status"], out["render_status"]
     assert not any(".Denoised." in c for c in channels(render))
+
+
+PNG_OUTPUT = r'''
+sc = tiny_scene(4, 1, args["png"])
+sc.render.image_settings.file_format = "PNG"
+sc.mcdenoise.auto_denoise = True
+bpy.ops.render.render(write_still=True)
+out["auto_status"] = sc.mcdenoise.status
+out["auto_image"] = "Render Result (denoised)" in bpy.data.images
+bpy.data.images.remove(bpy.data.images["Render Result (denoised)"])
+sc.mcdenoise.auto_denoise = False
+out["button"] = sorted(bpy.ops.mcdenoise.denoise_image(image_name="Render Result"))
+out["status"] = sc.mcdenoise.status
+out["button_image"] = "Render Result (denoised)" in bpy.data.images
+out["format"] = sc.render.image_settings.file_format
+'''
+
+
+def test_png_output_and_render_result_are_denoised_through_a_temporary_exr(addon_zip, tmp_path):
+    png = tmp_path / "frame.png"
+    out = run_blender(PNG_OUTPUT, tmp_path, zip=str(addon_zip), png=str(png))
+
+    assert out["auto_image"] and "output format has no passes" in out["auto_status"], out["auto_status"]
+    assert png.is_file()  # the artist's PNG is written as usual
+    assert out["button"] == ["FINISHED"] and out["button_image"], out["status"]
+    assert out["format"] == "PNG"  # the temporary switch to multilayer EXR was undone
+    written = Path(out["status"].split(" in ")[-1].rstrip(")"))
+    names = channels(written)
+    assert "ViewLayer.Denoising Albedo.R" in names and "ViewLayer.Denoised.R" in names
+    written.unlink()
