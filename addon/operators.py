@@ -19,7 +19,8 @@ def describe(exc: BaseException) -> str:
     from mcdenoise.errors import McDenoiseError  # noqa: PLC0415
 
     if isinstance(exc, (McDenoiseError, worker.AddonError)):
-        return str(exc)
+        # The core words its hints for the CLI; name the add-on's own control instead.
+        return str(exc).replace("drop --require-aux", "untick 'Require albedo/normal'")
     return f"denoising failed ({type(exc).__name__}: {exc}); see the system console"
 
 
