@@ -2,8 +2,9 @@
 
 ``render_write`` fires once per written frame (stills and animations) after the file is on disk,
 so a multilayer EXR output is denoised in place (the core writes atomically and keeps every pass).
-Other output formats carry no albedo/normal, so ``render_complete`` saves the Render Result to a
-temporary multilayer EXR and shows the denoised frame as an image instead. A handler that raised
+When no EXR was written (F12 without saving, or a format without passes such as PNG),
+``render_complete`` saves the Render Result to a temporary multilayer EXR and shows the denoised
+frame as an image instead. A handler that raised
 would abort an overnight animation, so every error is caught, printed and kept in
 ``scene.mcdenoise.status``.
 """
@@ -20,7 +21,8 @@ from bpy.app.handlers import persistent
 
 from . import scene_io, worker
 
-_render_started = [0.0]
+# When the current frame started rendering, and whether render_write denoised a file for it.
+_frame = {"started": 0.0, "written": False}
 
 
 def written_frame(scene: bpy.types.Scene) -> Path | None:
@@ -31,7 +33,7 @@ def written_frame(scene: bpy.types.Scene) -> Path | None:
     if render.use_file_extension and still.suffix.lower() != ".exr":
         still = still.with_name(still.name + ".exr")
     candidates = [Path(render.frame_path(frame=scene.frame_current)), still]
-    fresh = [p for p in candidates if p.is_file() and p.stat().st_mtime >= _render_started[0] - 1.0]
+    fresh = [p for p in candidates if p.is_file() and p.stat().st_mtime >= _frame["started"] - 1.0]
     return max(fresh, key=lambda p: p.stat().st_mtime) if fresh else None
 
 
@@ -57,7 +59,7 @@ def _denoise(scene: bpy.types.Scene, in_path: Path, out_path: Path) -> worker.Ou
 
 @persistent
 def on_render_pre(scene: bpy.types.Scene, *_args) -> None:
-    _render_started[0] = time.time()
+    _frame.update(started=time.time(), written=False)
 
 
 @persistent
@@ -67,6 +69,7 @@ def on_render_write(scene: bpy.types.Scene, *_args) -> None:
         if not settings.auto_denoise or not scene_io.is_multilayer_exr(scene):
             return
         path = written_frame(scene)
+        _frame["written"] = path is not None
         if path is None:
             report(scene, f"frame {scene.frame_current}: cannot find the written EXR ({scene.render.filepath})", error=True)
             return
@@ -79,10 +82,11 @@ def on_render_write(scene: bpy.types.Scene, *_args) -> None:
 @persistent
 def on_render_complete(scene: bpy.types.Scene, *_args) -> None:
     try:
-        if not scene.mcdenoise.auto_denoise or scene_io.is_multilayer_exr(scene):
+        if not scene.mcdenoise.auto_denoise or _frame["written"]:
             return
-        print("mcdenoise: warning: the output format keeps no passes; denoising the Render Result into an image "
-              "only (use 'Set up passes' for a multilayer EXR with a Denoised pass)")
+        if not scene_io.is_multilayer_exr(scene):
+            print("mcdenoise: warning: the output format keeps no passes; denoising the Render Result into an "
+                  "image only (use 'Set up passes' for a multilayer EXR with a Denoised pass)")
         in_path = scene_io.save_render_result(scene, scene_io.temp_dir())
         outcome = _denoise(scene, in_path, in_path.with_name(in_path.stem + "_denoised.exr"))
         in_path.unlink(missing_ok=True)
@@ -93,7 +97,8 @@ def on_render_complete(scene: bpy.types.Scene, *_args) -> None:
             scene_io.show_pixels(name, outcome.denoised)
         else:
             scene_io.show_file(name, outcome.out_path)
-        report(scene, f"frame {scene.frame_current}: denoised into image '{name}' (output format has no passes)")
+        why = "no EXR was written" if scene_io.is_multilayer_exr(scene) else "output format has no passes"
+        report(scene, f"frame {scene.frame_current}: denoised into image '{name}' ({why})")
     except Exception as exc:  # noqa: BLE001
         report(scene, f"auto-denoise failed: {exc}", error=True)
 

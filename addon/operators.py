@@ -144,7 +144,8 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if event.type == "ESC":
-            self._cancel.set()
+            self._cancel.set()  # the thread stops at its next tile (or the worker is killed)
+            return {"RUNNING_MODAL"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         done, total = self._done

@@ -41,7 +41,6 @@ class MCDENOISE_PT_render(bpy.types.Panel):
     bl_space_type = "PROPERTIES"
     bl_region_type = "WINDOW"
     bl_context = "render"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:
         draw_common(self.layout, context, "Render Result")

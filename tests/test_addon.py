@@ -253,10 +253,17 @@ out["button"] = sorted(bpy.ops.mcdenoise.denoise_image(image_name="Render Result
 out["status"] = sc.mcdenoise.status
 out["button_image"] = "Render Result (denoised)" in bpy.data.images
 out["format"] = sc.render.image_settings.file_format
+# F12 without saving: nothing is written, so the Render Result itself is denoised into an image.
+bpy.data.images.remove(bpy.data.images["Render Result (denoised)"])
+bpy.ops.mcdenoise.setup_passes()
+sc.mcdenoise.auto_denoise = True
+bpy.ops.render.render()
+out["f12_status"] = sc.mcdenoise.status
+out["f12_image"] = "Render Result (denoised)" in bpy.data.images
 '''
 
 
-def test_png_output_and_render_result_are_denoised_through_a_temporary_exr(addon_zip, tmp_path):
+def test_png_output_f12_and_render_result_are_denoised_through_a_temporary_exr(addon_zip, tmp_path):
     png = tmp_path / "frame.png"
     out = run_blender(PNG_OUTPUT, tmp_path, zip=str(addon_zip), png=str(png))
 
@@ -268,3 +275,4 @@ def test_png_output_and_render_result_are_denoised_through_a_temporary_exr(addon
     names = channels(written)
     assert "ViewLayer.Denoising Albedo.R" in names and "ViewLayer.Denoised.R" in names
     written.unlink()
+    assert out["f12_image"] and "no EXR was written" in out["f12_status"], out["f12_status"]
