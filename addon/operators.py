@@ -88,6 +88,8 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
         self.report({"INFO"}, message)
 
     def _fail(self, context: bpy.types.Context, exc: BaseException) -> set[str]:
+        if getattr(self, "_temp_input", None) is not None:
+            self._temp_input.unlink(missing_ok=True)
         if is_cancelled(exc):
             context.scene.mcdenoise.status = "Cancelled"
             self.report({"WARNING"}, "Denoising cancelled")
