@@ -66,11 +66,12 @@ def parse_size(text: str) -> tuple[int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("speed benchmark (--speed)")
     g.add_argument("--sizes", default="256,1080p,4k", help="comma-separated frame sizes: 256, 720p, 1080p, 4k or WxH (default: %(default)s)")
-    g.add_argument("--models", default="fast,balanced,high", help="our qualities to time (default: %(default)s)")
-    g.add_argument("--oidn", default=",".join(OIDN_QUALITIES), help="OIDN qualities to time, empty for none (default: %(default)s)")
+    g.add_argument("--qualities", default="fast,balanced,high", help="our model qualities to time (default: %(default)s)")
+    g.add_argument("--oidn-qualities", default=",".join(OIDN_QUALITIES), help="OIDN qualities to time, empty for none (default: %(default)s)")
     g.add_argument("--repeat", type=int, default=3, help="timed runs per measurement for frames under 1 MP; larger frames run once (default: %(default)s)")
     g.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every measurement, fastest kept (default: %(default)s)")
     g.add_argument("--precisions", default="fp16,bf16", help="extra precisions timed on a CUDA GPU when one is present (default: %(default)s)")
+    g.add_argument("--cpu-precisions", help="precisions of our models on CPU (default: fp32, plus bf16 where the CPU has native bf16)")
 
 
 def synthetic_frame(width: int, height: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,13 +168,32 @@ def _spawn(job: Job) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def plan(sizes: list[tuple[int, int]], models: list[str], oidn: list[str], repeat: int, gpu: bool, precisions: list[str]) -> list[Job]:
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX: the CPUs where oneDNN runs bf16 convs natively (elsewhere bf16 is
+    emulated and slower than fp32, so timing it would only waste the run)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def plan(
+    sizes: list[tuple[int, int]],
+    models: list[str],
+    oidn: list[str],
+    repeat: int,
+    gpu: bool,
+    precisions: list[str],
+    cpu_precisions: tuple[str, ...] = ("fp32",),
+) -> list[Job]:
     """All measurements of one round, ours and OIDN alternating so that a burst of load from
     another process hits both sides rather than one."""
     jobs = []
     for w, h in sizes:
         reps = repeat if w * h < BIG_FRAME_PIXELS else 1
-        ours = [Job("ours", q, w, h, repeat=reps) for q in models]
+        ours = [Job("ours", q, w, h, precision=p, repeat=reps) for q in models for p in cpu_precisions]
         theirs = [Job("oidn", q, w, h, repeat=reps) for q in oidn]
         for i in range(max(len(ours), len(theirs))):
             jobs += ours[i : i + 1] + theirs[i : i + 1]
@@ -223,23 +243,27 @@ def main(args: argparse.Namespace) -> None:
     import torch
 
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
-    models = [q.strip() for q in args.models.split(",") if q.strip()]
-    oidn = [q.strip() for q in args.oidn.split(",") if q.strip()]
+    models = [q.strip() for q in args.qualities.split(",") if q.strip()]
+    oidn = [q.strip() for q in args.oidn_qualities.split(",") if q.strip()]
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     from mcdenoise.quality import QUALITIES
 
     for q in models:
         if q not in QUALITIES:
-            raise McDenoiseError(f"--models: unknown quality {q!r}; use {', '.join(QUALITIES)}")
+            raise McDenoiseError(f"--qualities: unknown quality {q!r}; use {', '.join(QUALITIES)}")
     for q in oidn:
         if q not in OIDN_QUALITIES:
-            raise McDenoiseError(f"--oidn: unknown OIDN quality {q!r}; use {', '.join(OIDN_QUALITIES)}")
+            raise McDenoiseError(f"--oidn-qualities: unknown OIDN quality {q!r}; use {', '.join(OIDN_QUALITIES)}")
     if not sizes or not (models or oidn):
         raise McDenoiseError("nothing to time: give at least one size and one model")
     if args.repeat < 1 or args.rounds < 1:
         raise McDenoiseError("--repeat and --rounds must be at least 1")
     gpu = torch.cuda.is_available()
-    results = measure(plan(sizes, models, oidn, args.repeat, gpu, precisions), args.rounds)
+    if args.cpu_precisions:
+        cpu_precisions = tuple(p.strip() for p in args.cpu_precisions.split(",") if p.strip())
+    else:
+        cpu_precisions = ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
+    results = measure(plan(sizes, models, oidn, args.repeat, gpu, precisions, cpu_precisions), args.rounds)
     from mcdenoise.inference import physical_cores
     from mcdenoise.quality import macs_per_pixel, model_for_quality
 

@@ -1,0 +1,228 @@
+"""Fast paths of inference (channels-last, precision, tile from memory, threads), the quality
+choice, and ``bench --speed`` on a tiny frame. CUDA-only logic is checked on CPU through the
+pure functions it goes through; nothing here times anything."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from exr_fixtures import noisy_scene
+from mcdenoise import inference, quality
+from mcdenoise.bench import speed
+from mcdenoise.errors import DeviceError, McDenoiseError, WeightsError
+from mcdenoise.inference import FrameInputs, denoise_frame
+from mcdenoise.model_io import LoadedModel, save_weights
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def _loaded(q: str = "fast", seed: int = 0) -> LoadedModel:
+    torch.manual_seed(seed)
+    model = quality.model_for_quality(q)
+    # Random init leaves the residual branch tiny; scale the last conv so a difference in
+    # the conv path would actually show in the output.
+    with torch.no_grad():
+        model.out.weight.mul_(20.0)
+    return LoadedModel(model, "unet", {}, "color+albedo+normal")
+
+
+def _frame(h: int = 72, w: int = 88, aux: bool = True) -> FrameInputs:
+    s = noisy_scene(h, w, seed=3)
+    return FrameInputs(s["color"] * 3.0, s["albedo"] if aux else None, s["normal"] if aux else None)
+
+
+def _plain_reference(loaded: LoadedModel, frame: FrameInputs) -> np.ndarray:
+    """The slow obvious path: NCHW model, NCHW input from build_input, whole frame."""
+    from mcdenoise import hdr
+
+    model = copy.deepcopy(loaded.model).to(memory_format=torch.contiguous_format)
+    h, w = frame.color.shape[:2]
+    exposure = hdr.autoexposure(frame.color)
+    x = torch.from_numpy(inference.build_input(frame, exposure, True, slice(0, h), slice(0, w)))[None]
+    x = torch.nn.functional.pad(x, (0, (-w) % 16, 0, (-h) % 16), mode="replicate")
+    with torch.inference_mode():
+        y = model(x)[0, :, :h, :w].numpy().transpose(1, 2, 0)
+    return hdr.inverse(y, exposure)
+
+
+def test_channels_last_matches_the_plain_nchw_path():
+    loaded = _loaded()
+    frame = _frame()
+    reference = _plain_reference(loaded, frame)
+    fast = denoise_frame(loaded, frame, tile=None)
+    assert loaded.model.enc1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert np.abs(fast - frame.color).max() > 1e-2  # the network changed the image
+    np.testing.assert_allclose(fast, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_and_small_tiles_equal_untiled():
+    loaded = _loaded()
+    frame = _frame(80, 100)
+    whole = denoise_frame(loaded, frame, tile=None)
+    np.testing.assert_allclose(denoise_frame(loaded, frame, tile="auto"), whole, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(denoise_frame(loaded, frame, tile=32), whole, rtol=1e-4, atol=1e-5)
+
+
+def test_hwc_input_is_the_nchw_input_transposed_and_missing_aux_is_zero():
+    frame = _frame(20, 24, aux=False)
+    ys, xs = slice(2, 18), slice(3, 21)
+    hwc = inference.build_input_hwc(frame, 0.7, True, ys, xs)
+    assert hwc.shape == (16, 18, 9) and hwc.flags.c_contiguous
+    assert not hwc[..., 3:].any()
+    np.testing.assert_array_equal(inference.build_input(frame, 0.7, True, ys, xs), hwc.transpose(2, 0, 1))
+    # An HWC array seen as NCHW is channels-last already: the network gets it without a copy.
+    x = torch.from_numpy(hwc).permute(2, 0, 1)[None]
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert x.data_ptr() == torch.from_numpy(hwc).data_ptr()
+
+
+def test_choose_dtype():
+    assert inference.choose_dtype(CPU) == torch.float32
+    assert inference.choose_dtype(CUDA) == torch.float16
+    assert inference.choose_dtype(CUDA, "bf16", bf16_supported=True) == torch.bfloat16
+    assert inference.choose_dtype(CPU, "bf16") == torch.bfloat16
+    assert inference.choose_dtype(CUDA, "fp32") == torch.float32
+    with pytest.raises(DeviceError, match="bfloat16"):
+        inference.choose_dtype(CUDA, "bf16", bf16_supported=False)
+    with pytest.raises(DeviceError, match="precision"):
+        inference.choose_dtype(CPU, "int8")
+
+
+def test_autocast_selection():
+    assert not isinstance(inference.autocast_for(CUDA, torch.float32), torch.autocast)
+    ctx = inference.autocast_for(CPU, torch.bfloat16)
+    assert isinstance(ctx, torch.autocast) and ctx.device == "cpu" and ctx.fast_dtype == torch.bfloat16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that CUDA autocast is off without a GPU
+        ctx = inference.autocast_for(CUDA, torch.float16)
+    assert isinstance(ctx, torch.autocast) and ctx.device == "cuda" and ctx.fast_dtype == torch.float16
+
+
+def test_bf16_autocast_runs_on_cpu_and_stays_close():
+    loaded = _loaded()
+    frame = _frame(48, 48)
+    fp32 = denoise_frame(loaded, frame, tile=None)
+    bf16 = denoise_frame(loaded, frame, tile=None, precision="bf16")
+    assert bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)  # it really ran in bf16
+    assert np.abs(bf16 - fp32).mean() < 0.05 * np.abs(fp32).mean()
+
+
+def test_tile_for_memory_arithmetic():
+    margin, alignment = 111, 16  # margin rounds up to 112
+    bpp = 800
+    assert inference.tile_for_memory((1024 + 224) ** 2 * bpp, bpp, margin, alignment) == 1024
+    assert inference.tile_for_memory((1024 + 224) ** 2 * bpp - 1, bpp, margin, alignment) == 1008
+    assert inference.tile_for_memory(1e6, bpp, margin, alignment) == inference.MIN_AUTO_TILE
+    assert inference.tile_for_memory(1e15, bpp, margin, alignment) == inference.MAX_AUTO_TILE
+
+
+def test_activation_estimate_grows_with_width_and_halves_in_fp16():
+    fast, high = (quality.model_for_quality(q) for q in ("fast", "high"))
+    assert inference.activation_bytes_per_pixel(fast) < inference.activation_bytes_per_pixel(high)
+    assert inference.activation_bytes_per_pixel(high, torch.float16) * 2 == pytest.approx(inference.activation_bytes_per_pixel(high), abs=2)
+
+
+def test_auto_tile_on_cuda_uses_free_gpu_memory(monkeypatch):
+    model = quality.model_for_quality("balanced")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 << 30, 16 << 30))
+    assert inference.available_memory(CUDA) == 8 << 30
+    bpp = inference.activation_bytes_per_pixel(model, torch.float16)
+    expected = inference.tile_for_memory((8 << 30) * inference.GPU_MEMORY_SHARE, bpp, model.receptive_radius, 16)
+    assert inference.auto_tile(model, CUDA, torch.float16) == expected
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (300 << 20, 16 << 30))
+    assert inference.auto_tile(model, CUDA, torch.float16) < expected
+
+
+def test_cpu_memory_is_read_from_proc():
+    free = inference.available_memory(CPU)
+    assert 64 << 20 < free  # some memory is free on any machine running this test
+
+
+def test_compile_is_refused_on_cpu():
+    with pytest.raises(DeviceError, match="CUDA"):
+        inference.fast_model(quality.model_for_quality("fast"), CPU, compile=True)
+
+
+def test_thread_setting(monkeypatch):
+    before = torch.get_num_threads()
+    assert 1 <= inference.physical_cores() <= len(os.sched_getaffinity(0))
+    monkeypatch.setattr(inference, "_threads_configured", False)
+    monkeypatch.setenv("MCDENOISE_THREADS", "1")
+    try:
+        assert inference.configure_cpu_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_quality_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(quality, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(quality, "DEFAULT_WEIGHTS", tmp_path / "default.pt")
+    with pytest.raises(WeightsError, match=r"--quality high.*shipped qualities: none"):
+        quality.load_quality("high")
+    model = quality.model_for_quality("fast")
+    save_weights(tmp_path / "default.pt", quality.model_for_quality("balanced"), "unet", {"widths": [24, 32, 48, 64, 80]}, "color+albedo+normal")
+    save_weights(tmp_path / "fast.pt", model, "unet", {"widths": list(quality.WIDTHS["fast"])}, "color+albedo+normal")
+    assert quality.shipped_qualities() == ["fast", "balanced"]
+    assert quality.weights_path("balanced") == tmp_path / "default.pt"
+    fast = quality.load_quality("fast")
+    assert fast.model.enc1[0].out_channels == quality.WIDTHS["fast"][0]
+    assert quality.load_for_cli(None, None).model.enc1[0].out_channels == quality.WIDTHS["balanced"][0]
+    with pytest.raises(WeightsError, match="shipped qualities: fast, balanced"):
+        quality.load_for_cli(None, "high")
+    with pytest.raises(WeightsError, match="not both"):
+        quality.load_for_cli(tmp_path / "fast.pt", "fast")
+    with pytest.raises(WeightsError, match="unknown quality"):
+        quality.weights_path("ultra")
+
+
+def test_model_costs_are_ordered():
+    costs = [quality.macs_per_pixel(quality.model_for_quality(q), size=32) for q in quality.QUALITIES]
+    assert costs == sorted(costs)
+    assert 40_000 < costs[1] < 55_000  # balanced: about 46k MAC per pixel
+
+
+def test_parse_size():
+    assert speed.parse_size("1080p") == (1920, 1080)
+    assert speed.parse_size("4K") == (3840, 2160)
+    assert speed.parse_size("256") == (256, 256)
+    assert speed.parse_size("96x48") == (96, 48)
+    with pytest.raises(McDenoiseError):
+        speed.parse_size("big")
+
+
+def test_plan_interleaves_ours_and_oidn():
+    jobs = speed.plan([(64, 64), (2000, 1000)], ["fast", "balanced"], ["high"], 3, gpu=False, precisions=[])
+    assert [(j.denoiser, j.quality) for j in jobs[:3]] == [("ours", "fast"), ("oidn", "high"), ("ours", "balanced")]
+    assert {j.repeat for j in jobs if j.width == 64} == {3} and {j.repeat for j in jobs if j.width == 2000} == {1}
+    with_bf16 = speed.plan([(64, 64)], ["fast"], ["high"], 1, gpu=False, precisions=[], cpu_precisions=("fp32", "bf16"))
+    assert [(j.denoiser, j.precision) for j in with_bf16] == [("ours", "fp32"), ("oidn", "fp32"), ("ours", "bf16")]
+    gpu = speed.plan([(64, 64)], ["fast"], ["high"], 1, gpu=True, precisions=["fp16", "bf16"])
+    assert {(j.device, j.precision) for j in gpu if j.denoiser == "ours"} == {("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "fp16"), ("cuda", "bf16")}
+
+
+def test_bench_speed_writes_a_report(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "mcdenoise", "bench", "--speed", "--sizes", "48x32", "--qualities", "fast", "--oidn-qualities", "high", "--cpu-precisions", "fp32",
+         "--repeat", "1", "--rounds", "1", "--report", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = (tmp_path / "speed.md").read_text().splitlines()
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in lines if line.startswith("| 48x32")}
+    assert set(rows) == {"mcdenoise fast", "OIDN high"}
+    assert rows["OIDN high"][-1] == "1.00"
+    for row in rows.values():
+        assert float(row[4]) > 0 and float(row[5]) > 0  # ms/frame, ms/MP measured
+
+
+def test_bench_speed_rejects_unknown_quality():
+    run = subprocess.run([sys.executable, "-m", "mcdenoise", "bench", "--speed", "--qualities", "ultra"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "unknown quality 'ultra'" in run.stderr
