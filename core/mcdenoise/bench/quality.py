@@ -1,13 +1,244 @@
-"""Placeholder: filled in by the quality benchmark work (see the issue tracker)."""
+"""``mcdenoise bench --data DIR``: quality of our models against Intel OIDN on rendered scenes.
+
+For every finished scene and noisy sample count of a dataset (``render-dataset`` layout) it runs
+the noisy input, each of our weights files, OIDN with albedo + normal in Blender's "Accurate"
+mode (aux passes prefiltered by OIDN first, then colour with ``cleanAux``) and OIDN colour-only,
+all in this one process on this one machine, and measures against the scene's reference:
+
+* PSNR and SSIM on tonemapped images (``preview.tonemap`` with the reference's exposure, the
+  curve the crops are shown with, so the numbers match what one sees),
+* relMSE on linear HDR radiance, mean of (x - r)^2 / (r^2 + 0.01),
+* milliseconds per megapixel of the denoiser call (aux prefiltering included for OIDN).
+
+Writes ``report.md``, ``results.json`` (every frame's numbers), ``psnr_vs_spp.png`` and
+``crops_<spp>spp.png`` (noisy | ours | OIDN | reference) into ``--report``.
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-from mcdenoise.errors import McDenoiseError
+import numpy as np
+import torch
+
+from mcdenoise import hdr
+from mcdenoise.dataset.layout import list_scenes
+from mcdenoise.errors import InputFileError, McDenoiseError
+from mcdenoise.exr import read_frame
+from mcdenoise.inference import FrameInputs, denoise_frame
+from mcdenoise.model_io import WEIGHTS_DIR, load_model
+from mcdenoise.preview import save_png, side_by_side, tonemap
+from mcdenoise.training.losses import ssim
+
+Method = Callable[[FrameInputs], np.ndarray]
+NOISY, OIDN_AUX, OIDN_COLOR = "noisy", "OIDN albedo+normal", "OIDN colour-only"
+REL_EPS = 1e-2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    g = parser.add_argument_group("quality benchmark (--data)")
+    g.add_argument("--models", type=Path, nargs="+",
+                   help="weights files to compare (default: every .pt shipped in mcdenoise/weights)")
+    g.add_argument("--spp", type=lambda s: [int(v) for v in s.split(",")], help="only these sample counts, e.g. 1,4")
+    g.add_argument("--max-scenes", type=int, default=0, help="use at most N scenes (0 = all)")
+    g.add_argument("--no-oidn", action="store_true", help="skip the OIDN rows (pyoidn not installed)")
+    g.add_argument("--crop", type=int, default=96, help="side of the comparison crops in pixels (default 96)")
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+def psnr_tonemapped(x: np.ndarray, ref: np.ndarray, exposure: float) -> float:
+    mse = float(np.mean((tonemap(x, exposure) - tonemap(ref, exposure)) ** 2, dtype=np.float64))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def ssim_tonemapped(x: np.ndarray, ref: np.ndarray, exposure: float) -> float:
+    to_t = lambda im: torch.from_numpy(tonemap(im, exposure).transpose(2, 0, 1).copy())[None]  # noqa: E731
+    return float(ssim(to_t(x), to_t(ref)))
+
+
+def rel_mse(x: np.ndarray, ref: np.ndarray) -> float:
+    x, ref = hdr.sanitize(x, lo=None), hdr.sanitize(ref)
+    return float(np.mean((x - ref) ** 2 / (ref**2 + REL_EPS), dtype=np.float64))
+
+
+# -- the denoisers -------------------------------------------------------------------------------
+
+def our_method(path: Path) -> tuple[str, Method]:
+    loaded = load_model(path, "auto")
+    label = f"ours: {path.stem} ({loaded.arch})"
+    return label, lambda f: denoise_frame(loaded, f)
+
+
+def oidn_methods() -> dict[str, Method]:
+    try:
+        import pyoidn
+    except ImportError as exc:
+        raise McDenoiseError("pyoidn is not installed; pip install pyoidn, or pass --no-oidn") from exc
+    device = pyoidn.Device()
+    device.commit()
+    f3 = pyoidn.OIDN_FORMAT_FLOAT3
+    filters = {slot: pyoidn.Filter(device, "RT") for slot in ("albedo", "normal")}  # live as long as the run
+
+    def prefilter(slot: str, image: np.ndarray) -> np.ndarray:
+        """OIDN denoising an aux pass on its own, as Blender's "Accurate" prefilter does."""
+        image = np.ascontiguousarray(image, np.float32)
+        out = np.empty_like(image)
+        flt = filters[slot]
+        flt.set_image(slot, image, f3)
+        flt.set_image("output", out, f3)
+        flt.set_quality(pyoidn.OIDN_QUALITY_HIGH)
+        flt.commit()
+        flt.execute()
+        return out
+
+    def color(f: FrameInputs) -> np.ndarray:
+        return np.ascontiguousarray(hdr.sanitize(f.color), np.float32)
+
+    def accurate(f: FrameInputs) -> np.ndarray:
+        albedo = prefilter("albedo", hdr.prepare_albedo(f.albedo))
+        normal = prefilter("normal", hdr.prepare_normal(f.normal))
+        return pyoidn.denoise(color(f), albedo, normal, hdr=True, clean_aux=True, quality="high")
+
+    return {OIDN_AUX: accurate, OIDN_COLOR: lambda f: pyoidn.denoise(color(f), hdr=True, quality="high")}
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+def run(data: Path, models: list[Path], spps: list[int] | None, max_scenes: int, oidn: bool, log=print) -> dict:
+    """Measure every method on every (scene, spp); returns {"frames": [...], "summary": {...}}."""
+    scenes = [s for s in list_scenes(data) if s.spps]
+    if max_scenes:
+        scenes = scenes[:max_scenes]
+    if not scenes:
+        raise InputFileError(f"{data}: no finished scenes to benchmark; render some with 'mcdenoise render-dataset'")
+    methods: dict[str, Method] = {NOISY: lambda f: hdr.sanitize(f.color)}
+    methods.update(our_method(p) for p in models)
+    if oidn:
+        methods.update(oidn_methods())
+    frames, keep = [], {}
+    warmed = False
+    for si, scene in enumerate(scenes, 1):
+        ref = hdr.sanitize(read_frame(scene.ref).color)
+        exposure = hdr.autoexposure(ref)
+        for spp in scene.spps:
+            if spps and spp not in spps:
+                continue
+            nf = read_frame(scene.noisy(spp))
+            frame = FrameInputs(hdr.sanitize(nf.color), nf.albedo, nf.normal)
+            mp = ref.shape[0] * ref.shape[1] / 1e6
+            if not warmed:  # one untimed call each: weight loading and allocator warm-up are not per-frame costs
+                for fn in methods.values():
+                    fn(frame)
+                warmed = True
+            for name, fn in methods.items():
+                t0 = time.perf_counter()
+                out = fn(frame)
+                ms = (time.perf_counter() - t0) * 1000.0
+                frames.append({
+                    "scene": scene.dir.name, "spp": spp, "method": name,
+                    "psnr": psnr_tonemapped(out, ref, exposure), "ssim": ssim_tonemapped(out, ref, exposure),
+                    "relmse": rel_mse(out, ref), "ms_per_mp": 0.0 if name == NOISY else ms / mp,
+                })
+                keep.setdefault((spp, scene.dir.name), {})[name] = out
+            keep[(spp, scene.dir.name)]["reference"] = ref
+        log(f"bench: scene {si}/{len(scenes)} {scene.dir.name} done")
+    return {"frames": frames, "summary": summarize(frames), "methods": list(methods), "scenes": [s.dir.name for s in scenes], "images": keep}
+
+
+def summarize(frames: list[dict]) -> dict[int, dict[str, dict[str, float]]]:
+    out: dict[int, dict[str, dict[str, float]]] = {}
+    for spp in sorted({f["spp"] for f in frames}):
+        out[spp] = {}
+        for name in dict.fromkeys(f["method"] for f in frames):
+            rows = [f for f in frames if f["spp"] == spp and f["method"] == name]
+            if rows:
+                out[spp][name] = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "relmse", "ms_per_mp")}
+                out[spp][name]["frames"] = len(rows)
+    return out
+
+
+# -- outputs -------------------------------------------------------------------------------------
+
+def markdown(result: dict, data: Path) -> str:
+    summary, methods = result["summary"], result["methods"]
+    lines = [
+        "# Quality benchmark",
+        "",
+        f"Dataset `{data}`: {len(result['scenes'])} scenes ({', '.join(result['scenes'][:3])}{', ...' if len(result['scenes']) > 3 else ''}). "
+        "PSNR (dB) and SSIM on tonemapped images, relMSE on linear HDR, ms per megapixel of the denoiser call "
+        f"on this machine ({torch.get_num_threads()} torch threads). Means over scenes.",
+        "",
+        "## PSNR (dB) per sample count",
+        "",
+        "| spp | " + " | ".join(methods) + " |",
+        "|---:|" + "---:|" * len(methods),
+    ]
+    for spp, row in summary.items():
+        lines.append(f"| {spp} | " + " | ".join(f"{row[m]['psnr']:.2f}" if m in row else "-" for m in methods) + " |")
+    lines += ["", "## All metrics", "", "| spp | method | PSNR | SSIM | relMSE | ms/MP |", "|---:|---|---:|---:|---:|---:|"]
+    for spp, row in summary.items():
+        for m, v in row.items():
+            lines.append(f"| {spp} | {m} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['relmse']:.4f} | {v['ms_per_mp']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    spps = list(result["summary"])
+    for m in result["methods"]:
+        ax.plot(spps, [result["summary"][s][m]["psnr"] for s in spps], marker="o", label=m)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(spps, [str(s) for s in spps])
+    ax.set_xlabel("samples per pixel")
+    ax.set_ylabel("PSNR (dB, tonemapped)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def crops(result: dict, spp: int, ours: str | None, size: int, max_rows: int = 4) -> np.ndarray | None:
+    """Rows of noisy | ours | OIDN | reference centre crops, one row per scene."""
+    columns = [NOISY] + ([ours] if ours else []) + ([OIDN_AUX] if OIDN_AUX in result["methods"] else []) + ["reference"]
+    rows = []
+    for (s, _scene), images in result["images"].items():
+        if s != spp or len(rows) >= max_rows:
+            continue
+        h, w = images["reference"].shape[:2]
+        c = min(size, h, w)
+        y, x = (h - c) // 2, (w - c) // 2
+        rows.append(side_by_side([images[k][y : y + c, x : x + c] for k in columns], exposure=hdr.autoexposure(images["reference"])))
+    if not rows:
+        return None
+    gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate([r for row in rows for r in (row, gap)][:-1], axis=0)
 
 
 def main(args: argparse.Namespace) -> None:
-    raise McDenoiseError("the quality benchmark is not implemented yet")
+    data, report = Path(args.data), Path(args.report)
+    models = list(args.models) if args.models else sorted(WEIGHTS_DIR.glob("*.pt"), key=lambda p: (p.name != "default.pt", p.name))
+    if not models:
+        raise McDenoiseError(f"no weights to benchmark in {WEIGHTS_DIR}; pass --models FILE.pt")
+    result = run(data, models, args.spp, args.max_scenes, not args.no_oidn)
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "report.md").write_text(markdown(result, data))
+    (report / "results.json").write_text(json.dumps({k: v for k, v in result.items() if k != "images"}, indent=1))
+    plot(result, report / "psnr_vs_spp.png")
+    ours = next((m for m in result["methods"] if m.startswith("ours")), None)
+    for spp in result["summary"]:
+        image = crops(result, spp, ours, args.crop)
+        if image is not None:
+            save_png(report / f"crops_{spp}spp.png", image)
+    print(markdown(result, data))
+    print(f"bench: wrote {report}/report.md, results.json, psnr_vs_spp.png, crops_*spp.png")

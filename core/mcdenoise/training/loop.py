@@ -7,9 +7,12 @@ resuming later follows the same curve. Stopping for any reason leaves a checkpoi
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -53,9 +56,9 @@ def validate(model: torch.nn.Module, cfg: TrainConfig, sampler: CropSampler) -> 
     denoised through the inference path (``denoise_frame``) exactly as users will run it."""
     if not sampler.val:
         return {}
-    was_training = model.training
-    model.eval()
-    loaded = LoadedModel(model, cfg.arch, cfg.model_kwargs(), INPUTS)
+    # A copy, because the inference path may change the module (memory format, eval mode)
+    # and the training model must stay exactly as the checkpoint will restore it.
+    loaded = LoadedModel(copy.deepcopy(model).eval(), cfg.arch, cfg.model_kwargs(), INPUTS)
     psnrs, ssims = [], []
     for entry in sampler.val:
         s = sampler.scene(entry)
@@ -65,8 +68,11 @@ def validate(model: torch.nn.Module, cfg: TrainConfig, sampler: CropSampler) -> 
             out_tm = torch.from_numpy(tonemap(out, hdr.autoexposure(s.ref)).transpose(2, 0, 1))[None]
             psnrs.append(psnr(out_tm, ref_tm))
             ssims.append(float(ssim(out_tm, ref_tm)))
-    model.train(was_training)
     return {"val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims)), "val_frames": len(psnrs)}
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
@@ -120,7 +126,10 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
         }
         return checkpoint.save_checkpoint(run_dir, step, payload, cfg.keep_checkpoints)
 
-    # 6. The loop.
+    # 6. The loop. SIGTERM (kill, a job scheduler's stop) ends it after the current step, so a
+    # stopped run always leaves a checkpoint; Ctrl-C does the same through KeyboardInterrupt.
+    stop_requested = []
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True)) if _main_thread() else None
     log = open(run_dir / "log" / "train.jsonl", "a")
     start = time.monotonic()
     last_ckpt = last_reload = start
@@ -132,6 +141,8 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
             if stop_after and step - first_step >= stop_after:
                 break
             if cfg.minutes and time.monotonic() - start >= cfg.minutes * 60:
+                break
+            if stop_requested:
                 break
             t0 = time.monotonic()
             # 6a. An augmented batch of crops.
@@ -177,6 +188,8 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
         if step > first_step:
             save()
         log.close()
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     return {"step": step, "steps": cfg.steps, "train_seconds": train_seconds, "val": last_val,
             "train_scenes": len(sampler.train), "val_scenes": len(sampler.val), "run_dir": str(run_dir)}
 

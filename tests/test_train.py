@@ -1,0 +1,149 @@
+"""Training: augmentation geometry, config precedence, exact resume, export -> load -> denoise,
+on a tiny dataset rendered with real Cycles through ``mcdenoise render-dataset``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mcdenoise import hdr
+from mcdenoise.exr import read_frame
+from mcdenoise.inference import FrameInputs, denoise_frame
+from mcdenoise.model_io import DEFAULT_WEIGHTS, load_model
+from mcdenoise.pipeline import denoise_file
+from mcdenoise.passes import PassNames
+from mcdenoise.preview import tonemap
+from mcdenoise.training import config as config_mod
+from mcdenoise.training.checkpoint import latest_checkpoint, load_checkpoint
+from mcdenoise.training.config import TrainConfig
+from mcdenoise.training.data import CropSampler, transform_planes
+from mcdenoise.training.loop import export, train
+
+needs_bpy = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="needs the render extra (bpy)")
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny_dataset")
+    subprocess.run(
+        [sys.executable, "-m", "mcdenoise", "render-dataset", "--out", str(out), "--scenes", "3",
+         "--res", "32", "--spp", "1,2", "--ref-spp", "8", "--no-progress", "--threads", "1"],
+        check=True, capture_output=True, timeout=300,
+    )
+    return out
+
+
+def tiny_config(data: Path, run_dir: Path, **kw) -> TrainConfig:
+    base = dict(data=str(data), run_dir=str(run_dir), arch="unet", widths="fast", steps=4, batch=2, crop=32,
+                warmup=2, val_every=0, log_every=1, threads=1, device="cpu", progress=False, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_transforms_keep_normals_consistent_with_geometry():
+    """A bowl's normal field n = (x, -y, 1) / |.| (camera space, image rows grow downwards)
+    is symmetric under all 8 flips/rotations, so any correctly transformed crop of it must
+    equal the original; a transform that moved pixels but not vector components would not."""
+    c = 16
+    yy, xx = np.mgrid[0:c, 0:c].astype(np.float32) - (c - 1) / 2
+    n = np.stack([xx, -yy, np.full_like(xx, 4.0)])
+    n /= np.linalg.norm(n, axis=0, keepdims=True)
+    x = np.zeros((9, c, c), np.float32)
+    x[6:] = n
+    x[0] = xx  # a non-symmetric colour plane, to see pixels really move
+    for op in range(8):
+        y = transform_planes(x, op)
+        np.testing.assert_allclose(y[6:], n, atol=1e-6, err_msg=f"op {op}")
+    assert len({transform_planes(x, op)[0].tobytes() for op in range(8)}) == 4  # xx has a mirror symmetry in y
+
+
+def test_config_precedence_defaults_file_flags(tmp_path):
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"lr": 0.5, "batch": 3}))
+    cfg = config_mod.resolve(cfg_file, {"batch": 5, "crop": None})
+    assert (cfg.lr, cfg.batch, cfg.crop) == (0.5, 5, TrainConfig().crop)
+    cfg_file.write_text(json.dumps({"not_a_field": 1}))
+    with pytest.raises(Exception, match="not_a_field"):
+        config_mod.resolve(cfg_file, {})
+
+
+@needs_bpy
+def test_sampler_crops_are_in_network_space(tiny_dataset):
+    s = CropSampler(tiny_dataset, 0.34, 32, aux_dropout=1.0, seed=0)
+    assert [e.index for e in s.val] == [0] and [e.index for e in s.train] == [1, 2]
+    x, y = s.batch(3)
+    assert x.shape == (3, 9, 32, 32) and y.shape == (3, 3, 32, 32)
+    assert np.all(x[:, 3:] == 0)  # aux dropout 1.0: every crop is colour-only
+    assert np.all(x[:, :3] >= 0) and np.all(y >= 0) and np.isfinite(y).all()
+
+
+@needs_bpy
+def test_resume_is_bit_identical(tiny_dataset, tmp_path):
+    whole = train(tiny_config(tiny_dataset, tmp_path / "whole"))
+    assert whole["step"] == 4
+    first = train(tiny_config(tiny_dataset, tmp_path / "split"), stop_after=2)
+    assert first["step"] == 2 and latest_checkpoint(tmp_path / "split").name == "checkpoint_2.pth"
+    second = train(tiny_config(tiny_dataset, tmp_path / "split"))
+    assert second["step"] == 4
+    a = load_checkpoint(latest_checkpoint(tmp_path / "whole"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "split"))
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a["sampler"] == b["sampler"]
+    # ... and training actually changed the weights.
+    fresh = tiny_config(tiny_dataset, tmp_path / "x")
+    from mcdenoise.models import build_model
+
+    torch.manual_seed(fresh.seed)
+    init = build_model("unet", **fresh.model_kwargs()).state_dict()
+    assert any(not torch.equal(init[k], a["model"][k]) for k in init)
+    assert (tmp_path / "whole" / "config.json").is_file() and (tmp_path / "whole" / "log" / "train.jsonl").is_file()
+
+
+@needs_bpy
+def test_export_loads_weights_only_and_denoises_files(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(tiny_dataset, run, steps=2, val_every=2))
+    rc = subprocess.run([sys.executable, "-m", "mcdenoise", "train", "--run-dir", str(run), "--no-train",
+                         "--export", str(tmp_path / "m.pt")], capture_output=True, text=True, timeout=120)
+    assert rc.returncode == 0, rc.stderr
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert payload["meta"]["steps"] == 2 and np.isfinite(payload["meta"]["val_psnr"])
+    loaded = load_model(tmp_path / "m.pt")
+    assert loaded.arch == "unet" and loaded.inputs == "color+albedo+normal"
+
+    noisy = tiny_dataset / "scene_00000" / "scene_00000_0001spp.exr"
+    result = denoise_file(loaded, noisy, tmp_path / "out.exr", PassNames(), "Denoised", 0, False, None)
+    assert (tmp_path / "out.exr").is_file() and result is not None
+    frame = read_frame(noisy)
+    with_aux = denoise_frame(loaded, FrameInputs(frame.color.astype(np.float32), frame.albedo, frame.normal), tile=None)
+    colour_only = denoise_frame(loaded, FrameInputs(frame.color.astype(np.float32)), tile=None)
+    assert np.isfinite(with_aux).all() and np.isfinite(colour_only).all()
+    assert not np.allclose(with_aux, colour_only)  # aux channels are used, and their absence is handled
+
+
+def _high_frequency_energy(rgb: np.ndarray) -> float:
+    t = tonemap(rgb, hdr.autoexposure(rgb)).mean(axis=-1)
+    lap = 4 * t[1:-1, 1:-1] - t[:-2, 1:-1] - t[2:, 1:-1] - t[1:-1, :-2] - t[1:-1, 2:]
+    return float(np.mean(lap**2))
+
+
+def test_shipped_default_model_denoises_the_example(repo_root):
+    torch.load(DEFAULT_WEIGHTS, weights_only=True)  # no pickled code in the shipped file
+    assert DEFAULT_WEIGHTS.stat().st_size < 5 * 2**20
+    loaded = load_model()
+    assert loaded.inputs == "color+albedo+normal" and loaded.meta.get("steps", 0) > 0
+    frame = read_frame(repo_root / "examples" / "suzanne_4spp.exr")
+    color = frame.color.astype(np.float32)
+    out = denoise_frame(loaded, FrameInputs(color, frame.albedo, frame.normal))
+    assert out.shape == color.shape and np.isfinite(out).all()
+    assert _high_frequency_energy(out) < 0.5 * _high_frequency_energy(color)
