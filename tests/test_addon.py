@@ -26,8 +26,6 @@ from mcdenoise.preview import tonemap
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-# Local runs before the shipped model exists may point this at any weights file.
-WEIGHTS = os.environ.get("MCDENOISE_TEST_WEIGHTS", "")
 
 # Installs the built zip the way Blender's "Install from Disk" does, then enables it.
 PRELUDE = r'''
@@ -76,12 +74,13 @@ def finish():
 '''
 
 
-def run_blender(script: str, tmp_path: Path, **args) -> dict:
-    """Run PRELUDE + script in a fresh process with Blender's user folder inside ``tmp_path``."""
+def run_blender(script: str, tmp_path: Path, weights: Path | str = "", **args) -> dict:
+    """Run PRELUDE + script in a fresh process with Blender's user folder inside ``tmp_path``;
+    ``weights`` empty means the model shipped in the zip."""
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
     path = tmp_path / "blender_script.py"
     path.write_text(PRELUDE + script + "\nfinish()\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, str(path), json.dumps({"weights": WEIGHTS, **args})], env=env,
+    proc = subprocess.run([sys.executable, str(path), json.dumps({"weights": str(weights), **args})], env=env,
                           capture_output=True, text=True, timeout=300)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, f"Blender script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -90,14 +89,23 @@ def run_blender(script: str, tmp_path: Path, **args) -> dict:
 
 @pytest.fixture(scope="module")
 def addon_zip(tmp_path_factory) -> Path:
-    if not WEIGHTS and not DEFAULT_WEIGHTS.is_file():
-        pytest.skip(f"{DEFAULT_WEIGHTS} not trained yet (set MCDENOISE_TEST_WEIGHTS to test with another file)")
     out_dir = tmp_path_factory.mktemp("dist")
     done = subprocess.run([sys.executable, str(REPO / "build_addon.py"), "--no-wheels", "--out-dir", str(out_dir)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     (zip_path,) = out_dir.glob("mcdenoise-*.zip")
     return zip_path
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory) -> Path:
+    """A small untrained network: the plumbing tests must not wait for the shipped model."""
+    from mcdenoise.model_io import save_weights
+    from mcdenoise.models import build_model
+
+    path = tmp_path_factory.mktemp("weights") / "untrained.pt"
+    save_weights(path, build_model("unet", widths=[8, 8, 8, 8, 8]), "unet", {"widths": [8, 8, 8, 8, 8]}, "color+albedo+normal")
+    return path
 
 
 def channels(path: Path) -> set[str]:
@@ -136,6 +144,8 @@ bpy.ops.render.render(write_still=True)
 
 
 def test_auto_denoise_adds_pass_that_beats_the_noisy_render(addon_zip, tmp_path):
+    if not DEFAULT_WEIGHTS.is_file():
+        pytest.skip(f"{DEFAULT_WEIGHTS} is not trained yet; the quality check needs the shipped model")
     plain, noisy, ref = (tmp_path / f"{n}.exr" for n in ("plain", "noisy", "ref"))
     # Set up as "Set up passes" would, but through the operator so that is tested too.
     script = "bpy.ops.mcdenoise.setup_passes()\n" + AUTO_DENOISE
@@ -171,12 +181,12 @@ out["core"] = getattr(sys.modules.get("mcdenoise"), "__file__", None)
 
 
 @pytest.mark.parametrize("backend", ["BLENDER", "EXTERNAL"])
-def test_denoise_button_on_a_loaded_exr(addon_zip, tmp_path, repo_root, backend):
+def test_denoise_button_on_a_loaded_exr(addon_zip, untrained, tmp_path, repo_root, backend):
     exr = tmp_path / "suzanne_4spp.exr"
     shutil.copy(repo_root / "examples" / "suzanne_4spp.exr", exr)
     digest = hashlib.sha256(exr.read_bytes()).hexdigest()
     script = 'prefs.backend = args["backend"]\nprefs.python_path = args["python"]\n' + BUTTON
-    out = run_blender(script, tmp_path, zip=str(addon_zip), exr=str(exr), backend=backend, python=sys.executable,
+    out = run_blender(script, tmp_path, untrained, zip=str(addon_zip), exr=str(exr), backend=backend, python=sys.executable,
                       pixels=str(tmp_path / "pixels.npy"))
 
     assert out["result"] == ["FINISHED"], out["status"]
@@ -224,12 +234,12 @@ out["render_status"] = sc.mcdenoise.status
 '''
 
 
-def test_missing_passes_are_reported_not_raised(addon_zip, tmp_path):
+def test_missing_passes_are_reported_not_raised(addon_zip, untrained, tmp_path):
     rgb_only = tmp_path / "rgb_only.exr"
     rng = np.random.default_rng(0)
     write_exr(rgb_only, {"": rng.random((32, 32, 3), dtype=np.float32)})
     render = tmp_path / "render.exr"
-    out = run_blender(MISSING_PASS, tmp_path, zip=str(addon_zip), rgb_only=str(rgb_only), render=str(render))
+    out = run_blender(MISSING_PASS, tmp_path, untrained, zip=str(addon_zip), rgb_only=str(rgb_only), render=str(render))
 
     assert "Install PyTorch" in out["no_torch"] and "External Python" in out["no_torch"], out["no_torch"]
     assert "blender-user" in out["site"]  # 'Install PyTorch' targets the extension's user folder
@@ -263,9 +273,9 @@ out["f12_image"] = "Render Result (denoised)" in bpy.data.images
 '''
 
 
-def test_png_output_f12_and_render_result_are_denoised_through_a_temporary_exr(addon_zip, tmp_path):
+def test_png_output_f12_and_render_result_are_denoised_through_a_temporary_exr(addon_zip, untrained, tmp_path):
     png = tmp_path / "frame.png"
-    out = run_blender(PNG_OUTPUT, tmp_path, zip=str(addon_zip), png=str(png))
+    out = run_blender(PNG_OUTPUT, tmp_path, untrained, zip=str(addon_zip), png=str(png))
 
     assert out["auto_image"] and "output format has no passes" in out["auto_status"], out["auto_status"]
     assert png.is_file()  # the artist's PNG is written as usual
