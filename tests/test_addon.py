@@ -177,6 +177,7 @@ if shown is not None:
     px = np.empty(w * h * 4, np.float32); shown.pixels.foreach_get(px)
     np.save(args["pixels"], px.reshape(h, w, 4)[::-1, :, :3])
 out["core"] = getattr(sys.modules.get("mcdenoise"), "__file__", None)
+out["torch_in_blender"] = "torch" in sys.modules
 '''
 
 
@@ -196,6 +197,7 @@ def test_denoise_button_on_a_loaded_exr(addon_zip, untrained, tmp_path, repo_roo
     denoised = read_frame(written, PassNames(color=("Denoised",))).color
     assert denoised.shape == (240, 320, 3) and np.isfinite(denoised).all()
     assert not np.allclose(denoised, read_frame(exr).color, atol=1e-3)
+    assert out["torch_in_blender"] == (backend == "BLENDER")  # the worker keeps torch out of Blender
     if backend == "BLENDER":  # the vendored core ran, and the new image holds the denoised radiance
         assert "/vendor/mcdenoise/" in out["core"].replace(os.sep, "/"), out["core"]
         shown = np.load(tmp_path / "pixels.npy")
