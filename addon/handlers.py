@@ -93,14 +93,21 @@ def on_render_complete(scene: bpy.types.Scene, *_args) -> None:
         if outcome is None:
             return
         name = "Render Result (denoised)"
-        if outcome.denoised is not None:
-            scene_io.show_pixels(name, outcome.denoised)
-        else:
-            scene_io.show_file(name, outcome.out_path)
+        if bpy.app.background:
+            _show(name, outcome)
+        else:  # handlers run on the render thread; new images are made on the main thread
+            bpy.app.timers.register(lambda: _show(name, outcome), first_interval=0.0)
         why = "no EXR was written" if scene_io.is_multilayer_exr(scene) else "output format has no passes"
         report(scene, f"frame {scene.frame_current}: denoised into image '{name}' ({why})")
     except Exception as exc:  # noqa: BLE001
         report(scene, f"auto-denoise failed: {exc}", error=True)
+
+
+def _show(name: str, outcome: worker.Outcome) -> None:
+    if outcome.denoised is not None:
+        scene_io.show_pixels(name, outcome.denoised)
+    else:
+        scene_io.show_file(name, outcome.out_path)
 
 
 HANDLERS = (
