@@ -189,6 +189,16 @@ def _stack(p: _Pass, comps: tuple[str, ...], path: Path, keep_half: bool = False
     return np.stack([np.asarray(px, dtype=dtype) for px in planes], axis=-1)
 
 
+def _release(source: "OpenEXR.File", p: _Pass) -> None:
+    """Drop a pass's pixels from ``source`` once they are copied out, so a low-memory read
+    never holds a pass twice."""
+    channels = source.parts[p.part].channels
+    held = {id(ch) for ch in p.channels.values()}
+    for name in [n for n, ch in channels.items() if id(ch) in held]:
+        del channels[name]
+    p.channels.clear()
+
+
 def available_passes(source: "OpenEXR.File") -> list[str]:
     """Human-readable list of the passes in a file, for error messages."""
     names = []
@@ -205,8 +215,8 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_m
     """Read colour (required), alpha, albedo and normal (optional) of one frame.
 
     ``low_memory`` keeps half-float passes as float16 (exact: every half is a float32, and the
-    HDR transform converts tile by tile) and drops the rest of the file until it is written
-    back, so an 8K frame costs ~20 bytes a pixel instead of ~80 between read and write.
+    HDR transform converts tile by tile), skips alpha and drops the rest of the file until it
+    is written back, so an 8K frame costs ~20 bytes a pixel instead of ~80 between read and write.
     """
     path = Path(path)
     source = open_exr(path)
@@ -218,21 +228,27 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_m
             + f"); the file has: {', '.join(available_passes(source)) or 'no channels'}. "
             "Name the pass with --color-pass, or pick another --pass-preset"
         )
+    color_dtype = np.dtype(next(iter(color.channels.values())).pixels.dtype)
     rgb = _stack(color, RGB, path, low_memory)
     alpha = None
-    if "A" in color.channels:
+    if "A" in color.channels and not low_memory:
         alpha = _stack(_Pass(color.part, color.layer, color.name, {"A": color.channels["A"]}), ("A",), path, low_memory)[..., 0]
+    if low_memory:
+        _release(source, color)
     albedo_pass = _find_pass(source, names.albedo, color.layer, RGB)
-    normal_pass = _find_pass(source, names.normal, color.layer, XYZ)
     albedo = _stack(albedo_pass, RGB, path, low_memory) if albedo_pass else None
+    if low_memory and albedo_pass:
+        _release(source, albedo_pass)
+    normal_pass = _find_pass(source, names.normal, color.layer, XYZ)
     normal = _stack(normal_pass, XYZ, path, low_memory) if normal_pass else None
+    if low_memory and normal_pass:
+        _release(source, normal_pass)
     for label, arr in (("albedo", albedo), ("normal", normal)):
         if arr is not None and arr.shape[:2] != rgb.shape[:2]:
             raise PassShapeError(
                 f"{path}: {label} pass is {arr.shape[1]}x{arr.shape[0]} but colour is "
                 f"{rgb.shape[1]}x{rgb.shape[0]}; re-render so all passes share one data window"
             )
-    color_dtype = np.dtype(next(iter(color.channels.values())).pixels.dtype)
     return Frame(
         path=path,
         source=None if low_memory else source,

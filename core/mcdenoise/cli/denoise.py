@@ -78,7 +78,6 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mcdenoise.batch import plan_jobs, run_batch
-    from mcdenoise.model_io import load_model
     from mcdenoise.preview import save_png, side_by_side
     from mcdenoise.sequence import expand_inputs, select_shard
 

@@ -1,0 +1,138 @@
+"""The bad-input corpus: every broken frame, folder or weights file a farm meets gets a message
+naming the file and what to do, and leaves no partial output behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from batch_fixtures import TINY_UNET, denoised_pass, leftovers, make_tiny_weights, run_cli, write_sequence
+from exr_fixtures import box, write_blender_like
+from mcdenoise.exr import write_exr
+from mcdenoise.model_io import save_weights
+from mcdenoise.models import build_model
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return make_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.pt")
+
+
+def blender_passes(h: int, w: int, color: np.ndarray | None = None, albedo_hw: tuple[int, int] | None = None) -> dict:
+    rng = np.random.default_rng(1)
+    color = rng.exponential(0.5, (h, w, 3)).astype(np.float32) if color is None else color
+    ah, aw = albedo_hw or (h, w)
+    normal = np.zeros((h, w, 3), np.float32)
+    normal[..., 2] = 1
+    return {
+        "ViewLayer.Combined": np.dstack([color, np.ones((h, w), np.float32)]),
+        "ViewLayer.Denoising Albedo": np.full((ah, aw, 3), 0.5, np.float16),
+        "ViewLayer.Denoising Normal": normal,
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Good frames mixed with every kind of bad one, as a farm folder would hold them."""
+    d = tmp_path_factory.mktemp("corpus")
+    good = write_sequence(d, [1, 2])
+    truncated = d / "truncated.exr"
+    write_blender_like(truncated, h=64, w=64)
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    not_exr = d / "not_an_exr.exr"
+    not_exr.write_text("<html>502 Bad Gateway</html>")
+    mismatch = d / "aux_mismatch.exr"
+    # The albedo part's data window is half the colour's (a shared display window keeps it a legal file).
+    write_exr(mismatch, blender_passes(40, 56, albedo_hw=(20, 28)), header={"displayWindow": box(0, 0, 55, 39)}, multipart=True)
+    color = np.full((40, 56, 3), 0.3, np.float32)
+    color[3, 4], color[10, 11], color[20, 30], color[30] = np.nan, np.inf, -np.inf, -5.0
+    nonfinite = d / "nan_inf_negative.exr"
+    write_exr(nonfinite, blender_passes(40, 56, color=color), multipart=True)
+    offset = d / "data_window_offset.exr"
+    write_blender_like(offset, h=33, w=47, data_window=(-7, 12))
+    no_aux = d / "no_aux.exr"
+    write_blender_like(no_aux, aux=False)
+    return {"dir": d, "good": good, "truncated": truncated, "not_exr": not_exr, "mismatch": mismatch,
+            "nonfinite": nonfinite, "offset": offset, "no_aux": no_aux}
+
+
+def test_bad_frames_fail_alone_with_keep_going(corpus, weights, tmp_path):
+    out = tmp_path / "out"
+    run = run_cli("denoise", corpus["dir"], "--out-dir", out, "--weights", weights, "--keep-going")
+    assert run.returncode == 1, run.stderr
+    assert "done 5 / skipped 0 / failed 3 of 8" in run.stdout
+    assert "Traceback" not in run.stderr
+    expected = {
+        "truncated": "file is incomplete or corrupted",
+        "not_exr": "not an OpenEXR file",
+        "mismatch": "re-render so all passes share one data window",
+    }
+    for key, message in expected.items():
+        line = next((x for x in run.stderr.splitlines() if str(corpus[key]) in x), "")
+        assert message in line, (key, run.stderr)
+        assert not (out / corpus[key].name).exists()
+    assert "no_aux.exr: no albedo and normal pass, denoising from colour only" in run.stderr
+    assert leftovers(out) == []
+    nonfinite = denoised_pass(out / "nan_inf_negative.exr")
+    assert np.all(np.isfinite(nonfinite)) and nonfinite.min() >= 0
+    offset = denoised_pass(out / "data_window_offset.exr")
+    assert offset.shape == (33, 47, 3) and np.all(np.isfinite(offset))
+
+
+def test_first_bad_frame_stops_the_job_without_keep_going(corpus, weights, tmp_path):
+    out = tmp_path / "out"
+    run = run_cli("denoise", corpus["good"][0], corpus["not_exr"], corpus["good"][1], "--out-dir", out, "--weights", weights)
+    assert run.returncode == 2
+    assert f"{corpus['not_exr']}: not an OpenEXR file" in run.stderr and "Traceback" not in run.stderr
+    assert "failed 1" in run.stdout
+    assert not (out / corpus["good"][1].name).exists() and leftovers(out) == []
+
+
+def test_require_aux_refuses_frames_without_aux(corpus, weights, tmp_path):
+    run = run_cli("denoise", corpus["no_aux"], "--out-dir", tmp_path, "--weights", weights, "--require-aux")
+    assert run.returncode == 2
+    assert f"{corpus['no_aux']}: no albedo and normal pass; enable Denoising Data passes" in run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_folder_fails_before_any_work(corpus, weights, tmp_path):
+    # An --out-dir under a plain file can never be created, root or not.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    run = run_cli("denoise", corpus["good"][0], "--out-dir", blocker / "out", "--weights", weights)
+    assert run.returncode == 2 and f"{blocker / 'out'}: cannot create output folder" in run.stderr
+
+    ro = tmp_path / "readonly"
+    ro.mkdir()
+    ro.chmod(0o555)
+    immutable = False
+    if os.geteuid() == 0:  # root ignores permission bits; an immutable folder stops it too
+        immutable = subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode == 0
+        if not immutable:
+            pytest.skip("running as root without chattr: a read-only folder cannot be made")
+    try:
+        run = run_cli("denoise", *corpus["good"], "--out-dir", ro, "--weights", weights)
+        assert run.returncode == 2
+        assert f"{ro}: output folder is not writable" in run.stderr and "--out-dir" in run.stderr
+        assert list(ro.iterdir()) == []
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(ro)], check=True)
+        ro.chmod(0o755)
+
+
+def test_corrupted_and_wrong_architecture_weights(corpus, weights, tmp_path):
+    corrupted = tmp_path / "corrupted.pt"
+    corrupted.write_bytes(weights.read_bytes()[:5000])
+    wrong = tmp_path / "wrong_arch.pt"
+    # A valid weights file whose tensors belong to another width than its config says.
+    save_weights(wrong, build_model("unet", **TINY_UNET), "unet", dict(TINY_UNET, widths=[16, 16, 16, 16, 16]), "color+albedo+normal")
+    out = tmp_path / "out"
+    for path, message in ((corrupted, "not a readable weights file"), (wrong, "weights do not fit architecture 'unet'")):
+        run = run_cli("denoise", corpus["good"][0], "--out-dir", out, "--weights", path)
+        assert run.returncode == 2 and f"{path}: {message}" in run.stderr and "Traceback" not in run.stderr
+        assert not out.exists() or list(out.iterdir()) == []
