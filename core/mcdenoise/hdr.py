@@ -19,9 +19,10 @@ _EPS = 1e-8
 def sanitize(x: np.ndarray, lo: float | None = 0.0, hi: float | None = None) -> np.ndarray:
     """Replace NaN/±Inf by 0 and clip to [lo, hi]; renders occasionally carry such pixels and a
     single NaN would otherwise spread through every convolution it touches."""
-    x = np.nan_to_num(np.asarray(x, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    x = np.array(x, dtype=np.float32)  # one owned copy, cleaned in place: an 8K frame has no room for three
+    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     if lo is not None or hi is not None:
-        x = np.clip(x, lo, hi)
+        np.clip(x, lo, hi, out=x)
     return x
 
 

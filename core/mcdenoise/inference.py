@@ -221,6 +221,7 @@ def denoise_frame(
     *,
     precision: str = "auto",
     compile: bool = False,
+    out_dtype: np.dtype | type = np.float32,
 ) -> np.ndarray:
     """Return the denoised colour (H, W, 3) float32 in the input's radiance units.
 
@@ -228,6 +229,8 @@ def denoise_frame(
     fits free memory. ``progress(done, total)`` is called after each tile; raising from it
     (e.g. :class:`mcdenoise.errors.Cancelled`) aborts cleanly. ``precision`` is auto, fp32,
     fp16 or bf16 (see :func:`choose_dtype`); ``compile`` uses ``torch.compile`` (CUDA only).
+    ``out_dtype=np.float16`` halves the result's memory when it is written to a half pass
+    anyway (the batch does this to keep an 8K frame within 2 GiB).
     """
     device = next(loaded.model.parameters()).device
     if device.type == "cpu":
@@ -243,7 +246,7 @@ def denoise_frame(
         tile = auto_tile(loaded.model, device, dtype)
     tile = int(tile or max(height, width))
     windows = list(tile_grid(height, width, tile, margin, alignment))
-    out = np.empty((height, width, 3), np.float32)
+    out = np.empty((height, width, 3), out_dtype)
     for done, ((y0, y1, x0, x1), (iy0, iy1, ix0, ix1)) in enumerate(windows, start=1):
         hwc = build_input_hwc(frame, exposure, loaded.uses_aux, slice(iy0, iy1), slice(ix0, ix1))
         x = torch.from_numpy(hwc).permute(2, 0, 1)[None]  # NCHW shape, NHWC memory: a view
