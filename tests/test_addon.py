@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 PRELUDE = r'''
 import json, sys, bpy
 args = json.loads(sys.argv[1])
+for name in args.get("hide", []):  # make a module unimportable, as in a bare Blender
+    sys.modules[name] = None
 result = bpy.ops.extensions.package_install_files(filepath=args["zip"], repo="user_default", enable_on_install=True)
 assert result == {"FINISHED"}, result
 assert "bl_ext.user_default.mcdenoise" in bpy.context.preferences.addons, "extension not enabled"
@@ -206,17 +208,18 @@ def test_denoise_button_on_a_loaded_exr(addon_zip, untrained, tmp_path, repo_roo
 
 MISSING_PASS = r'''
 sc = bpy.context.scene
-# No PyTorch in Blender and no external Python: hide torch the way a bare Blender lacks it.
+# Installed and enabled without torch/OpenEXR (hidden before install): the button explains.
 runtime = sys.modules["bl_ext.user_default.mcdenoise.runtime"]
 out["site"] = str(runtime.user_site_dir())
-sys.modules["torch"] = None
+out["missing"] = runtime.missing_modules()
 prefs.backend = "AUTO"
 img = bpy.data.images.load(args["rgb_only"])
 try:
     out["no_torch"] = sorted(bpy.ops.mcdenoise.denoise_image(image_name=img.name))
 except RuntimeError as exc:
     out["no_torch"] = str(exc)
-del sys.modules["torch"]
+for name in args["hide"]:
+    del sys.modules[name]
 sc.mcdenoise.require_aux = True
 # From Python, Blender turns an operator's ERROR report into a RuntimeError carrying the report;
 # in the UI the same report shows in the status bar. Either way the operator returned CANCELLED.
@@ -236,13 +239,15 @@ out["render_status"] = sc.mcdenoise.status
 '''
 
 
-def test_missing_passes_are_reported_not_raised(addon_zip, untrained, tmp_path):
+def test_missing_torch_and_missing_passes_are_reported_not_raised(addon_zip, untrained, tmp_path):
     rgb_only = tmp_path / "rgb_only.exr"
     rng = np.random.default_rng(0)
     write_exr(rgb_only, {"": rng.random((32, 32, 3), dtype=np.float32)})
     render = tmp_path / "render.exr"
-    out = run_blender(MISSING_PASS, tmp_path, untrained, zip=str(addon_zip), rgb_only=str(rgb_only), render=str(render))
+    out = run_blender(MISSING_PASS, tmp_path, untrained, zip=str(addon_zip), rgb_only=str(rgb_only), render=str(render),
+                      hide=["torch", "OpenEXR"])
 
+    assert out["missing"] == ["torch", "OpenEXR"]
     assert "Install PyTorch" in out["no_torch"] and "External Python" in out["no_torch"], out["no_torch"]
     assert "blender-user" in out["site"]  # 'Install PyTorch' targets the extension's user folder
     assert out["button"] == "reported" and out["report"].startswith("Error: ") and "albedo" in out["report"]
