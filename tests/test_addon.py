@@ -272,7 +272,12 @@ out["button_image"] = "Render Result (denoised)" in bpy.data.images
 out["format"] = sc.render.image_settings.file_format
 # F12 without saving: nothing is written, so the Render Result itself is denoised into an image.
 bpy.data.images.remove(bpy.data.images["Render Result (denoised)"])
+scene_io = sys.modules["bl_ext.user_default.mcdenoise.scene_io"]
+sc.render.engine = "BLENDER_EEVEE"
+sc.view_layers[0].cycles.denoising_store_passes = False
+out["problems_before"] = scene_io.setup_problems(bpy.context)  # the panel's warnings
 bpy.ops.mcdenoise.setup_passes()
+out["problems_after"] = scene_io.setup_problems(bpy.context)
 sc.mcdenoise.auto_denoise = True
 bpy.ops.render.render()
 out["f12_status"] = sc.mcdenoise.status
@@ -292,4 +297,7 @@ def test_png_output_f12_and_render_result_are_denoised_through_a_temporary_exr(a
     names = channels(written)
     assert "ViewLayer.Denoising Albedo.R" in names and "ViewLayer.Denoised.R" in names
     written.unlink()
+    assert out["problems_before"] == ["Render engine is not Cycles", "Denoising Data passes are off (albedo/normal)",
+                                      "Output is not multilayer EXR (passes not written)"]
+    assert out["problems_after"] == []
     assert out["f12_image"] and "no EXR was written" in out["f12_status"], out["f12_status"]
