@@ -226,3 +226,13 @@ def test_bench_speed_writes_a_report(tmp_path):
 def test_bench_speed_rejects_unknown_quality():
     run = subprocess.run([sys.executable, "-m", "mcdenoise", "bench", "--speed", "--qualities", "ultra"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "unknown quality 'ultra'" in run.stderr
+
+
+def test_denoise_cli_takes_quality(repo_root, tmp_path):
+    example = repo_root / "examples" / "suzanne_4spp.exr"
+    run = subprocess.run(
+        [sys.executable, "-m", "mcdenoise", "denoise", str(example), "-o", str(tmp_path / "out.exr"), "--quality", "fast", "--weights", str(tmp_path / "w.pt")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 2 and "give --weights or --quality, not both" in run.stderr
+    assert not (tmp_path / "out.exr").exists()

@@ -108,6 +108,7 @@ def physical_cores() -> int:
         pass
     if current:
         cores.add((current.get("physical id"), current.get("core id")))
+    cores = {c for c in cores if c[1] is not None}  # ARM and some VMs list no core ids
     return max(1, min(allowed, len(cores))) if cores else max(1, allowed)
 
 
