@@ -102,7 +102,7 @@ def test_tiled_output_equals_untiled(tmp_path, weights):
 def test_killed_batch_resumes_to_the_uninterrupted_result(tmp_path, weights):
     frames = range(1, 9)
     # Small tiles make each frame take a while, so the kill lands mid-batch.
-    write_sequence(tmp_path / "in", frames, h=128, w=128)
+    write_sequence(tmp_path / "in", frames, h=96, w=96)
     args = [tmp_path / "in" / "shot_####.exr", "--weights", weights, "--tile", "16", "-q"]
     reference = run_cli("denoise", *args, "--out-dir", tmp_path / "ref")
     assert reference.returncode == 0, reference.stderr
@@ -131,3 +131,27 @@ def test_killed_batch_resumes_to_the_uninterrupted_result(tmp_path, weights):
     for n in frames:
         name = f"shot_{n:04d}.exr"
         np.testing.assert_array_equal(denoised_pass(out / name), denoised_pass(tmp_path / "ref" / name))
+
+
+def test_memory_budget_shrinks_tiles_of_8k_frames_only():
+    from types import SimpleNamespace
+
+    from mcdenoise.batch import tile_for_budget
+    from mcdenoise.inference import FrameInputs
+    from mcdenoise.model_io import LoadedModel
+    from mcdenoise.models import build_model
+    from mcdenoise.pipeline import PreparedFrame
+
+    loaded = LoadedModel(build_model("unet"), "unet", {}, "color+albedo+normal")  # balanced widths
+
+    def prepared(h, w):  # np.empty: the budget reads sizes, the pages are never touched
+        half, full = np.empty((h, w, 3), np.float16), np.empty((h, w, 3), np.float32)
+        return PreparedFrame(SimpleNamespace(color_dtype=np.dtype(np.float16)), FrameInputs(half, half, full), 1.0, True)
+
+    eight_k, hd = prepared(4320, 7680), prepared(1080, 1920)
+    two_gib = 2 << 30
+    assert 256 <= tile_for_budget(loaded, eight_k, 1024, two_gib) < 1024
+    assert tile_for_budget(loaded, eight_k, 1024, 4 * two_gib) == 1024
+    assert tile_for_budget(loaded, eight_k, 1024, None) == 1024
+    assert tile_for_budget(loaded, hd, 1024, two_gib) == 1024
+    assert tile_for_budget(loaded, prepared(75, 133), None, two_gib) is None  # small frames stay whole

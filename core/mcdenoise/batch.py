@@ -25,7 +25,7 @@ import OpenEXR
 
 from mcdenoise.errors import InputFileError, McDenoiseError, OutputError
 from mcdenoise.exr import open_exr, write_with_pass
-from mcdenoise.inference import DEFAULT_TILE
+from mcdenoise.inference import DEFAULT_TILE, activation_bytes_per_pixel, tile_for_memory
 from mcdenoise.model_io import LoadedModel
 from mcdenoise.passes import PassNames, split_channel_name
 from mcdenoise.pipeline import PreparedFrame, check_output_path, prepare_frame, run_model
@@ -34,6 +34,8 @@ from mcdenoise.sequence import FrameSource
 # Pixels of frames read but not yet written. Two 4K frames fit; an 8K frame runs alone.
 PIPELINE_PIXELS = 2 * 3840 * 2160
 LogFn = Callable[[str, str], None]  # (level: "info" | "warning" | "error", message)
+# What the process holds besides frames and network activations: Python, torch, OpenEXR.
+PROCESS_BASE_BYTES = 300 << 20
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,28 @@ def remove_stale_temps(output: Path) -> int:
     return removed
 
 
+def tile_for_budget(loaded: LoadedModel, prepared: PreparedFrame, tile: int | str | None, max_memory: int | None) -> int | str | None:
+    """``tile``, or a smaller one when the frame is so large that its arrays plus the network's
+    working memory would pass ``max_memory`` bytes (CPU only; a GPU holds activations itself).
+
+    An 8K frame's passes already take ~1 GB, so a 1024 tile would push it past 2 GiB; 1080p
+    frames keep the requested tile. Tiled output equals untiled output, so this changes
+    memory and time, never the result.
+    """
+    device = next(loaded.model.parameters()).device
+    if not max_memory or tile == "auto" or device.type != "cpu":
+        return tile
+    inputs = prepared.inputs
+    h, w = inputs.color.shape[:2]
+    arrays = sum(a.nbytes for a in (inputs.color, inputs.albedo, inputs.normal) if a is not None)
+    arrays += h * w * 3 * prepared.frame.color_dtype.itemsize  # the result
+    margin = int(getattr(loaded.model, "receptive_radius", 32))
+    alignment = int(getattr(loaded.model, "alignment", 1))
+    fit = tile_for_memory(max_memory - PROCESS_BASE_BYTES - arrays, activation_bytes_per_pixel(loaded.model), margin, alignment)
+    requested = int(tile or max(h, w))
+    return tile if requested <= fit else fit
+
+
 def _frame_pixels(path: Path) -> int:
     try:
         parts = OpenEXR.File(str(path), header_only=True).parts
@@ -176,13 +200,15 @@ def run_batch(
     log: LogFn | None = None,
     progress: Callable[[int], None] | None = None,
     on_denoised: Callable[[Job, PreparedFrame, np.ndarray], None] | None = None,
+    max_memory: int | None = None,
 ) -> Summary:
     """Denoise ``jobs``; per-frame problems are counted in the summary, not raised.
 
     Missing frames of a pattern stop the job before any work unless ``keep_going`` (then they
     count as failed): a farm should learn about a render gap at once, not after hours.
     Without ``keep_going`` the first failed frame stops the batch (a re-run resumes).
-    ``progress(n)`` is called as frames finish in any way.
+    ``progress(n)`` is called as frames finish in any way. ``max_memory`` (bytes) shrinks the
+    tile of frames too large for it (see :func:`tile_for_budget`).
     """
     log = log or (lambda level, message: None)
     progress = progress or (lambda n: None)
@@ -278,7 +304,7 @@ def run_batch(
                 log("warning", prepared.aux_warning)
             try:
                 t0 = time.perf_counter()
-                denoised = run_model(loaded, prepared, tile)
+                denoised = run_model(loaded, prepared, tile_for_budget(loaded, prepared, tile, max_memory))
                 summary.model_seconds += time.perf_counter() - t0
                 if on_denoised is not None:
                     on_denoised(job, prepared, denoised)

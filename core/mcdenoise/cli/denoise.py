@@ -65,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="denoise again even where a complete output exists (default: skip it)")
     g.add_argument("--keep-going", action="store_true", help="carry on past bad or missing frames; exit 1 at the end if any failed")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-frame lines; errors and the summary only")
+    g.add_argument("--max-memory", type=float, default=2.0, metavar="GIB",
+                   help="on CPU, use smaller tiles for frames too large for this many GiB (an 8K frame); 0 = no limit (default: %(default)s)")
     g.add_argument("--stats", action="store_true", help="print wall time, frames/s and the model's share of the time")
     add_model_arguments(parser)
     add_pass_arguments(parser)
@@ -106,12 +108,14 @@ def main(args: argparse.Namespace) -> int:
         summary = run_batch(
             loaded, jobs, names, args.pass_name, args.tile or None, args.require_aux, args.keep_going,
             overwrite=args.overwrite or args.output is not None, log=log, progress=bar.update,
-            on_denoised=preview if args.preview else None,
+            on_denoised=preview if args.preview else None, max_memory=int(args.max_memory * 2**30) or None,
         )
     finally:
         bar.close()
     if len(jobs) > 1 or summary.failed or summary.skipped:
         print(f"{summary.line()} of {summary.total} frame(s) in {summary.seconds:.1f} s")
+    if summary.stopped_early:
+        print("stopped at the first failed frame; fix it and re-run to resume, or add --keep-going", file=sys.stderr)
     if args.stats:
         n = len(summary.done)
         fps = n / summary.seconds if summary.seconds else 0.0
