@@ -21,11 +21,11 @@ fi
 cd "$REPO"
 MC=".venv/bin/mcdenoise"
 DATA="${DATA:-data/train}"
-UNET_MIN="${UNET_MIN:-30}"
+UNET_MIN="${UNET_MIN:-25}"
 DNCNN_MIN="${DNCNN_MIN:-10}"
 
 echo "[$(date -Is)] unet: ${UNET_MIN} min"
-"$MC" train --data "$DATA" --run-dir runs/unet --arch unet --widths balanced --steps 450 --batch 4 --crop 128 \
+"$MC" train --data "$DATA" --run-dir runs/unet --arch unet --widths balanced --steps 360 --batch 4 --crop 128 \
     --lr 2e-3 --warmup 50 --val-every 200 --threads 2 --minutes "$UNET_MIN" --no-progress \
     --export runs/unet/unet.pt
 echo "[$(date -Is)] dncnn: ${DNCNN_MIN} min"

@@ -113,6 +113,10 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
+        # --lr and --steps may change on resume (e.g. to fit a time budget); unchanged, this is a no-op.
+        scheduler.base_lrs = [cfg.lr for _ in scheduler.base_lrs]
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(ck["step"], cfg.warmup, cfg.steps)
         sampler.set_state(ck["sampler"])
         checkpoint.set_rng_states(ck["rng"])
         step, train_seconds, last_val = ck["step"], ck["train_seconds"], ck.get("val", {})
