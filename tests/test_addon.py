@@ -41,8 +41,8 @@ prefs.weights_path = args["weights"]
 prefs.device = "CPU"
 out = {}
 
-def tiny_scene(samples, seed, path, store_passes=True):
-    """A cube on a plane lit by a point light: 64x64, plain Cycles path tracing, no denoiser."""
+def tiny_scene(samples, seed, path, store_passes=True, size=64):
+    """A cube on a plane lit by a point light: size x size, plain Cycles path tracing, no denoiser."""
     import bmesh
     from mathutils import Vector
     sc = bpy.context.scene
@@ -64,7 +64,7 @@ def tiny_scene(samples, seed, path, store_passes=True):
     sc.cycles.device = "CPU"
     sc.cycles.samples, sc.cycles.seed, sc.cycles.use_denoising = samples, seed, False
     sc.cycles.use_adaptive_sampling = False
-    sc.render.resolution_x = sc.render.resolution_y = 64
+    sc.render.resolution_x = sc.render.resolution_y = size
     sc.render.resolution_percentage = 100
     sc.render.filepath = path
     for vl in sc.view_layers:
@@ -133,14 +133,15 @@ def test_zip_is_a_blender_extension_with_the_core_inside(addon_zip):
 AUTO_DENOISE = r'''
 # Same seed twice: Cycles is deterministic within a process, so the first file shows exactly
 # which passes Blender wrote before the add-on touched anything.
-sc = tiny_scene(4, 1, args["plain"])
+size = args.get("size", 128)
+sc = tiny_scene(4, 1, args["plain"], size=size)
 bpy.ops.render.render(write_still=True)
 sc.mcdenoise.auto_denoise = True
-sc = tiny_scene(4, 1, args["noisy"])
+sc = tiny_scene(4, 1, args["noisy"], size=size)
 bpy.ops.render.render(write_still=True)
 out["status"] = sc.mcdenoise.status
 sc.mcdenoise.auto_denoise = False
-sc = tiny_scene(256, 7, args["ref"])
+sc = tiny_scene(256, 7, args["ref"], size=size)
 bpy.ops.render.render(write_still=True)
 '''
 
