@@ -47,9 +47,11 @@ def _plain_reference(loaded: LoadedModel, frame: FrameInputs) -> np.ndarray:
     h, w = frame.color.shape[:2]
     exposure = hdr.autoexposure(frame.color)
     x = torch.from_numpy(inference.build_input(frame, exposure, True, slice(0, h), slice(0, w)))[None]
-    x = torch.nn.functional.pad(x, (0, (-w) % 16, 0, (-h) % 16), mode="replicate")
+    e = inference._round_up(inference.EDGE_PAD, 16)  # the mirrored border around the frame
+    x = torch.nn.functional.pad(x, (e, e, e, e), mode="reflect")
+    x = torch.nn.functional.pad(x, (0, (-(w + 2 * e)) % 16, 0, (-(h + 2 * e)) % 16), mode="replicate")
     with torch.inference_mode():
-        y = model(x)[0, :, :h, :w].numpy().transpose(1, 2, 0)
+        y = model(x)[0, :, e : e + h, e : e + w].numpy().transpose(1, 2, 0)
     return hdr.inverse(y, exposure)
 
 
