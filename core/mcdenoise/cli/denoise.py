@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mcdenoise.cli.argtypes import shard
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.passes import DEFAULT_PRESET, PRESETS
 
@@ -34,16 +35,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--require-aux", action="store_true", help="fail on frames without albedo/normal instead of denoising colour-only")
 
 
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected i/n such as 0/4, got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"shard i/n needs 0 <= i < n, got {text!r}")
-    return i, n
-
-
 def _frames(text: str) -> list[int]:
     from mcdenoise.sequence import parse_frames
 
@@ -61,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--frames", type=_frames, help="frames of a pattern: 1001-1240, 1-100x2, 1,5,9-12 (default: first to last on disk)")
     g.add_argument("--out-dir", type=Path, help="write outputs into this folder (created if missing), same file names plus --suffix")
     g.add_argument("--suffix", help="added to each output's file name (default: _denoised, or none with --out-dir)")
-    g.add_argument("--shard", type=_shard, default=(0, 1), help="denoise only frames with index %% n == i of the frame list (default: 0/1)")
+    g.add_argument("--shard", type=shard, default=(0, 1), help="denoise only frames with index %% n == i of the frame list (default: 0/1)")
     g.add_argument("--overwrite", action="store_true", help="denoise again even where a complete output exists (default: skip it)")
     g.add_argument("--keep-going", action="store_true", help="carry on past bad or missing frames; exit 1 at the end if any failed")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-frame lines; errors and the summary only")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mcdenoise.cli.argtypes import shard
 from mcdenoise.errors import McDenoiseError
 
 
@@ -20,16 +21,6 @@ def _spp_list(text: str) -> list[int]:
     if not values or values[0] < 1:
         raise argparse.ArgumentTypeError(f"sample counts must be >= 1, got {text!r}")
     return values
-
-
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected i/n such as 0/4, got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"shard i/n needs 0 <= i < n, got {text!r}")
-    return i, n
 
 
 def _positive(text: str) -> int:
@@ -56,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spp", type=_spp_list, default=[1, 2, 4, 8, 16],
                         help="noisy sample counts, comma-separated (default 1,2,4,8,16)")
     parser.add_argument("--ref-spp", type=_positive, default=256, help="samples of the target (default 256)")
-    parser.add_argument("--shard", type=_shard, default=(0, 1),
+    parser.add_argument("--shard", type=shard, default=(0, 1),
                         help="i/n: render only indices with index %% n == i (default 0/1)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="Cycles device")
     parser.add_argument("--threads", type=_non_negative, default=0, help="render threads, 0 = all cores")
