@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -142,3 +143,19 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.exr", "out.exr"]
     with pytest.raises(OutputError, match="does not exist"):
         write_with_pass(frame, tmp_path / "nowhere" / "out.exr", frame.color)
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    src = tmp_path / "in.exr"
+    write_blender_like(src)
+    frame = read_frame(src)
+    out = tmp_path / "out.exr"
+    old = os.umask(0o022)
+    try:
+        write_with_pass(frame, out, frame.color)
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
+    out.chmod(0o640)
+    write_with_pass(frame, out, frame.color)
+    assert out.stat().st_mode & 0o777 == 0o640

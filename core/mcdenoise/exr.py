@@ -279,12 +279,21 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600); the output must get the permissions any new
+        # file would (umask), or those of the file it replaces, so farm users can read it.
+        os.chmod(tmp_path, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp_path, path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); check free space and permissions") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _copy_header(header: dict) -> dict:
