@@ -31,12 +31,11 @@ from mcdenoise.errors import InputFileError, McDenoiseError
 from mcdenoise.exr import read_frame
 from mcdenoise.inference import FrameInputs, denoise_frame
 from mcdenoise.model_io import WEIGHTS_DIR, load_model
-from mcdenoise.preview import save_png, side_by_side, tonemap
-from mcdenoise.training.losses import ssim
+from mcdenoise.metrics import psnr_tonemapped, rel_mse, ssim_tonemapped
+from mcdenoise.preview import save_png, side_by_side
 
 Method = Callable[[FrameInputs], np.ndarray]
 NOISY, OIDN_AUX, OIDN_COLOR = "noisy", "OIDN albedo+normal", "OIDN colour-only"
-REL_EPS = 1e-2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,23 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-scenes", type=int, default=0, help="use at most N scenes (0 = all)")
     g.add_argument("--no-oidn", action="store_true", help="skip the OIDN rows (pyoidn not installed)")
     g.add_argument("--crop", type=int, default=96, help="side of the comparison crops in pixels (default 96)")
-
-
-# -- metrics -------------------------------------------------------------------------------------
-
-def psnr_tonemapped(x: np.ndarray, ref: np.ndarray, exposure: float) -> float:
-    mse = float(np.mean((tonemap(x, exposure) - tonemap(ref, exposure)) ** 2, dtype=np.float64))
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
-
-
-def ssim_tonemapped(x: np.ndarray, ref: np.ndarray, exposure: float) -> float:
-    to_t = lambda im: torch.from_numpy(tonemap(im, exposure).transpose(2, 0, 1).copy())[None]  # noqa: E731
-    return float(ssim(to_t(x), to_t(ref)))
-
-
-def rel_mse(x: np.ndarray, ref: np.ndarray) -> float:
-    x, ref = hdr.sanitize(x, lo=None), hdr.sanitize(ref)
-    return float(np.mean((x - ref) ** 2 / (ref**2 + REL_EPS), dtype=np.float64))
 
 
 # -- the denoisers -------------------------------------------------------------------------------

@@ -26,11 +26,11 @@ from mcdenoise.errors import McDenoiseError
 from mcdenoise.inference import denoise_frame
 from mcdenoise.model_io import LoadedModel, resolve_device, save_weights
 from mcdenoise.models import build_model
-from mcdenoise.preview import tonemap
+from mcdenoise.metrics import psnr_tonemapped, ssim_tonemapped
 from mcdenoise.training import checkpoint, config as config_mod
 from mcdenoise.training.config import TrainConfig
 from mcdenoise.training.data import CropSampler
-from mcdenoise.training.losses import denoise_loss, psnr, ssim
+from mcdenoise.training.losses import denoise_loss
 
 INPUTS = "color+albedo+normal"
 
@@ -62,12 +62,11 @@ def validate(model: torch.nn.Module, cfg: TrainConfig, sampler: CropSampler) -> 
     psnrs, ssims = [], []
     for entry in sampler.val:
         s = sampler.scene(entry)
-        ref_tm = torch.from_numpy(tonemap(s.ref, hdr.autoexposure(s.ref)).transpose(2, 0, 1))[None]
+        ref_exposure = hdr.autoexposure(s.ref)
         for spp, frame in s.noisy.items():
             out = denoise_frame(loaded, frame, tile=None, exposure=s.exposure[spp])
-            out_tm = torch.from_numpy(tonemap(out, hdr.autoexposure(s.ref)).transpose(2, 0, 1))[None]
-            psnrs.append(psnr(out_tm, ref_tm))
-            ssims.append(float(ssim(out_tm, ref_tm)))
+            psnrs.append(psnr_tonemapped(out, s.ref, ref_exposure))
+            ssims.append(ssim_tonemapped(out, s.ref, ref_exposure))
     return {"val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims)), "val_frames": len(psnrs)}
 
 

@@ -53,9 +53,3 @@ def denoise_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float) -
     if ssim_weight <= 0:
         return l1
     return (1 - ssim_weight) * l1 + ssim_weight * (1 - multiscale_ssim(pred, target))
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1]."""
-    mse = float(((x - y) ** 2).mean())
-    return float("inf") if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()
