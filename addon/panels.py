@@ -12,6 +12,7 @@ def draw_common(layout: bpy.types.UILayout, context: bpy.types.Context, image_na
     layout.operator("mcdenoise.denoise_image", icon="SHADERFX").image_name = image_name
     layout.prop(settings, "auto_denoise")
     col = layout.column(align=True)
+    col.prop(settings, "quality")
     col.prop(settings, "pass_name")
     col.prop(settings, "tile")
     col.prop(settings, "require_aux")

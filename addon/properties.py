@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+
+# mirrors mcdenoise.quality.QUALITIES (kept literal: the panel must draw without importing the core)
+QUALITIES = [
+    ("fast", "Fast", "The small model: about half the time of Balanced, for previews"),
+    ("balanced", "Balanced", "The default model"),
+    ("high", "High", "Balanced averaged over 8 flips/rotations: about 8x the time, cleaner finals"),
+]
 
 
 class McDenoiseSceneSettings(bpy.types.PropertyGroup):
@@ -11,6 +18,10 @@ class McDenoiseSceneSettings(bpy.types.PropertyGroup):
         name="Auto-denoise",
         description="After each rendered frame, add a denoised pass to the written multilayer EXR",
         default=False,
+    )
+    quality: EnumProperty(
+        name="Quality", items=QUALITIES, default="balanced",
+        description="Model size and time per frame (ignored when a weights file is set in the preferences)",
     )
     pass_name: StringProperty(name="Pass name", description="Name of the pass written into the EXR", default="Denoised")
     tile: IntProperty(

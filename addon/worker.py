@@ -38,6 +38,7 @@ class Job:
     pass_name: str = "Denoised"
     tile: int = 1024
     require_aux: bool = False
+    quality: str = "balanced"  # used when weights_path is empty
 
 
 @dataclass
@@ -74,14 +75,15 @@ def _run_inside(job: Job, progress: Callable[[int, int], None] | None) -> Outcom
             "preferences, or switch 'Run the model' to External Python"
         )
     runtime.core()
-    from mcdenoise.model_io import load_model  # noqa: PLC0415
     from mcdenoise.pipeline import denoise_file  # noqa: PLC0415
+    from mcdenoise.quality import load_for_cli  # noqa: PLC0415
 
     weights = runtime.bpy_abspath(job.weights_path) if job.weights_path else None
-    key = (str(weights), job.device)
+    quality = None if weights else job.quality
+    key = (str(weights), quality, job.device)
     loaded = _MODEL_CACHE.get(key)
     if loaded is None:
-        loaded = _MODEL_CACHE[key] = load_model(weights, device=DEVICE_NAMES[job.device])
+        loaded = _MODEL_CACHE[key] = load_for_cli(weights, quality, device=DEVICE_NAMES[job.device])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = denoise_file(loaded, job.in_path, job.out_path, pass_name=job.pass_name, tile=job.tile or None,
@@ -97,6 +99,8 @@ def _run_external(job: Job, cancel: threading.Event) -> Outcome:
            "--device", DEVICE_NAMES[job.device], "--tile", str(job.tile), "--pass-name", job.pass_name]
     if job.weights_path:
         cmd += ["--weights", runtime.bpy_abspath(job.weights_path)]
+    else:
+        cmd += ["--quality", job.quality]
     if job.require_aux:
         cmd.append("--require-aux")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -223,6 +223,28 @@ def test_denoise_button_on_a_loaded_exr(addon_zip, untrained, tmp_path, repo_roo
         np.testing.assert_allclose(shown, denoised, rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.parametrize("backend", ["BLENDER", "EXTERNAL"])
+def test_quality_setting_picks_the_shipped_model(addon_zip, tmp_path, repo_root, backend):
+    """No weights file in the preferences: the scene's Quality decides, in Blender and in the
+    worker alike, and gives exactly what ``mcdenoise denoise --quality high`` gives."""
+    from mcdenoise.pipeline import denoise_file
+    from mcdenoise.quality import load_quality
+
+    if not DEFAULT_WEIGHTS.is_file():
+        pytest.skip(f"{DEFAULT_WEIGHTS} is missing")
+    exr = tmp_path / "suzanne_4spp.exr"
+    shutil.copy(repo_root / "examples" / "suzanne_4spp.exr", exr)
+    script = 'prefs.backend = args["backend"]\nprefs.python_path = args["python"]\nbpy.context.scene.mcdenoise.quality = "high"\n' + BUTTON
+    out = run_blender(script, tmp_path, "", zip=str(addon_zip), exr=str(exr), backend=backend, python=sys.executable,
+                      pixels=str(tmp_path / "pixels.npy"))
+    assert out["result"] == ["FINISHED"], out["status"]
+    got = read_frame(tmp_path / "suzanne_4spp_denoised.exr", PassNames(color=("Denoised",))).color
+    expected = denoise_file(load_quality("high"), exr, tmp_path / "expected.exr").denoised
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+    balanced = denoise_file(load_quality("balanced"), exr, tmp_path / "balanced.exr").denoised
+    assert np.abs(got - balanced).max() > 1e-3  # the setting really changed the model
+
+
 MISSING_PASS = r'''
 sc = bpy.context.scene
 # Installed and enabled without torch/OpenEXR (hidden before install): the button explains.

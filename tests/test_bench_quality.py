@@ -37,7 +37,7 @@ def bench_run(tmp_path_factory) -> tuple[Path, Path, dict]:
     export(cfg.run_dir, root / "tiny.pt")
     report = root / "report"
     cmd = [sys.executable, "-m", "mcdenoise", "bench", "--data", str(data), "--report", str(report),
-           "--models", str(root / "tiny.pt"), "--crop", "16"] + ([] if HAS_OIDN else ["--no-oidn"])
+           "--models", str(root / "tiny.pt"), "high", "--crop", "16"] + ([] if HAS_OIDN else ["--no-oidn"])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return data, report, json.loads((report / "results.json").read_text())
@@ -46,10 +46,10 @@ def bench_run(tmp_path_factory) -> tuple[Path, Path, dict]:
 def test_writes_report_plot_and_crops(bench_run):
     _, report, result = bench_run
     text = (report / "report.md").read_text()
-    assert "| spp |" in text and "ours: tiny (unet)" in text
+    assert "| spp |" in text and "ours: tiny (unet)" in text and "ours: --quality high" in text
     for name in ("psnr_vs_spp.png", "crops_1spp.png", "crops_4spp.png"):
         assert (report / name).stat().st_size > 1000
-    expected = {"noisy", "ours: tiny (unet)"} | ({"OIDN albedo+normal", "OIDN colour-only"} if HAS_OIDN else set())
+    expected = {"noisy", "ours: tiny (unet)", "ours: --quality high"} | ({"OIDN albedo+normal", "OIDN colour-only"} if HAS_OIDN else set())
     assert set(result["methods"]) == expected
     assert len(result["frames"]) == 2 * 2 * len(expected)  # scenes x sample counts x methods
     for f in result["frames"]:

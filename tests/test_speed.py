@@ -20,6 +20,7 @@ from mcdenoise.bench import speed
 from mcdenoise.errors import DeviceError, McDenoiseError, WeightsError
 from mcdenoise.inference import FrameInputs, denoise_frame
 from mcdenoise.model_io import LoadedModel, save_weights
+from mcdenoise.models.ensemble import SelfEnsemble
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -166,18 +167,22 @@ def test_thread_setting(monkeypatch):
 
 def test_quality_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(quality, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(quality, "DEFAULT_WEIGHTS", tmp_path / "default.pt")
     with pytest.raises(WeightsError, match=r"--quality high.*shipped qualities: none"):
         quality.load_quality("high")
     model = quality.model_for_quality("fast")
     save_weights(tmp_path / "default.pt", quality.model_for_quality("balanced"), "unet", {"widths": [24, 32, 48, 64, 80]}, "color+albedo+normal")
     save_weights(tmp_path / "fast.pt", model, "unet", {"widths": list(quality.WIDTHS["fast"])}, "color+albedo+normal")
-    assert quality.shipped_qualities() == ["fast", "balanced"]
-    assert quality.weights_path("balanced") == tmp_path / "default.pt"
+    assert quality.shipped_qualities() == ["fast", "balanced", "high"]
+    assert quality.weights_path("balanced") == quality.weights_path("high") == tmp_path / "default.pt"
     fast = quality.load_quality("fast")
     assert fast.model.enc1[0].out_channels == quality.WIDTHS["fast"][0]
     assert quality.load_for_cli(None, None).model.enc1[0].out_channels == quality.WIDTHS["balanced"][0]
-    with pytest.raises(WeightsError, match="shipped qualities: fast, balanced"):
+    high = quality.load_quality("high")  # the balanced weights, averaged over 8 flips/rotations
+    assert isinstance(high.model, SelfEnsemble) and high.model.n == 8 and high.meta["self_ensemble"] == 8
+    assert high.model.model.enc1[0].out_channels == quality.WIDTHS["balanced"][0]
+    assert high.model.alignment == 16 and high.model.receptive_radius == high.model.model.receptive_radius
+    (tmp_path / "default.pt").unlink()
+    with pytest.raises(WeightsError, match="--quality high.*shipped qualities: fast"):
         quality.load_for_cli(None, "high")
     with pytest.raises(WeightsError, match="not both"):
         quality.load_for_cli(tmp_path / "fast.pt", "fast")

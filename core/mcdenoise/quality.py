@@ -1,16 +1,22 @@
 """The user-facing quality/speed choice: ``--quality fast|balanced|high``.
 
-Each quality is one width row of the residual U-Net (``models.unet.WIDTHS``) and one shipped
-weights file, ``weights/<quality>.pt``; ``default.pt`` is the balanced model, so
-``balanced`` reads ``balanced.pt`` when present and ``default.pt`` otherwise. A quality
-whose weights are not shipped is an error that says which qualities are, never a silent
-switch to another model: an artist who picked ``high`` for a final frame must not get
-``fast`` without knowing. Measured costs are in ``docs/speed.md``.
+Each quality is a shipped weights file plus a self-ensemble size (``QUALITY_MODELS``):
+
+* ``fast``: the small U-Net (``WIDTHS["fast"]``), ``weights/fast.pt``; about half the cost.
+* ``balanced``: the default U-Net, ``weights/default.pt``.
+* ``high``: the balanced weights averaged over 8 flips/rotations (``models.ensemble``): 8x the
+  cost of balanced for a cleaner final frame. A wider network would need far more training than
+  the shipped one got to beat it; the ``high`` width row stays available to ``mcdenoise train``.
+
+A quality whose weights are not shipped is an error that says which qualities are, never a
+silent switch to another model: an artist who picked ``high`` for a final frame must not get
+``fast`` without knowing. Measured costs and quality are in ``docs/speed.md``.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,19 +25,31 @@ from torch import nn
 from mcdenoise.errors import WeightsError
 from mcdenoise.model_io import DEFAULT_WEIGHTS, WEIGHTS_DIR, LoadedModel, load_model
 from mcdenoise.models import WIDTHS, build_model
+from mcdenoise.models.ensemble import SelfEnsemble
 
-QUALITIES = ("fast", "balanced", "high")
+# quality -> (weights file in WEIGHTS_DIR, U-Net width row of that file, self-ensemble size)
+QUALITY_MODELS: dict[str, tuple[str, str, int]] = {
+    "fast": ("fast.pt", "fast", 1),
+    "balanced": (DEFAULT_WEIGHTS.name, "balanced", 1),
+    "high": (DEFAULT_WEIGHTS.name, "balanced", 8),
+}
+QUALITIES = tuple(QUALITY_MODELS)
 DEFAULT_QUALITY = "balanced"
+
+
+def _check(quality: str) -> tuple[str, str, int]:
+    if quality not in QUALITY_MODELS:
+        raise WeightsError(f"unknown quality {quality!r}; use one of {', '.join(QUALITIES)}")
+    return QUALITY_MODELS[quality]
 
 
 def weights_path(quality: str) -> Path:
     """Where the shipped weights of a quality live (the file may be missing)."""
-    if quality not in QUALITIES:
-        raise WeightsError(f"unknown quality {quality!r}; use one of {', '.join(QUALITIES)}")
-    path = WEIGHTS_DIR / f"{quality}.pt"
-    if quality == DEFAULT_QUALITY and not path.is_file():
-        return DEFAULT_WEIGHTS
-    return path
+    return WEIGHTS_DIR / _check(quality)[0]
+
+
+def ensemble_size(quality: str) -> int:
+    return _check(quality)[2]
 
 
 def shipped_qualities() -> list[str]:
@@ -47,7 +65,11 @@ def load_quality(quality: str = DEFAULT_QUALITY, device: str | torch.device = "c
             f"no weights are shipped for --quality {quality} ({path} is missing); shipped qualities: {shipped}. "
             "Pick one of those, or pass a trained file with --weights"
         )
-    return load_model(path, device=device)
+    loaded = load_model(path, device=device)
+    n = ensemble_size(quality)
+    if n > 1:
+        loaded = replace(loaded, model=SelfEnsemble(loaded.model, n).eval(), meta={**loaded.meta, "self_ensemble": n})
+    return loaded
 
 
 def load_for_cli(weights: str | os.PathLike | None, quality: str | None, device: str | torch.device = "auto") -> LoadedModel:
@@ -61,11 +83,11 @@ def load_for_cli(weights: str | os.PathLike | None, quality: str | None, device:
 
 
 def model_for_quality(quality: str, in_channels: int = 9) -> nn.Module:
-    """An untrained network of a quality's size, for training and speed benchmarks (speed
-    does not depend on the weight values)."""
-    if quality not in WIDTHS:
-        raise WeightsError(f"unknown quality {quality!r}; use one of {', '.join(QUALITIES)}")
-    return build_model("unet", in_channels=in_channels, out_channels=3, widths=WIDTHS[quality]).eval()
+    """An untrained network of a quality's cost (self-ensemble included), for speed
+    benchmarks: speed does not depend on the weight values."""
+    _, widths, n = _check(quality)
+    model = build_model("unet", in_channels=in_channels, out_channels=3, widths=WIDTHS[widths]).eval()
+    return SelfEnsemble(model, n).eval() if n > 1 else model
 
 
 def macs_per_pixel(model: nn.Module, size: int = 64) -> float:

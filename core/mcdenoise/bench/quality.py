@@ -32,6 +32,7 @@ from mcdenoise.exr import read_frame
 from mcdenoise.inference import FrameInputs, denoise_frame
 from mcdenoise.model_io import WEIGHTS_DIR, load_model
 from mcdenoise.metrics import psnr_tonemapped, rel_mse, ssim_tonemapped
+from mcdenoise.quality import DEFAULT_QUALITY, QUALITIES, load_quality, shipped_qualities
 from mcdenoise.preview import save_png, side_by_side
 
 Method = Callable[[FrameInputs], np.ndarray]
@@ -40,8 +41,9 @@ NOISY, OIDN_AUX, OIDN_COLOR = "noisy", "OIDN albedo+normal", "OIDN colour-only"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("quality benchmark (--data)")
-    g.add_argument("--models", type=Path, nargs="+",
-                   help="weights files to compare (default: every .pt shipped in mcdenoise/weights)")
+    g.add_argument("--models", nargs="+",
+                   help="weights files and/or quality names (fast, balanced, high) to compare "
+                        "(default: every shipped quality, then dncnn.pt)")
     g.add_argument("--spp", type=lambda s: [int(v) for v in s.split(",")], help="only these sample counts, e.g. 1,4")
     g.add_argument("--max-scenes", type=int, default=0, help="use at most N scenes (0 = all)")
     g.add_argument("--no-oidn", action="store_true", help="skip the OIDN rows (pyoidn not installed)")
@@ -50,9 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # -- the denoisers -------------------------------------------------------------------------------
 
-def our_method(path: Path) -> tuple[str, Method]:
-    loaded = load_model(path, "auto")
-    label = f"ours: {path.stem} ({loaded.arch})"
+def our_method(spec: str | Path) -> tuple[str, Method]:
+    """A weights file, or a quality name (which may add a self-ensemble to a file)."""
+    if str(spec) in QUALITIES and not Path(spec).exists():
+        loaded = load_quality(str(spec), "auto")
+        label = f"ours: --quality {spec}"
+    else:
+        loaded = load_model(spec, "auto")
+        label = f"ours: {Path(spec).stem} ({loaded.arch})"
     return label, lambda f: denoise_frame(loaded, f)
 
 
@@ -91,7 +98,7 @@ def oidn_methods() -> dict[str, Method]:
 
 # -- the run -------------------------------------------------------------------------------------
 
-def run(data: Path, models: list[Path], spps: list[int] | None, max_scenes: int, oidn: bool, log=print) -> dict:
+def run(data: Path, models: list[str | Path], spps: list[int] | None, max_scenes: int, oidn: bool, log=print) -> dict:
     """Measure every method on every (scene, spp); returns {"frames": [...], "summary": {...}}."""
     scenes = [s for s in list_scenes(data) if s.spps]
     if max_scenes:
@@ -209,7 +216,7 @@ def crops(result: dict, spp: int, ours: str | None, size: int, max_rows: int = 4
 
 def main(args: argparse.Namespace) -> None:
     data, report = Path(args.data), Path(args.report)
-    models = list(args.models) if args.models else sorted(WEIGHTS_DIR.glob("*.pt"), key=lambda p: (p.name != "default.pt", p.name))
+    models: list[str | Path] = list(args.models) if args.models else [*shipped_qualities(), *sorted(WEIGHTS_DIR.glob("dncnn*.pt"))]
     if not models:
         raise McDenoiseError(f"no weights to benchmark in {WEIGHTS_DIR}; pass --models FILE.pt")
     result = run(data, models, args.spp, args.max_scenes, not args.no_oidn)
@@ -217,7 +224,8 @@ def main(args: argparse.Namespace) -> None:
     (report / "report.md").write_text(markdown(result, data))
     (report / "results.json").write_text(json.dumps({k: v for k, v in result.items() if k != "images"}, indent=1))
     plot(result, report / "psnr_vs_spp.png")
-    ours = next((m for m in result["methods"] if m.startswith("ours")), None)
+    ours_all = [m for m in result["methods"] if m.startswith("ours")]
+    ours = next((m for m in ours_all if m.endswith(f"--quality {DEFAULT_QUALITY}")), ours_all[0] if ours_all else None)
     for spp in result["summary"]:
         image = crops(result, spp, ours, args.crop)
         if image is not None:

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mcdenoise import hdr
 from mcdenoise.dataset.layout import SceneEntry, list_scenes
 from mcdenoise.errors import InputFileError
 from mcdenoise.exr import read_frame
 from mcdenoise.inference import FrameInputs, build_input
+from mcdenoise.models import ensemble
 
 
 @dataclass
@@ -64,24 +66,9 @@ def split_scenes(entries: list[SceneEntry], val_fraction: float) -> tuple[list[S
 
 
 def transform_planes(x: np.ndarray, op: int) -> np.ndarray:
-    """One of the 8 flips/rotations of a (9, h, w) input or (3, h, w) target.
-
-    Normals (channels 6..8, camera space: X right, Y up) are vectors, so rotating the picture
-    must rotate their X/Y components too, otherwise the net learns inconsistent geometry.
-    """
-    k, flip = op % 4, op >= 4
-    x = np.rot90(x, k, axes=(1, 2))
-    if flip:
-        x = x[:, :, ::-1]
-    if x.shape[0] == 9:
-        x = x.copy()
-        nx, ny = x[6].copy(), x[7].copy()
-        for _ in range(k):  # counter-clockwise picture rotation: (x, y) -> (-y, x)
-            nx, ny = -ny, nx
-        if flip:
-            nx = -nx
-        x[6], x[7] = nx, ny
-    return np.ascontiguousarray(x)
+    """One of the 8 flips/rotations of a (9, h, w) input or (3, h, w) target, normals rotated
+    with the picture: the same transform the ``high`` quality self-ensembles over."""
+    return np.ascontiguousarray(ensemble.transform(torch.from_numpy(np.ascontiguousarray(x)), op).numpy())
 
 
 class CropSampler:
