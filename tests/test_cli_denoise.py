@@ -68,3 +68,20 @@ def test_missing_aux_falls_back_or_fails_on_request(tmp_path):
     out.unlink()
     run = run_cli("denoise", str(src), "-o", str(out), "--device", "cpu", "--require-aux")
     assert run.returncode != 0 and "no albedo and normal pass" in run.stderr and not out.exists()
+
+
+def test_precision_and_compile_options(repo_root, tmp_path):
+    """bf16 on CPU reaches the network (the result moves a little, not a lot); --compile on a
+    CPU is refused before any frame is touched."""
+    src = repo_root / "examples" / "suzanne_4spp.exr"
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        outs[precision] = tmp_path / f"{precision}.exr"
+        run = run_cli("denoise", str(src), "-o", str(outs[precision]), "--device", "cpu", "--quality", "balanced", "--precision", precision)
+        assert run.returncode == 0, run.stderr
+    a, b = (read_frame(outs[p], PassNames(color=("Denoised",))).color for p in ("fp32", "bf16"))
+    diff = np.abs(a - b).max()
+    assert 0 < diff < 0.1 * a.max()
+    run = run_cli("denoise", str(src), "-o", str(tmp_path / "c.exr"), "--device", "cpu", "--compile")
+    assert run.returncode == 2 and "--compile is for CUDA only" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "c.exr").exists()

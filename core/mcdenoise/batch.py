@@ -212,6 +212,7 @@ def run_batch(
     progress: Callable[[int], None] | None = None,
     on_denoised: Callable[[Job, PreparedFrame, np.ndarray], None] | None = None,
     max_memory: int | None = None,
+    model_options: dict | None = None,
 ) -> Summary:
     """Denoise ``jobs``; per-frame problems are counted in the summary, not raised.
 
@@ -219,7 +220,8 @@ def run_batch(
     count as failed): a farm should learn about a render gap at once, not after hours.
     Without ``keep_going`` the first failed frame stops the batch (a re-run resumes).
     ``progress(n)`` is called as frames finish in any way. ``max_memory`` (bytes) shrinks the
-    tile of frames too large for it (see :func:`tile_for_budget`).
+    tile of frames too large for it (see :func:`tile_for_budget`). ``model_options`` go to
+    :func:`mcdenoise.pipeline.run_model` (``precision``, ``compile``).
     """
     log = log or (lambda level, message: None)
     progress = progress or (lambda n: None)
@@ -315,7 +317,7 @@ def run_batch(
                 log("warning", prepared.aux_warning)
             try:
                 t0 = time.perf_counter()
-                denoised = run_model(loaded, prepared, tile_for_budget(loaded, prepared, tile, max_memory))
+                denoised = run_model(loaded, prepared, tile_for_budget(loaded, prepared, tile, max_memory), **(model_options or {}))
                 summary.model_seconds += time.perf_counter() - t0
                 if on_denoised is not None:
                     on_denoised(job, prepared, denoised)
