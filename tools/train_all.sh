@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Train the render U-Net, then DnCNN on the same data, in the background and resumably.
+# Train the shipped models one after another, in the background and resumably:
+# the balanced U-Net (default.pt), the fast U-Net (fast.pt), then DnCNN on the same data.
 #
-#   tools/train_all.sh                 # starts itself under nohup, logs to runs/train_all.log
-#   UNET_MIN=34 DNCNN_MIN=10 tools/train_all.sh
+#   tools/train_all.sh                          # starts itself under nohup, logs to runs/train_all.log
+#   UNET_STEPS=28000 UNET_MIN=115 tools/train_all.sh
 #
 # Each stage is a plain `mcdenoise train` call on its own run folder, so re-running this script
-# resumes both from their newest checkpoints (the dataset is re-scanned on resume and every few
-# minutes, so scenes the renderer finished meanwhile are used). Budgets are wall-clock minutes of
-# this call; the step counts only set the length of each LR schedule. The numbers below are
-# sized for a shared 2-core CPU (about 4 s per U-Net step of 4 crops of 128 px and 4.5 s per DnCNN step of 4 crops of 96 px there).
+# resumes every stage from its newest checkpoint, and a stage whose schedule is finished only
+# re-exports. The *_STEPS values are the length of each cosine schedule: raising one on a
+# finished run is a warm restart from its weights (how default.pt grew: 360, 560, 1500, 3500,
+# 7000, then 28000 steps, see docs/model_card.md). The *_MIN values are wall-clock budgets of
+# this call; size STEPS so the schedule ends inside the budget (on an idle 2-core CPU a
+# balanced step of 4 crops of 128 px takes about 0.25 s, a fast step about 0.15 s, a DnCNN step
+# of 4 crops of 96 px about 1 s), otherwise the run stops before its learning rate has decayed.
 set -u
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 LOG="$REPO/runs/train_all.log"
@@ -21,15 +25,15 @@ fi
 cd "$REPO"
 MC=".venv/bin/mcdenoise"
 DATA="${DATA:-data/train}"
-UNET_MIN="${UNET_MIN:-25}"
-DNCNN_MIN="${DNCNN_MIN:-10}"
+COMMON=(--data "$DATA" --batch 4 --warmup 50 --threads 2 --no-progress)
 
-echo "[$(date -Is)] unet: ${UNET_MIN} min"
-"$MC" train --data "$DATA" --run-dir runs/unet --arch unet --widths balanced --steps 360 --batch 4 --crop 128 \
-    --lr 2e-3 --warmup 50 --val-every 200 --threads 2 --minutes "$UNET_MIN" --no-progress \
-    --export runs/unet/unet.pt
-echo "[$(date -Is)] dncnn: ${DNCNN_MIN} min"
-"$MC" train --data "$DATA" --run-dir runs/dncnn --arch dncnn --steps 130 --batch 4 --crop 96 \
-    --lr 1e-3 --warmup 20 --val-every 0 --threads 2 --minutes "$DNCNN_MIN" --no-progress \
-    --export runs/dncnn/dncnn.pt
+echo "[$(date -Is)] unet balanced: ${UNET_STEPS:=28000} steps, ${UNET_MIN:=115} min"
+"$MC" train "${COMMON[@]}" --run-dir runs/unet --arch unet --widths balanced --steps "$UNET_STEPS" --crop 128 \
+    --lr "${UNET_LR:-1e-3}" --val-every 2000 --minutes "$UNET_MIN" --export runs/unet/default.pt
+echo "[$(date -Is)] unet fast: ${FAST_STEPS:=9000} steps, ${FAST_MIN:=27} min"
+"$MC" train "${COMMON[@]}" --run-dir runs/fast --arch unet --widths fast --steps "$FAST_STEPS" --crop 128 \
+    --lr 2e-3 --val-every 0 --minutes "$FAST_MIN" --export runs/fast/fast.pt
+echo "[$(date -Is)] dncnn: ${DNCNN_STEPS:=800} steps, ${DNCNN_MIN:=16} min"
+"$MC" train "${COMMON[@]}" --run-dir runs/dncnn --arch dncnn --steps "$DNCNN_STEPS" --crop 96 \
+    --lr 1e-3 --val-every 0 --minutes "$DNCNN_MIN" --export runs/dncnn/dncnn.pt
 echo "[$(date -Is)] done"
