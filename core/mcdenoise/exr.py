@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
+from mcdenoise import exr_splice
 from mcdenoise.errors import InputFileError, MissingPassError, OutputError, PassShapeError
 from mcdenoise.passes import RGB, XYZ, PassNames, join_channel_name, split_channel_name
 
@@ -306,12 +307,16 @@ def _channel_copy(ch: "OpenEXR.Channel") -> "OpenEXR.Channel":
 
 def _write_parts(parts: list["OpenEXR.Part"], path: Path) -> None:
     with atomic_output(path) as tmp:
-        try:
-            OpenEXR.File(parts).write(str(tmp))
-        except OSError:
-            raise
-        except Exception as exc:
-            raise OutputError(f"{path}: OpenEXR could not write the file ({exc})") from exc
+        _write_parts_to(OpenEXR.File(parts), tmp, path)
+
+
+def _write_parts_to(file: "OpenEXR.File", tmp: Path, path: Path) -> None:
+    try:
+        file.write(str(tmp))
+    except OSError:
+        raise
+    except Exception as exc:
+        raise OutputError(f"{path}: OpenEXR could not write the file ({exc})") from exc
 
 
 def write_with_pass(
@@ -325,9 +330,11 @@ def write_with_pass(
     Multi-part files get a new part named like Blender's ("ViewLayer.Denoised"); single-part
     files get the channels added to the colour's part. An existing pass of the same name is
     replaced, so denoising twice does not stack passes. The pass uses the colour's pixel type.
+    Multi-part scanline files (Blender's) keep the other parts' compressed bytes as they are
+    (:mod:`mcdenoise.exr_splice`); other files are decoded and re-encoded whole.
     """
     out_path = Path(out_path)
-    source = frame.source if frame.source is not None else open_exr(frame.path)
+    source = frame.source if frame.source is not None else open_exr(frame.path, header_only=True)
     (x0, y0), (x1, y1) = source.parts[frame.color_part].header["dataWindow"]
     h, w = int(y1 - y0 + 1), int(x1 - x0 + 1)
     if rgb.shape != (h, w, 3):
@@ -337,6 +344,10 @@ def write_with_pass(
         join_channel_name(frame.layer, pass_name, comp): OpenEXR.Channel(px) for comp, px in zip(RGB, pixels)
     }
     multipart = len(source.parts) > 1 or frame.layer != ""
+    if multipart and _write_spliced(frame, source, out_path, new_channels, pass_name):
+        return
+    if frame.source is None:
+        source = open_exr(frame.path)
     parts = []
     for index, part in enumerate(source.parts):
         kept = {
@@ -354,6 +365,43 @@ def write_with_pass(
         header["name"] = name
         parts.append(OpenEXR.Part(header, new_channels, name))
     _write_parts(parts, out_path)
+
+
+def _write_spliced(frame: Frame, source: "OpenEXR.File", out_path: Path, new_channels: dict, pass_name: str) -> bool:
+    """Write the new pass as an extra part next to the source's untouched compressed parts;
+    False (nothing written) when the file's layout needs the plain writer."""
+    drop = set()
+    for part in source.parts:
+        names = [ch.name for ch in part.header.get("channels", [])]
+        replaced = [n for n in names if split_channel_name(n)[:2] == (frame.layer, pass_name)]
+        if replaced and len(replaced) != len(names):
+            return False  # the old pass shares a part with other channels
+        if replaced:
+            drop.add(part.name())
+    try:
+        with open(frame.path, "rb") as fh:
+            exr_splice.read_layout(fh)
+    except (exr_splice.NotSpliceable, struct.error, OSError):
+        return False
+    name = join_channel_name(frame.layer, pass_name, "")
+    header = _copy_header(source.parts[frame.color_part].header)
+    header["name"] = name
+    # OpenEXR writes chunkCount (which the splice needs) only in multi-part files: a 1-pixel
+    # second part (sharing the attributes parts must agree on) makes the scratch file one.
+    origin = np.asarray(header["dataWindow"][0], np.int32)
+    spacer_header = {**header, "name": "spacer", "dataWindow": (origin, origin.copy()), "compression": OpenEXR.NO_COMPRESSION}
+    spacer = OpenEXR.Part(spacer_header, {"spacer.Y": OpenEXR.Channel(np.zeros((1, 1), np.float16))}, "spacer")
+    with atomic_output(out_path) as tmp:
+        scratch = tmp.with_name(tmp.name.replace(".tmp", ".pass.tmp"))  # matches the stale-temp pattern too
+        try:
+            _write_parts_to(OpenEXR.File([OpenEXR.Part(header, new_channels, name), spacer]), scratch, out_path)
+            exr_splice.splice(frame.path, drop, scratch, tmp)
+        except exr_splice.NotSpliceable as exc:
+            raise InputFileError(f"{frame.path}: {exc}; re-render or re-copy it") from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                scratch.unlink()
+    return True
 
 
 def write_exr(
