@@ -211,3 +211,32 @@ def test_blender_file_keeps_compressed_parts_byte_for_byte(repo_root, tmp_path, 
     write_with_pass(again, spliced, denoised * 0.5)
     assert list(_chunks(spliced)) == list(before) + ["ViewLayer.Denoised"]
     np.testing.assert_array_equal(read_frame(spliced, PassNames(color=("Denoised",))).color, (denoised * 0.5).astype(frame.color_dtype))
+
+
+def test_low_memory_read_decodes_only_the_needed_parts(tmp_path, monkeypatch):
+    """Two view layers (8 parts): a low-memory read decodes a temp file holding only the parts
+    that may be colour/albedo/normal, yet reads the same pixels, maps the colour part back to its
+    index in the real file (the write-back uses it) and names every pass in error messages."""
+    src = tmp_path / "in.exr"
+    write_blender_like(src, layers=("Back", "ViewLayer"))
+    names = PassNames(layer="ViewLayer")
+    full = read_frame(src, names)
+    decoded = []
+    real_file = OpenEXR.File
+    monkeypatch.setattr(exr_mod.OpenEXR, "File", lambda p, *a, **k: (decoded.append((p, k)), real_file(p, *a, **k))[1])
+    low = read_frame(src, names, low_memory=True)
+    monkeypatch.undo()
+    pixel_reads = [Path(p) for p, k in decoded if not k.get("header_only")]
+    assert len(pixel_reads) == 1 and pixel_reads[0] != src and not pixel_reads[0].exists()  # a temp file, removed
+    assert len(real_file(str(src), header_only=True).parts) == 8
+    np.testing.assert_array_equal(low.color, full.color)
+    np.testing.assert_array_equal(low.albedo, full.albedo)
+    np.testing.assert_array_equal(low.normal, full.normal)
+    assert low.color_part == full.color_part == 4  # ViewLayer.Combined, after Back's four parts
+    out = tmp_path / "out.exr"
+    write_with_pass(low, out, full.color * 0.5)
+    assert set(channel_dump(out)) == set(channel_dump(src)) | {"ViewLayer.Denoised"}
+    with pytest.raises(MissingPassError, match=r"Back\.Depth.*ViewLayer\.Denoising Normal|ViewLayer\.Denoising Normal.*Back\.Depth"):
+        read_frame(src, PassNames(color=("Denoising Albedo_typo",), layer="ViewLayer"), low_memory=True)
+    with pytest.raises(MissingPassError, match=r"Back\.Depth"):
+        read_frame(src, PassNames(color=("Depth",), layer="Elsewhere"), low_memory=True)

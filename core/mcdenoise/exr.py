@@ -201,10 +201,10 @@ def _release(source: "OpenEXR.File", p: _Pass) -> None:
 
 
 def available_passes(source: "OpenEXR.File") -> list[str]:
-    """Human-readable list of the passes in a file, for error messages."""
+    """Human-readable list of the passes in a file (header-only or not), for error messages."""
     names = []
     for part in source.parts:
-        for full in part.channels:
+        for full in (ch.name for ch in part.header.get("channels", [])):
             lay, name, _ = split_channel_name(full)
             label = ".".join(x for x in (lay, name) if x) or "(plain RGBA)"
             if label not in names:
@@ -220,13 +220,18 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_m
     is written back, so an 8K frame costs ~20 bytes a pixel instead of ~80 between read and write.
     """
     path = Path(path)
-    source = open_exr(path)
+    if low_memory:
+        with _needed_parts_only(path, names) as (decodable, part_index):
+            source = open_exr(path) if decodable == path else _decode(decodable, path)
+    else:
+        source, part_index = open_exr(path), None
     color = _find_pass(source, names.color, names.layer, RGB)
     if color is None:
+        everything = source if part_index is None else open_exr(path, header_only=True)
         raise MissingPassError(
             f"{path}: no colour pass found (looked for {', '.join(repr(c) for c in names.color)}"
             + (f" in layer {names.layer!r}" if names.layer else "")
-            + f"); the file has: {', '.join(available_passes(source)) or 'no channels'}. "
+            + f"); the file has: {', '.join(available_passes(everything)) or 'no channels'}. "
             "Name the pass with --color-pass, or pick another --pass-preset"
         )
     color_dtype = np.dtype(next(iter(color.channels.values())).pixels.dtype)
@@ -258,9 +263,49 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_m
         normal=normal,
         alpha=alpha,
         layer=color.layer,
-        color_part=color.part,
+        color_part=color.part if part_index is None else part_index[source.parts[color.part].name()],
         color_dtype=color_dtype,
     )
+
+
+def _decode(decodable: Path, path: Path) -> "OpenEXR.File":
+    try:
+        return OpenEXR.File(str(decodable), separate_channels=True)
+    except Exception as exc:
+        raise InputFileError(f"{path}: cannot decode EXR ({exc})") from exc
+
+
+@contextlib.contextmanager
+def _needed_parts_only(path: Path, names: PassNames) -> Iterator[tuple[Path, dict[str, int] | None]]:
+    """The file to decode for a low-memory read, and part name -> index in ``path``.
+
+    A render with dozens of AOV parts (light groups, cryptomattes) would be decoded whole just to
+    read three passes: on an 8K frame that is gigabytes and seconds. When the file is multi-part
+    scanline, the parts that may hold the colour, albedo or normal pass are copied, still
+    compressed, into a temp file and only that is decoded. Anything else decodes ``path``.
+    """
+    header = open_exr(path, header_only=True)
+    index = {part.name(): i for i, part in enumerate(header.parts)}
+    wanted = {n.lower() for n in (*names.color, *names.albedo, *names.normal)}
+    keep = {
+        part.name() for part in header.parts
+        if any(split_channel_name(ch.name)[1].lower() in wanted for ch in part.header.get("channels", []))
+    }
+    if len(header.parts) < 2 or not keep or len(keep) == len(header.parts):
+        yield path, index
+        return
+    fd, tmp = tempfile.mkstemp(prefix="mcdenoise-read-", suffix=".exr")
+    os.close(fd)
+    try:
+        try:
+            exr_splice.splice(path, set(index) - keep, None, Path(tmp))
+        except (exr_splice.NotSpliceable, struct.error, OSError):  # odd layout, or no room in the temp folder
+            yield path, index
+            return
+        yield Path(tmp), index
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 # --------------------------------------------------------------------------- writing

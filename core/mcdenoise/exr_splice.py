@@ -93,13 +93,18 @@ def _chunk_sizes(fh: BinaryIO, part: PartLayout) -> list[int]:
     return sizes
 
 
-def splice(src: Path, drop: set[str], extra: Path, out: Path) -> None:
+def splice(src: Path, drop: set[str], extra: Path | None, out: Path) -> None:
     """Write ``out``: ``src``'s parts except those named in ``drop``, byte for byte, then the
-    first part of ``extra`` (a multi-part file written by OpenEXR)."""
-    with open(src, "rb") as fs, open(extra, "rb") as fe:
+    first part of ``extra`` (a multi-part file written by OpenEXR) if given."""
+    with open(src, "rb") as fs, open(extra or src, "rb") as fe:
         version, src_parts = read_layout(fs)
-        extra_version, extra_parts = read_layout(fe)
-        sources = [(fs, p) for p in src_parts if p.name not in drop] + [(fe, extra_parts[0])]
+        sources = [(fs, p) for p in src_parts if p.name not in drop]
+        extra_version = 0
+        if extra is not None:
+            extra_version, extra_parts = read_layout(fe)
+            sources.append((fe, extra_parts[0]))
+        if not sources:
+            raise NotSpliceable("no part left to write")
         sizes = [_chunk_sizes(fh, p) for fh, p in sources]
         headers = b"".join(p.header_bytes() for _, p in sources) + b"\0"
         pos = 8 + len(headers) + 8 * sum(len(s) for s in sizes)
