@@ -76,3 +76,16 @@ def test_more_samples_score_higher_for_the_noisy_input(bench_run):
     assert s["4"]["noisy"]["psnr"] > s["1"]["noisy"]["psnr"]
     if HAS_OIDN:
         assert s["1"]["OIDN albedo+normal"]["psnr"] > s["1"]["noisy"]["psnr"]
+
+
+def test_model_precision_is_measured_as_its_own_row(bench_run, tmp_path):
+    data, _, result = bench_run
+    report = tmp_path / "bf16"
+    weights = next(data.parent.glob("tiny.pt"))
+    proc = subprocess.run([sys.executable, "-m", "mcdenoise", "bench", "--data", str(data), "--report", str(report), "--no-oidn",
+                           "--models", str(weights), "--model-precision", "bf16", "--crop", "16"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    bf16 = json.loads((report / "results.json").read_text())["summary"]
+    for spp, rows in bf16.items():
+        assert rows["ours: tiny (unet) [bf16]"]["psnr"] == pytest.approx(result["summary"][spp]["ours: tiny (unet)"]["psnr"], abs=0.5)

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--models", nargs="+",
                    help="weights files and/or quality names (fast, balanced, high) to compare "
                         "(default: every shipped quality, then dncnn.pt)")
+    g.add_argument("--model-precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                   help="precision our models run at (default auto: fp32 on CPU, fp16 on CUDA), to measure what bf16 costs")
     g.add_argument("--spp", type=lambda s: [int(v) for v in s.split(",")], help="only these sample counts, e.g. 1,4")
     g.add_argument("--max-scenes", type=int, default=0, help="use at most N scenes (0 = all)")
     g.add_argument("--no-oidn", action="store_true", help="skip the OIDN rows (pyoidn not installed)")
@@ -52,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # -- the denoisers -------------------------------------------------------------------------------
 
-def our_method(spec: str | Path) -> tuple[str, Method]:
+def our_method(spec: str | Path, precision: str = "auto") -> tuple[str, Method]:
     """A weights file, or a quality name (which may add a self-ensemble to a file)."""
     if str(spec) in QUALITIES and not Path(spec).exists():
         loaded = load_quality(str(spec), "auto")
@@ -60,7 +62,9 @@ def our_method(spec: str | Path) -> tuple[str, Method]:
     else:
         loaded = load_model(spec, "auto")
         label = f"ours: {Path(spec).stem} ({loaded.arch})"
-    return label, lambda f: denoise_frame(loaded, f)
+    if precision != "auto":
+        label += f" [{precision}]"
+    return label, lambda f: denoise_frame(loaded, f, precision=precision)
 
 
 def oidn_methods() -> dict[str, Method]:
@@ -98,7 +102,8 @@ def oidn_methods() -> dict[str, Method]:
 
 # -- the run -------------------------------------------------------------------------------------
 
-def run(data: Path, models: list[str | Path], spps: list[int] | None, max_scenes: int, oidn: bool, log=print) -> dict:
+def run(data: Path, models: list[str | Path], spps: list[int] | None, max_scenes: int, oidn: bool, log=print,
+        precision: str = "auto") -> dict:
     """Measure every method on every (scene, spp); returns {"frames": [...], "summary": {...}}."""
     scenes = [s for s in list_scenes(data) if s.spps]
     if max_scenes:
@@ -106,7 +111,7 @@ def run(data: Path, models: list[str | Path], spps: list[int] | None, max_scenes
     if not scenes:
         raise InputFileError(f"{data}: no finished scenes to benchmark; render some with 'mcdenoise render-dataset'")
     methods: dict[str, Method] = {NOISY: lambda f: hdr.sanitize(f.color)}
-    methods.update(our_method(p) for p in models)
+    methods.update(our_method(p, precision) for p in models)
     if oidn:
         methods.update(oidn_methods())
     frames, keep = [], {}
@@ -219,13 +224,13 @@ def main(args: argparse.Namespace) -> None:
     models: list[str | Path] = list(args.models) if args.models else [*shipped_qualities(), *sorted(WEIGHTS_DIR.glob("dncnn*.pt"))]
     if not models:
         raise McDenoiseError(f"no weights to benchmark in {WEIGHTS_DIR}; pass --models FILE.pt")
-    result = run(data, models, args.spp, args.max_scenes, not args.no_oidn)
+    result = run(data, models, args.spp, args.max_scenes, not args.no_oidn, precision=args.model_precision)
     report.mkdir(parents=True, exist_ok=True)
     (report / "report.md").write_text(markdown(result, data))
     (report / "results.json").write_text(json.dumps({k: v for k, v in result.items() if k != "images"}, indent=1))
     plot(result, report / "psnr_vs_spp.png")
     ours_all = [m for m in result["methods"] if m.startswith("ours")]
-    ours = next((m for m in ours_all if m.endswith(f"--quality {DEFAULT_QUALITY}")), ours_all[0] if ours_all else None)
+    ours = next((m for m in ours_all if f"--quality {DEFAULT_QUALITY}" in m), ours_all[0] if ours_all else None)
     for spp in result["summary"]:
         image = crops(result, spp, ours, args.crop)
         if image is not None:
