@@ -110,6 +110,37 @@ def test_resume_is_bit_identical(tiny_dataset, tmp_path):
 
 
 @needs_bpy
+def test_crop_workers_and_prefetch_train_the_same_weights_and_resume_exactly(tiny_dataset, tmp_path):
+    """Threads build the crops and batch n+1 is prefetched during step n (the GPU path); the
+    weights must not depend on that, and a checkpoint taken mid-run must resume to the same
+    place, i.e. it stores the sampler state from before the prefetched batch."""
+    serial = train(tiny_config(tiny_dataset, tmp_path / "serial", workers=0))
+    first = train(tiny_config(tiny_dataset, tmp_path / "threads", workers=2), stop_after=2)
+    assert first["step"] == 2
+    train(tiny_config(tiny_dataset, tmp_path / "threads", workers=2))
+    a = load_checkpoint(latest_checkpoint(tmp_path / "serial"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "threads"))
+    assert serial["step"] == 4 and b["step"] == 4
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["sampler"] == b["sampler"]
+
+
+@needs_bpy
+def test_init_starts_a_new_run_from_a_weights_file(tiny_dataset, tmp_path):
+    train(tiny_config(tiny_dataset, tmp_path / "base", steps=2))
+    export(tmp_path / "base", tmp_path / "base.pt", validate_now=False)
+    base = load_model(tmp_path / "base.pt").model.state_dict()
+    # One step at zero learning rate leaves the weights as the run started: exactly the file's.
+    train(tiny_config(tiny_dataset, tmp_path / "tuned", steps=1, lr=0.0, init=str(tmp_path / "base.pt")))
+    tuned = load_checkpoint(latest_checkpoint(tmp_path / "tuned"))["model"]
+    for k in base:
+        assert torch.equal(base[k], tuned[k]), k
+    with pytest.raises(Exception, match="--init"):
+        train(tiny_config(tiny_dataset, tmp_path / "wrong", widths="balanced", init=str(tmp_path / "base.pt")))
+
+
+@needs_bpy
 def test_export_loads_weights_only_and_denoises_files(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     train(tiny_config(tiny_dataset, run, steps=2, val_every=2))

@@ -36,6 +36,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     device: str = "auto"
+    workers: int = -1  # threads building crops; -1 = none on CPU, up to 8 on a GPU (see loop)
+    init: str = ""  # weights file a fresh run starts from (fine-tuning); ignored on resume
     progress: bool = True
 
     def model_kwargs(self) -> dict[str, Any]:

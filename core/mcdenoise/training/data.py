@@ -12,6 +12,7 @@ which is what makes a resumed run draw the same crops as an uninterrupted one.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,8 +107,10 @@ class CropSampler:
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """One (input 9xcxc, target 3xcxc) float32 pair."""
+    def draw(self) -> tuple:
+        """The random choices of one crop, in a fixed order from ``rng``: the only part of a
+        sample that touches shared state, so crops can be built in worker threads while a run
+        stays reproducible and resumable whatever the number of workers."""
         rng = self.rng
         s = self.scene(self.train[int(rng.integers(len(self.train)))])
         spp = int(rng.choice(np.array(sorted(s.noisy))))
@@ -118,7 +121,12 @@ class CropSampler:
         perm = rng.permutation(3)
         exposure = s.exposure[spp] * float(2.0 ** rng.uniform(-1.0, 1.0))
         drop = bool(rng.random() < self.aux_dropout)
+        return s, spp, y, x, c, op, perm, exposure, drop
 
+    @staticmethod
+    def build(choice: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """One (input 9xcxc, target 3xcxc) float32 pair from :meth:`draw`'s choices."""
+        s, spp, y, x, c, op, perm, exposure, drop = choice
         n = s.noisy[spp]
         ys, xs = slice(y, y + c), slice(x, x + c)
         crop = FrameInputs(
@@ -132,6 +140,13 @@ class CropSampler:
         target = hdr.forward(s.ref[ys, xs][..., perm], exposure).transpose(2, 0, 1)
         return transform_planes(inp, op), transform_planes(target, op)
 
-    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [self.sample() for _ in range(size)]
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """One (input 9xcxc, target 3xcxc) float32 pair."""
+        return self.build(self.draw())
+
+    def batch(self, size: int, pool: Executor | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``size`` pairs stacked; with ``pool`` (threads: numpy and torch release the GIL in
+        the heavy parts) the crops are built in parallel, which a GPU needs to stay busy."""
+        choices = [self.draw() for _ in range(size)]
+        pairs = list(pool.map(self.build, choices)) if pool is not None else [self.build(c) for c in choices]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import signal
 import subprocess
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import torch
 from mcdenoise import hdr
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.inference import denoise_frame
-from mcdenoise.model_io import LoadedModel, resolve_device, save_weights
+from mcdenoise.model_io import LoadedModel, load_model, resolve_device, save_weights
 from mcdenoise.models import build_model
 from mcdenoise.metrics import psnr_tonemapped, ssim_tonemapped
 from mcdenoise.training import checkpoint, config as config_mod
@@ -40,6 +42,23 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = min((step - warmup) / max(total - warmup, 1), 1.0)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def crop_workers(cfg: TrainConfig, device: torch.device) -> int:
+    """Threads building crops. On a 2-core CPU they would only steal cores from the network,
+    so none; a GPU eats batches faster than one Python thread makes them."""
+    if cfg.workers >= 0:
+        return cfg.workers
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+
+
+def init_from_weights(model: torch.nn.Module, cfg: TrainConfig, kwargs: dict[str, Any]) -> None:
+    """Start a fresh run from a weights file (a shipped model to fine-tune on new data)."""
+    loaded = load_model(cfg.init)
+    if loaded.arch != cfg.arch or loaded.config != kwargs:
+        raise McDenoiseError(f"{cfg.init}: weights are {loaded.arch} {loaded.config}, the run trains {cfg.arch} {kwargs}; "
+                             "pick matching --arch/--widths or another --init")
+    model.load_state_dict(loaded.model.state_dict())
 
 
 def git_hash() -> str:
@@ -119,12 +138,43 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
         sampler.set_state(ck["sampler"])
         checkpoint.set_rng_states(ck["rng"])
         step, train_seconds, last_val = ck["step"], ck["train_seconds"], ck.get("val", {})
+    elif cfg.init:
+        init_from_weights(model, cfg, kwargs)
+
+    # 5b. With workers, batch n+1 is drawn and built while the device runs step n. The sampler
+    # state saved in a checkpoint is the one from before the batch not yet trained on, so a
+    # resumed run sees exactly the batches an uninterrupted one would.
+    workers = crop_workers(cfg, device)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="crops") if workers > 0 else None
+    prefetch = ThreadPoolExecutor(1, thread_name_prefix="prefetch") if pool is not None else None
+
+    def draw_batch() -> tuple[dict, np.ndarray, np.ndarray]:
+        state = sampler.state()
+        return (state, *sampler.batch(cfg.batch, pool))
+
+    pending: list[Future] = []
+
+    def next_batch() -> tuple[np.ndarray, np.ndarray]:
+        if prefetch is None:
+            return sampler.batch(cfg.batch)
+        future = pending.pop() if pending else prefetch.submit(draw_batch)
+        _, x, y = future.result()
+        pending.append(prefetch.submit(draw_batch))
+        return x, y
+
+    def sampler_state() -> dict:
+        if pending:
+            try:
+                return pending[0].result()[0]
+            except Exception:  # the failed batch is re-drawn on resume
+                pass
+        return sampler.state()
 
     def save() -> Path:
         payload = {
             "arch": cfg.arch, "model_kwargs": kwargs, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "sampler": sampler.state(), "train_seconds": train_seconds, "val": last_val,
+            "sampler": sampler_state(), "train_seconds": train_seconds, "val": last_val,
             "config": asdict(cfg), "scenes": [e.index for e in sampler.train],
         }
         return checkpoint.save_checkpoint(run_dir, step, payload, cfg.keep_checkpoints)
@@ -149,7 +199,7 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
                 break
             t0 = time.monotonic()
             # 6a. An augmented batch of crops.
-            x, y = sampler.batch(cfg.batch)
+            x, y = next_batch()
             x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
             # 6b. Forward, loss in the HDR-transformed space, backward, update.
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -183,6 +233,8 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
                 save()
                 last_ckpt = now
             if cfg.reload_minutes and now - last_reload >= cfg.reload_minutes * 60:
+                if pending:
+                    pending[0].result()  # no drawing while the scene list changes
                 sampler.reload()
                 last_reload = now
     finally:
@@ -190,6 +242,9 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
         bar.close()
         if step > first_step:
             save()
+        for executor in (prefetch, pool):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
         log.close()
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
@@ -216,7 +271,7 @@ def export(run_dir: str | Path, out_path: str | Path, validate_now: bool = True)
     meta = {
         "steps": ck["step"], "train_seconds": round(ck["train_seconds"], 1), "train_scenes": len(ck["scenes"]),
         "dataset": cfg.data, "crop": cfg.crop, "batch": cfg.batch, "loss": f"L1 + {cfg.ssim_weight} MS-SSIM",
-        "git": git_hash(), **val,
+        "git": git_hash(), "device": cfg.device, **({"init": cfg.init} if cfg.init else {}), **val,
     }
     save_weights(out_path, model, ck["arch"], ck["model_kwargs"], INPUTS, meta)
     return meta
