@@ -213,6 +213,15 @@ def test_plan_interleaves_ours_and_oidn():
     assert [(j.denoiser, j.precision) for j in with_bf16] == [("ours", "fp32"), ("oidn", "fp32"), ("ours", "bf16")]
     gpu = speed.plan([(64, 64)], ["fast"], ["high"], 1, gpu=True, precisions=["fp16", "bf16"])
     assert {(j.device, j.precision) for j in gpu if j.denoiser == "ours"} == {("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "fp16"), ("cuda", "bf16")}
+    gpu_only = speed.plan([(64, 64)], ["fast"], ["high"], 1, gpu=True, precisions=["fp16"], cpu=False)
+    assert {j.device for j in gpu_only} == {"cuda"} and len(gpu_only) == 3
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_bench_speed_cuda_only_without_a_gpu_is_refused(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "mcdenoise", "bench", "--speed", "--devices", "cuda", "--report", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "no CUDA GPU" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_bench_speed_writes_a_report(tmp_path):

@@ -71,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--repeat", type=int, default=3, help="timed runs per measurement for frames under 1 MP; larger frames run once (default: %(default)s)")
     g.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every measurement, fastest kept (default: %(default)s)")
     g.add_argument("--precisions", default="fp16,bf16", help="extra precisions timed on a CUDA GPU when one is present (default: %(default)s)")
+    g.add_argument("--devices", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to time: auto = the CPU, plus the GPU when there is one; cuda = the GPU only (default: %(default)s)")
     g.add_argument("--cpu-precisions", help="precisions of our models on CPU (default: fp32, plus bf16 where the CPU has native bf16)")
 
 
@@ -187,14 +189,15 @@ def plan(
     gpu: bool,
     precisions: list[str],
     cpu_precisions: tuple[str, ...] = ("fp32",),
+    cpu: bool = True,
 ) -> list[Job]:
     """All measurements of one round, ours and OIDN alternating so that a burst of load from
     another process hits both sides rather than one."""
     jobs = []
     for w, h in sizes:
         reps = repeat if w * h < BIG_FRAME_PIXELS else 1
-        ours = [Job("ours", q, w, h, precision=p, repeat=reps) for q in models for p in cpu_precisions]
-        theirs = [Job("oidn", q, w, h, repeat=reps) for q in oidn]
+        ours = [Job("ours", q, w, h, precision=p, repeat=reps) for q in models for p in cpu_precisions] if cpu else []
+        theirs = [Job("oidn", q, w, h, repeat=reps) for q in oidn] if cpu else []
         for i in range(max(len(ours), len(theirs))):
             jobs += ours[i : i + 1] + theirs[i : i + 1]
         if gpu:
@@ -258,12 +261,14 @@ def main(args: argparse.Namespace) -> None:
         raise McDenoiseError("nothing to time: give at least one size and one model")
     if args.repeat < 1 or args.rounds < 1:
         raise McDenoiseError("--repeat and --rounds must be at least 1")
-    gpu = torch.cuda.is_available()
+    gpu = torch.cuda.is_available() and args.devices != "cpu"
+    if args.devices == "cuda" and not gpu:
+        raise McDenoiseError("--devices cuda: PyTorch sees no CUDA GPU here; use --devices cpu or auto")
     if args.cpu_precisions:
         cpu_precisions = tuple(p.strip() for p in args.cpu_precisions.split(",") if p.strip())
     else:
         cpu_precisions = ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
-    results = measure(plan(sizes, models, oidn, args.repeat, gpu, precisions, cpu_precisions), args.rounds)
+    results = measure(plan(sizes, models, oidn, args.repeat, gpu, precisions, cpu_precisions, cpu=args.devices != "cuda"), args.rounds)
     from mcdenoise.inference import physical_cores
     from mcdenoise.quality import macs_per_pixel, model_for_quality
 
