@@ -252,3 +252,32 @@ def test_denoise_cli_takes_quality(repo_root, tmp_path):
     )
     assert run.returncode == 2 and "give --weights or --quality, not both" in run.stderr
     assert not (tmp_path / "out.exr").exists()
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on a GPU machine)")
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    peak = float(np.abs(b).max())
+    return float(10 * np.log10(peak**2 / max(float(np.mean((a - b) ** 2)), 1e-30)))
+
+
+@needs_cuda
+@pytest.mark.parametrize("quality_name", ["balanced", "high"])
+def test_cuda_precisions_tiles_and_compile_agree_with_the_cpu(quality_name):
+    """The GPU paths (fp32 with cuDNN's TF32, fp16/bf16 autocast, tiles, torch.compile) must
+    give the CPU's answer up to their arithmetic precision, on the shipped weights."""
+    loaded = quality.load_quality(quality_name)
+    frame = _frame(200, 264)
+    reference = denoise_frame(loaded, frame, tile=None, precision="fp32")
+    gpu = LoadedModel(copy.deepcopy(loaded.model).to(CUDA), loaded.arch, loaded.config, loaded.inputs)
+    fp32 = denoise_frame(gpu, frame, tile=None, precision="fp32")
+    psnr = {"fp32": _psnr(fp32, reference)}
+    for precision in ("fp16", "bf16"):
+        out = denoise_frame(gpu, frame, tile=None, precision=precision)
+        assert out.dtype == np.float32 and np.isfinite(out).all()
+        psnr[precision] = _psnr(out, reference)
+    psnr["tiled vs untiled"] = _psnr(denoise_frame(gpu, frame, tile=96, precision="fp32"), fp32)
+    psnr["compiled fp16"] = _psnr(denoise_frame(gpu, frame, tile=None, precision="fp16", compile=True), reference)
+    floors = {"fp32": 45, "fp16": 40, "bf16": 32, "tiled vs untiled": 60, "compiled fp16": 40}
+    assert all(psnr[k] > floors[k] for k in floors), psnr  # PSNR in dB against the CPU's fp32 answer
