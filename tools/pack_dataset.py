@@ -12,7 +12,8 @@ than noise levels per scene, so the pack keeps, per scene:
 * the scene JSON, written last, as `render-dataset` does, so the pack is a valid dataset.
 
 Half floats are exact for training purposes (10-bit mantissa, far below 1-16 spp noise);
-colour is clipped to the half range first (65504), which only touches extreme fireflies.
+passes go through ``hdr.sanitize`` (NaN/Inf to 0, as training's loader does) clipped to the
+half range (65504), which only touches extreme fireflies.
 Scenes that ``training.data.split_scenes`` holds out at ``--val-fraction`` are skipped (the
 remote run trains on everything it gets; validation happens here on the real validation set).
 Packing stops before ``--max-mib`` would be exceeded, so the pack always fits the upload.
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mcdenoise.dataset.layout import list_scenes
+from mcdenoise import hdr
+from mcdenoise.dataset.layout import list_scenes, tmp_path
 from mcdenoise.exr import read_frame, write_exr
 from mcdenoise.training.data import split_scenes
 
@@ -38,13 +40,13 @@ HALF_MAX = 65504.0
 
 
 def _half(a: np.ndarray) -> np.ndarray:
-    return np.clip(np.nan_to_num(a, nan=0.0, posinf=HALF_MAX, neginf=-HALF_MAX), -HALF_MAX, HALF_MAX).astype(np.float16)
+    return hdr.sanitize(a, -HALF_MAX, HALF_MAX).astype(np.float16)
 
 
 def pack_scene(entry, out_root: Path, spps: list[int]) -> int:
     """Write one scene's pack; return its size in bytes."""
     out = out_root / entry.dir.name
-    tmp = out_root / (entry.dir.name + ".partial")
+    tmp = tmp_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for spp in spps:
