@@ -41,3 +41,20 @@ def test_sanitize_nan_inf_negative():
     assert np.all(np.isfinite(hdr.autoexposure(x)))
     np.testing.assert_array_equal(hdr.prepare_albedo(np.array([1.7, -0.1, np.nan], np.float32)), [1.0, 0.0, 0.0])
     assert np.all(hdr.inverse(np.array([-1.0, 0.0], np.float32), 2.0) == 0)
+
+
+def test_numpy_functions_leave_their_input_alone_and_match_the_in_place_tensor_ops():
+    """Inference transforms in place on the device, training through the NumPy functions:
+    both must give the network the same numbers."""
+    import torch
+
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((16, 20, 3)) * 4).astype(np.float32)
+    x[0, 0, 0] = np.nan
+    before = x.copy()
+    y = hdr.forward(x, 0.3)
+    np.testing.assert_array_equal(x, before)
+    t = torch.from_numpy(x.copy())
+    assert hdr.forward_(t, 0.3) is t  # in place, no new frame-sized tensor
+    np.testing.assert_array_equal(t.numpy(), y)
+    np.testing.assert_array_equal(hdr.inverse_(t, 0.3).numpy(), hdr.inverse(y, 0.3))

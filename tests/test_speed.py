@@ -87,6 +87,36 @@ def test_hwc_input_is_the_nchw_input_transposed_and_missing_aux_is_zero():
     assert x.data_ptr() == torch.from_numpy(hwc).data_ptr()
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+@pytest.mark.parametrize("before,after,extra", [(16, 16, 5), (0, 16, 0), (16, 0, 11), (0, 0, 7), (3, 2, 0)])
+def test_border_filled_in_place_equals_f_pad(mode, before, after, extra):
+    """The mirrored frame border and the alignment padding, written around the window inside
+    the network's buffer, must be exactly what F.pad(reflect) then F.pad(replicate) gave."""
+    src = torch.randn(2, 21, 19)  # (C, h, w)
+    expected = torch.nn.functional.pad(src[None], (before, after, before, after), mode=mode)
+    expected = torch.nn.functional.pad(expected, (0, extra, 0, extra), mode="replicate")[0].permute(1, 2, 0)
+    h, w = src.shape[1:]
+    buf = torch.full((before + h + after + extra, before + w + after + extra, 2), float("nan"))
+    buf[before : before + h, before : before + w] = src.permute(1, 2, 0)
+    inference.extend_lines(buf[:, before : before + w], 0, before, before + h, after, extra, mode)
+    inference.extend_lines(buf, 1, before, before + w, after, extra, mode)
+    torch.testing.assert_close(buf, expected, rtol=0, atol=0)
+
+
+def test_cli_keeps_freed_memory_mapped_on_glibc():
+    """The CLI asks glibc to keep freed activations mapped (~40 % of a CPU frame was page
+    faults); the answer says whether the allocator took it."""
+    import platform
+
+    tuned = inference.keep_freed_memory()
+    assert tuned is inference.keep_freed_memory()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert tuned is True
+    with inference.freed_memory_returned():  # a budget-filling frame: back to glibc's defaults
+        assert inference._malloc_keeping is tuned
+    assert inference._malloc_keeping is tuned
+
+
 def test_choose_dtype():
     assert inference.choose_dtype(CPU) == torch.float32
     assert inference.choose_dtype(CUDA) == torch.float16

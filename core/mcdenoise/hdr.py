@@ -5,25 +5,59 @@ network trained on one range fails on another. Like OIDN we first normalise expo
 image's geometric-mean luminance sits at mid grey, then compress with log1p so fireflies do not
 dominate the loss. Both steps are exactly invertible for non-negative radiance, which is what
 lets the denoised image go back into the EXR in the original units.
+
+The arithmetic lives once, in the in-place ``*_`` functions on torch tensors: inference runs
+them on the model's device (on a GPU the host would otherwise spend more time transforming a
+4K frame than the network spends denoising it) and inside the buffer the network reads, so no
+temporary frame-sized arrays are made. The NumPy functions training and the benchmarks call
+are the same operations on an owned copy.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 MID_GREY = 0.18
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-_EPS = 1e-8
+
+
+def sanitize_(x: torch.Tensor, lo: float | None = 0.0, hi: float | None = None) -> torch.Tensor:
+    """In place: NaN/±Inf become 0, then clip to [lo, hi]. Renders occasionally carry such
+    pixels and a single NaN would otherwise spread through every convolution it touches."""
+    x.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    if lo is not None or hi is not None:
+        x.clamp_(lo, hi)
+    return x
+
+
+def forward_(x: torch.Tensor, exposure: float) -> torch.Tensor:
+    """In place: linear radiance -> network space, log1p(exposure * x) of non-negative radiance."""
+    return sanitize_(x).mul_(exposure).log1p_()
+
+
+def inverse_(y: torch.Tensor, exposure: float) -> torch.Tensor:
+    """In place: network space -> linear radiance; negative network outputs are clipped to black."""
+    return y.clamp_(min=0.0).expm1_().div_(exposure)
+
+
+def _owned(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(x, dtype=np.float32))  # one owned copy, cleaned in place
 
 
 def sanitize(x: np.ndarray, lo: float | None = 0.0, hi: float | None = None) -> np.ndarray:
-    """Replace NaN/±Inf by 0 and clip to [lo, hi]; renders occasionally carry such pixels and a
-    single NaN would otherwise spread through every convolution it touches."""
-    x = np.array(x, dtype=np.float32)  # one owned copy, cleaned in place: an 8K frame has no room for three
-    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    if lo is not None or hi is not None:
-        np.clip(x, lo, hi, out=x)
-    return x
+    """NumPy form of :func:`sanitize_`, on a float32 copy (the input is left alone)."""
+    return sanitize_(_owned(x), lo, hi).numpy()
+
+
+def forward(color: np.ndarray, exposure: float) -> np.ndarray:
+    """NumPy form of :func:`forward_`."""
+    return forward_(_owned(color), exposure).numpy()
+
+
+def inverse(y: np.ndarray, exposure: float) -> np.ndarray:
+    """NumPy form of :func:`inverse_`."""
+    return inverse_(_owned(y), exposure).numpy()
 
 
 def autoexposure(color: np.ndarray, block: int = 16) -> float:
@@ -43,20 +77,18 @@ def autoexposure(color: np.ndarray, block: int = 16) -> float:
     return float(MID_GREY / np.exp(np.mean(np.log(valid.astype(np.float64)))))
 
 
-def forward(color: np.ndarray, exposure: float) -> np.ndarray:
-    """Linear radiance -> network space: log1p(exposure * x) of non-negative radiance."""
-    return np.log1p(sanitize(color) * np.float32(exposure))
+def prepare_albedo_(albedo: torch.Tensor) -> torch.Tensor:
+    """Albedo can exceed 1 in Cycles (e.g. emissive or glossy paths); the network sees [0, 1]."""
+    return sanitize_(albedo, 0.0, 1.0)
 
 
-def inverse(y: np.ndarray, exposure: float) -> np.ndarray:
-    """Network space -> linear radiance; negative network outputs are clipped to black."""
-    return np.expm1(np.maximum(np.asarray(y, dtype=np.float32), 0.0)) / np.float32(exposure)
+def prepare_normal_(normal: torch.Tensor) -> torch.Tensor:
+    return sanitize_(normal, -1.0, 1.0)
 
 
 def prepare_albedo(albedo: np.ndarray) -> np.ndarray:
-    """Albedo can exceed 1 in Cycles (e.g. emissive or glossy paths); the network sees [0, 1]."""
-    return sanitize(albedo, 0.0, 1.0)
+    return prepare_albedo_(_owned(albedo)).numpy()
 
 
 def prepare_normal(normal: np.ndarray) -> np.ndarray:
-    return sanitize(normal, -1.0, 1.0)
+    return prepare_normal_(_owned(normal)).numpy()

@@ -8,8 +8,10 @@ lazily from the frame arrays, so memory grows with the tile, not with a 9-channe
 8K frame.
 
 Fast paths: the network runs channels-last (NHWC), which is both oneDNN's and cuDNN's
-preferred conv layout *and* the layout of EXR arrays, so a tile goes from NumPy to the network
-and back as a view, with no transposing copy. Every margin pixel is computed and thrown away,
+preferred conv layout *and* the layout of EXR arrays, so no transposing copy is ever made. A
+tile's passes are copied once, raw, into the buffer the network reads, on the model's device;
+the HDR transform and the mirrored frame border are then applied there in place (on a GPU the
+host used to spend longer on them than the network on the frame). Every margin pixel is computed and thrown away,
 so ``tile="auto"`` picks the largest tile that fits the memory at hand (often the whole
 frame). On CUDA the network runs in fp16 (or bf16) under autocast and can be compiled.
 """
@@ -17,6 +19,7 @@ frame). On CUDA the network runs in fp16 (or bf16) under autocast and can be com
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
 import weakref
@@ -35,6 +38,7 @@ DEFAULT_TILE = 1024
 EDGE_PAD = 8  # mirrored pixels around the frame, rounded up to the model's alignment
 ProgressFn = Callable[[int, int], None]
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+OUT_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}
 # Share of free memory a tile may use: the rest is for the frame arrays, the EXR being read
 # next, and on a workstation whatever else the artist has open.
 CPU_MEMORY_SHARE = 0.25
@@ -42,6 +46,7 @@ GPU_MEMORY_SHARE = 0.6
 MIN_AUTO_TILE, MAX_AUTO_TILE = 256, 8192
 _compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _threads_configured = False
+_malloc_keeping = False
 
 
 @dataclass
@@ -57,24 +62,64 @@ def _round_up(x: int, m: int) -> int:
     return int(math.ceil(x / m) * m)
 
 
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    """A pass window as a tensor, a view where NumPy allows one (read-only arrays are copied,
+    torch cannot view them)."""
+    return torch.from_numpy(a if a.flags.writeable else np.array(a))
+
+
+def fill_input(buf: torch.Tensor, frame: FrameInputs, uses_aux: bool, exposure: float, ys: slice, xs: slice) -> torch.Tensor:
+    """Write the network input of one window into ``buf`` (h, w, C), on any device.
+
+    Each pass is uploaded raw and transformed on the device, in a contiguous 3-channel
+    scratch tensor (vectorised log1p on a 3-of-9-channel strided view is ~20x slower on CPU),
+    then copied into its channels of the buffer the network reads. Missing aux passes become
+    zeros, which the shipped models are trained to treat as "no aux" (aux dropout).
+    """
+    scratch = torch.empty(buf.shape[:2] + (3,), device=buf.device)
+    buf[..., 0:3] = hdr.forward_(scratch.copy_(_tensor(frame.color[ys, xs])), exposure)
+    if uses_aux:
+        for lo, hi, passes, prepare in ((3, 6, frame.albedo, hdr.prepare_albedo_), (6, 9, frame.normal, hdr.prepare_normal_)):
+            if passes is None:
+                buf[..., lo:hi] = 0.0
+            else:
+                buf[..., lo:hi] = prepare(scratch.copy_(_tensor(passes[ys, xs])))
+    return buf
+
+
 def build_input_hwc(frame: FrameInputs, exposure: float, uses_aux: bool, ys: slice, xs: slice) -> np.ndarray:
     """Network input (h, w, C) for one window, C-contiguous, which is exactly an NHWC
-    (channels-last) tensor; missing aux passes become zeros, which the shipped models are
-    trained to treat as "no aux" (aux dropout)."""
-    color = hdr.forward(frame.color[ys, xs], exposure)
-    if not uses_aux:
-        return np.ascontiguousarray(color)
-    h, w = color.shape[:2]
-    out = np.empty((h, w, 9), np.float32)
-    out[..., 0:3] = color
-    out[..., 3:6] = hdr.prepare_albedo(frame.albedo[ys, xs]) if frame.albedo is not None else 0.0
-    out[..., 6:9] = hdr.prepare_normal(frame.normal[ys, xs]) if frame.normal is not None else 0.0
-    return out
+    (channels-last) tensor."""
+    h, w = frame.color[ys, xs].shape[:2]
+    return fill_input(torch.empty((h, w, 9 if uses_aux else 3)), frame, uses_aux, exposure, ys, xs).numpy()
 
 
 def build_input(frame: FrameInputs, exposure: float, uses_aux: bool, ys: slice, xs: slice) -> np.ndarray:
     """Network input (C, h, w) for one window, for callers (training) that want NCHW."""
     return np.ascontiguousarray(build_input_hwc(frame, exposure, uses_aux, ys, xs).transpose(2, 0, 1))
+
+
+def extend_lines(buf: torch.Tensor, dim: int, start: int, stop: int, after: int, extra: int, mode: str) -> None:
+    """Fill the lines of ``buf`` along ``dim`` around the filled span [start, stop): ``start``
+    lines before it and ``after`` lines after it mirror the span (``mode`` "reflect", the edge
+    line not repeated, like ``F.pad``) or repeat its edge line ("replicate"); then the last
+    line is repeated ``extra`` more times (the alignment padding). Doing this in place for
+    rows and then columns gives exactly ``F.pad``'s result without a second frame-sized copy.
+    """
+
+    def lines(a: int, b: int) -> torch.Tensor:
+        return buf.narrow(dim, a, b - a)
+
+    if start:
+        dst = lines(0, start)
+        dst.copy_(lines(start + 1, 2 * start + 1).flip(dim) if mode == "reflect" else lines(start, start + 1).expand_as(dst))
+    if after:
+        dst = lines(stop, stop + after)
+        dst.copy_(lines(stop - 1 - after, stop - 1).flip(dim) if mode == "reflect" else lines(stop - 1, stop).expand_as(dst))
+    end = stop + after
+    if extra:
+        dst = lines(end, end + extra)
+        dst.copy_(lines(end - 1, end).expand_as(dst))
 
 
 def tile_grid(height: int, width: int, tile: int, margin: int, alignment: int):
@@ -125,6 +170,54 @@ def configure_cpu_threads() -> int:
         elif not os.environ.get("OMP_NUM_THREADS"):
             torch.set_num_threads(physical_cores())
     return torch.get_num_threads()
+
+
+def _mallopt(keep: bool) -> bool:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4  # glibc's mallopt parameter numbers
+        if keep:
+            return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+        ok = bool(libc.mallopt(m_mmap_max, 65536)) and bool(libc.mallopt(m_trim_threshold, 128 << 10))  # glibc's defaults
+        libc.malloc_trim(0)
+        return ok
+    except (OSError, AttributeError):
+        return False  # no glibc (macOS, Windows, musl): its allocator is left as it is
+
+
+def keep_freed_memory() -> bool:
+    """Stop glibc from returning big freed blocks to the kernel between convolutions.
+
+    glibc serves every allocation above 32 MiB with a fresh ``mmap`` and unmaps it on free,
+    so each full-resolution activation of a 1080p frame (~200 MB) is page-faulted in anew,
+    layer after layer, frame after frame: that kernel work was ~40 % of a 1080p frame's
+    time on CPU (1.35 s -> 0.85 s without it). Serving them from the heap and not trimming
+    it keeps the pages mapped; the process holds its peak memory until it exits, which is
+    what a denoise, batch, bench or train process does anyway, except for frames that fill a
+    memory budget (see :func:`freed_memory_returned`). Called by the CLI only, never inside
+    Blender, whose memory is not ours to tune. Returns False where there is no glibc (macOS,
+    Windows, musl), which keeps the default behaviour.
+    """
+    global _malloc_keeping
+    if not _malloc_keeping:
+        _malloc_keeping = _mallopt(keep=True)
+    return _malloc_keeping
+
+
+@contextlib.contextmanager
+def freed_memory_returned():
+    """Within this block glibc returns freed memory at once, as by default. The batch uses it
+    for sequences whose frames fill ``--max-memory``: on 8K frames within 2 GiB the heap that
+    :func:`keep_freed_memory` keeps (read and write buffers, tiles of several sizes) took the
+    peak past the budget. A no-op unless the process keeps freed memory."""
+    if not _malloc_keeping:
+        yield
+        return
+    _mallopt(keep=False)
+    try:
+        yield
+    finally:
+        _mallopt(keep=True)
 
 
 def choose_dtype(device: torch.device, precision: str = "auto", bf16_supported: bool | None = None) -> torch.dtype:
@@ -254,24 +347,26 @@ def denoise_frame(
     edge = _round_up(EDGE_PAD, alignment)
     edge_mode = "reflect" if min(height, width) > edge else "replicate"
     out = np.empty((height, width, 3), out_dtype)
+    channels = 9 if loaded.uses_aux else 3
     for done, ((y0, y1, x0, x1), (iy0, iy1, ix0, ix1)) in enumerate(windows, start=1):
-        hwc = build_input_hwc(frame, exposure, loaded.uses_aux, slice(iy0, iy1), slice(ix0, ix1))
-        x = torch.from_numpy(hwc).permute(2, 0, 1)[None]  # NCHW shape, NHWC memory: a view
+        h, w = iy1 - iy0, ix1 - ix0
         top, left = (edge if iy0 == 0 else 0), (edge if ix0 == 0 else 0)
         bottom, right = (edge if iy1 == height else 0), (edge if ix1 == width else 0)
-        x = torch.nn.functional.pad(x, (left, right, top, bottom), mode=edge_mode)
-        h, w = x.shape[2:]
-        iy0, ix0 = iy0 - top, ix0 - left
-        ph, pw = (-h) % alignment, (-w) % alignment
-        if ph or pw:
-            # Only tiles touching the bottom/right border get here, and since every window
-            # starts on the alignment grid they pad exactly as the whole frame would.
-            x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
-        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        # Only tiles touching the bottom/right border need alignment padding, and since every
+        # window starts on the alignment grid they pad exactly as the whole frame would.
+        ph, pw = (-(h + top + bottom)) % alignment, (-(w + left + right)) % alignment
+        buf = torch.empty((top + h + bottom + ph, left + w + right + pw, channels), device=device)
+        fill_input(buf[top : top + h, left : left + w], frame, loaded.uses_aux, exposure, slice(iy0, iy1), slice(ix0, ix1))
+        extend_lines(buf[:, left : left + w], 0, top, top + h, bottom, ph, edge_mode)
+        extend_lines(buf, 1, left, left + w, right, pw, edge_mode)
+        x = buf.permute(2, 0, 1)[None]  # NCHW shape, NHWC (channels-last) memory: a view
         with autocast_for(device, dtype):
             y = model(x)
-        y = y[0, :, y0 - iy0 : y1 - iy0, x0 - ix0 : x1 - ix0].float().permute(1, 2, 0)
-        out[y0:y1, x0:x1] = hdr.inverse(y.cpu().numpy(), exposure)
+        oy, ox = y0 - iy0 + top, x0 - ix0 + left
+        # A contiguous fp32 copy of the kept window: the transform vectorises only on that.
+        y = y[0, :, oy : oy + y1 - y0, ox : ox + x1 - x0].permute(1, 2, 0).to(torch.float32, memory_format=torch.contiguous_format)
+        y = hdr.inverse_(y, exposure)
+        torch.from_numpy(out[y0:y1, x0:x1]).copy_(y.to(OUT_DTYPES[np.dtype(out_dtype)]))
         if progress is not None:
             progress(done, len(windows))
     return out

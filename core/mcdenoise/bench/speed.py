@@ -110,8 +110,13 @@ def _reset_peak_rss() -> bool:
 
 
 def run_job(job: Job) -> dict:
-    """Time one denoiser in this process (the worker side; call it in a fresh interpreter)."""
+    """Time one denoiser in this process (the worker side; call it in a fresh interpreter),
+    with the allocator set as the CLI sets it (OIDN's timings do not change with it)."""
     import torch
+
+    from mcdenoise.inference import keep_freed_memory
+
+    keep_freed_memory()
 
     color, albedo, normal = synthetic_frame(job.width, job.height)
     # Warm up (oneDNN/OIDN set-up, per-shape kernel choice) on the frame itself when it is

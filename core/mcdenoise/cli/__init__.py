@@ -13,6 +13,10 @@ import sys
 from mcdenoise import __version__
 from mcdenoise.errors import McDenoiseError
 
+# Verbs that run our networks on the CPU for a whole process (see inference.keep_freed_memory);
+# render-dataset is Blender's process and keeps Blender's allocator settings.
+TUNED_ALLOCATOR_VERBS = {"denoise", "eval-dncnn", "train", "bench"}
+
 # verb -> (module, one-line help). Order is the order shown in --help.
 VERBS: dict[str, tuple[str, str]] = {
     "denoise": ("mcdenoise.cli.denoise", "denoise EXR frames and write a Denoised pass"),
@@ -41,6 +45,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    if args.verb in TUNED_ALLOCATOR_VERBS:
+        from mcdenoise.inference import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return int(args._main(args) or 0)
     except McDenoiseError as exc:
