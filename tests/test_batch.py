@@ -155,3 +155,10 @@ def test_memory_budget_shrinks_tiles_of_8k_frames_only():
     assert tile_for_budget(loaded, eight_k, 1024, None) == 1024
     assert tile_for_budget(loaded, hd, 1024, two_gib) == 1024
     assert tile_for_budget(loaded, prepared(75, 133), None, two_gib) is None  # small frames stay whole
+    # The CLI's default (whole frame): 1080p is cut in two within 2 GiB, whole with room to spare.
+    assert 1024 <= tile_for_budget(loaded, hd, None, two_gib) < 1920
+    assert tile_for_budget(loaded, hd, None, 4 * two_gib) is None
+    # Off the CPU the budget is the device's own free memory.
+    on_meta = LoadedModel(build_model("unet").to("meta"), "unet", {}, "color+albedo+normal")
+    assert tile_for_budget(on_meta, eight_k, None, two_gib) == "auto"
+    assert tile_for_budget(on_meta, eight_k, 512, two_gib) == 512

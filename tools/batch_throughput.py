@@ -19,8 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_8k_frame import synthetic_passes  # noqa: E402
 
-from mcdenoise.batch import plan_jobs, run_batch  # noqa: E402
+from mcdenoise.batch import plan_jobs, run_batch, tile_for_budget  # noqa: E402
 from mcdenoise.exr import write_exr  # noqa: E402
+from mcdenoise.inference import keep_freed_memory  # noqa: E402
 from mcdenoise.model_io import load_model  # noqa: E402
 from mcdenoise.pipeline import prepare_frame, run_model  # noqa: E402
 from mcdenoise.sequence import expand_inputs  # noqa: E402
@@ -32,7 +33,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
-    parser.add_argument("--tile", type=int, default=1024)
+    parser.add_argument("--tile", type=int, default=0, help="as mcdenoise denoise --tile (default 0: whole frame within --max-memory)")
+    parser.add_argument("--max-memory", type=float, default=2.0, help="GiB, as mcdenoise denoise --max-memory")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/mcdenoise_1080p"))
     args = parser.parse_args()
 
@@ -42,18 +44,20 @@ def main() -> None:
         path = src / f"shot_{n:04d}.exr"
         if not path.exists():
             write_exr(path, synthetic_passes(args.height, args.width, seed=n), multipart=True)
+    keep_freed_memory()  # as the CLI does
     loaded = load_model(args.weights, device="cpu")
+    max_memory = int(args.max_memory * 2**30) or None
     sources = expand_inputs([str(src / "shot_####.exr")], list(range(1, args.frames + 1)))
 
     model_seconds = 0.0
     for s in sources:
         prepared = prepare_frame(loaded, s.path, low_memory=True)
         t0 = time.perf_counter()
-        run_model(loaded, prepared, args.tile)
+        run_model(loaded, prepared, tile_for_budget(loaded, prepared, args.tile or None, max_memory))
         model_seconds += time.perf_counter() - t0
     out = args.dir / "out"
     shutil.rmtree(out, ignore_errors=True)
-    summary = run_batch(loaded, plan_jobs(sources, out_dir=out, suffix=""), tile=args.tile)
+    summary = run_batch(loaded, plan_jobs(sources, out_dir=out, suffix=""), tile=args.tile or None, max_memory=max_memory)
     assert len(summary.done) == args.frames, summary.failed
 
     n = args.frames

@@ -35,7 +35,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                    help="compute precision: auto = fp16 on CUDA, fp32 on CPU; bf16 on CPU is about 2x faster where the CPU "
                         "has native bf16 (AVX-512 BF16 / AMX) and slightly changes the result; see docs/speed.md")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only; pays off on long sequences)")
-    g.add_argument("--tile", type=int, default=1024, help="tile size in pixels, 0 = whole frame (default: %(default)s)")
+    g.add_argument("--tile", type=int, default=0,
+                   help="tile size in pixels (same result, less memory, margins computed twice); 0 = the whole frame, or the "
+                        "largest tile that fits --max-memory on CPU or free memory on a GPU (default: %(default)s)")
     g.add_argument("--require-aux", action="store_true", help="fail on frames without albedo/normal instead of denoising colour-only")
 
 
