@@ -74,6 +74,23 @@ def test_auto_and_small_tiles_equal_untiled():
     np.testing.assert_allclose(denoise_frame(loaded, frame, tile=32), whole, rtol=1e-4, atol=1e-5)
 
 
+def test_read_only_reversed_and_half_arrays_denoise_like_plain_float32():
+    """denoise_frame is the core's public entry: arrays from other code (a flipped view, a
+    read-only buffer, half floats) must give the same answer as plain float32 copies."""
+    loaded = _loaded()
+    frame = _frame(48, 64)
+    expected = denoise_frame(loaded, frame, tile=None)
+    flipped = FrameInputs(frame.color[::-1][::-1], frame.albedo.astype(np.float64), frame.normal.copy())
+    flipped.normal.setflags(write=False)
+    np.testing.assert_allclose(denoise_frame(loaded, flipped, tile=None), expected, rtol=1e-5, atol=1e-6)
+    reversed_view = FrameInputs(np.ascontiguousarray(frame.color[::-1])[::-1], frame.albedo, frame.normal)
+    assert reversed_view.color.strides[0] < 0
+    np.testing.assert_allclose(denoise_frame(loaded, reversed_view, tile=32), expected, rtol=1e-4, atol=1e-5)
+    half = FrameInputs(frame.color.astype(np.float16), frame.albedo.astype(np.float16), frame.normal)
+    np.testing.assert_allclose(denoise_frame(loaded, half, tile=None), denoise_frame(loaded, FrameInputs(
+        half.color.astype(np.float32), half.albedo.astype(np.float32), frame.normal), tile=None), rtol=1e-6, atol=1e-7)
+
+
 def test_hwc_input_is_the_nchw_input_transposed_and_missing_aux_is_zero():
     frame = _frame(20, 24, aux=False)
     ys, xs = slice(2, 18), slice(3, 21)

@@ -63,9 +63,11 @@ def _round_up(x: int, m: int) -> int:
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
-    """A pass window as a tensor, a view where NumPy allows one (read-only arrays are copied,
-    torch cannot view them)."""
-    return torch.from_numpy(a if a.flags.writeable else np.array(a))
+    """A pass window as a tensor, a view where torch can take one: read-only arrays and
+    reversed views (negative strides) are copied, any float dtype is accepted."""
+    if not a.flags.writeable or any(step < 0 for step in a.strides):
+        a = np.array(a)
+    return torch.from_numpy(a)
 
 
 def fill_input(buf: torch.Tensor, frame: FrameInputs, uses_aux: bool, exposure: float, ys: slice, xs: slice) -> torch.Tensor:
