@@ -27,7 +27,7 @@ import OpenEXR
 
 from mcdenoise.errors import InputFileError, McDenoiseError, OutputError
 from mcdenoise.exr import open_exr, write_with_pass
-from mcdenoise.inference import DEFAULT_TILE, activation_bytes_per_pixel, freed_memory_returned, tile_for_memory
+from mcdenoise.inference import DEFAULT_TILE, activation_bytes_per_pixel, freed_memory_returned, keeping_freed_memory, tile_for_memory
 from mcdenoise.model_io import LoadedModel
 from mcdenoise.passes import PassNames, split_channel_name
 from mcdenoise.pipeline import PreparedFrame, check_output_path, prepare_frame, run_model
@@ -130,8 +130,8 @@ def tile_for_budget(loaded: LoadedModel, prepared: PreparedFrame, tile: int | st
     working memory would pass ``max_memory`` bytes (CPU). On a GPU the whole-frame request
     (``None``) becomes the largest tile its free memory holds.
 
-    An 8K frame's passes already take ~1 GB, so it runs in ~300-600 pixel tiles within 2 GiB;
-    a 1080p frame gets 1152-pixel tiles, two per frame. Tiled output equals untiled output, so
+    With the balanced model within 2 GiB, an 8K frame (its passes already take ~1 GB) runs in
+    640-pixel tiles and a 1080p frame in two 1152-pixel tiles. Tiled output equals untiled output, so
     this changes memory and time, never the result.
     """
     device = next(loaded.model.parameters()).device
@@ -308,7 +308,7 @@ def run_batch(
 
     # Frames that fill the memory budget (8K within 2 GiB) run with freed memory returned to
     # the system at once: the heap that keep_freed_memory keeps for speed measured 2.0-2.1 GiB
-    # on an 8K sequence where this stays near 1.7-1.8.
+    # on a 2-frame 8K sequence where this peaked at 1.56 GiB.
     memory_tight = bool(max_memory) and any(_frame_pixels(j.source.path) * READ_BYTES_PER_PIXEL > max_memory // 4 for j in todo)
     allocator = contextlib.ExitStack()
     if memory_tight:
@@ -348,7 +348,7 @@ def run_batch(
             frame = prepared.frame
             del prepared  # the input planes go now, before the writer re-reads the file
             frame.color = frame.albedo = frame.normal = frame.alpha = None
-            if memory_tight:
+            if memory_tight or not keeping_freed_memory():
                 _give_back_free_memory()
             _put(write_q, (job, frame, denoised, cost), stop)
             del frame, denoised

@@ -206,6 +206,11 @@ def keep_freed_memory() -> bool:
     return _malloc_keeping
 
 
+def keeping_freed_memory() -> bool:
+    """Whether this process keeps freed memory mapped (:func:`keep_freed_memory` took effect)."""
+    return _malloc_keeping
+
+
 @contextlib.contextmanager
 def freed_memory_returned():
     """Within this block glibc returns freed memory at once, as by default. The batch uses it
