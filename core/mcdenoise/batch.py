@@ -277,11 +277,14 @@ def run_batch(
     read_q: queue.Queue = queue.Queue(maxsize=1)
     write_q: queue.Queue = queue.Queue(maxsize=1)
 
+    # Each header is read once, here: the pixel budget and the allocator choice both need it.
+    pixels = [_frame_pixels(job.source.path) for job in todo]
+
     def reader() -> None:
-        for job in todo:
+        for job, frame_pixels in zip(todo, pixels):
             if stop.is_set():
                 break
-            cost = budget.acquire(_frame_pixels(job.source.path))
+            cost = budget.acquire(frame_pixels)
             try:
                 item: PreparedFrame | BaseException = prepare_frame(loaded, job.source.path, names, require_aux, low_memory=True)
             except Exception as exc:
@@ -309,7 +312,7 @@ def run_batch(
     # Frames that fill the memory budget (8K within 2 GiB) run with freed memory returned to
     # the system at once: the heap that keep_freed_memory keeps for speed measured 2.0-2.1 GiB
     # on a 2-frame 8K sequence where this peaked at 1.56 GiB.
-    memory_tight = bool(max_memory) and any(_frame_pixels(j.source.path) * READ_BYTES_PER_PIXEL > max_memory // 4 for j in todo)
+    memory_tight = bool(max_memory) and any(n * READ_BYTES_PER_PIXEL > max_memory // 4 for n in pixels)
     allocator = contextlib.ExitStack()
     if memory_tight:
         allocator.enter_context(freed_memory_returned())

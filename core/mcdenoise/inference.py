@@ -38,7 +38,6 @@ DEFAULT_TILE = 1024
 EDGE_PAD = 8  # mirrored pixels around the frame, rounded up to the model's alignment
 ProgressFn = Callable[[int, int], None]
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-OUT_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}
 # Share of free memory a tile may use: the rest is for the frame arrays, the EXR being read
 # next, and on a workstation whatever else the artist has open.
 CPU_MEMORY_SHARE = 0.25
@@ -70,7 +69,7 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
-def fill_input(buf: torch.Tensor, frame: FrameInputs, uses_aux: bool, exposure: float, ys: slice, xs: slice) -> torch.Tensor:
+def fill_input(buf: torch.Tensor, frame: FrameInputs, exposure: float, uses_aux: bool, ys: slice, xs: slice) -> torch.Tensor:
     """Write the network input of one window into ``buf`` (h, w, C), on any device.
 
     Each pass is uploaded raw and transformed on the device, in a contiguous 3-channel
@@ -93,7 +92,7 @@ def build_input_hwc(frame: FrameInputs, exposure: float, uses_aux: bool, ys: sli
     """Network input (h, w, C) for one window, C-contiguous, which is exactly an NHWC
     (channels-last) tensor."""
     h, w = frame.color[ys, xs].shape[:2]
-    return fill_input(torch.empty((h, w, 9 if uses_aux else 3)), frame, uses_aux, exposure, ys, xs).numpy()
+    return fill_input(torch.empty((h, w, 9 if uses_aux else 3)), frame, exposure, uses_aux, ys, xs).numpy()
 
 
 def build_input(frame: FrameInputs, exposure: float, uses_aux: bool, ys: slice, xs: slice) -> np.ndarray:
@@ -363,7 +362,7 @@ def denoise_frame(
         # window starts on the alignment grid they pad exactly as the whole frame would.
         ph, pw = (-(h + top + bottom)) % alignment, (-(w + left + right)) % alignment
         buf = torch.empty((top + h + bottom + ph, left + w + right + pw, channels), device=device)
-        fill_input(buf[top : top + h, left : left + w], frame, loaded.uses_aux, exposure, slice(iy0, iy1), slice(ix0, ix1))
+        fill_input(buf[top : top + h, left : left + w], frame, exposure, loaded.uses_aux, slice(iy0, iy1), slice(ix0, ix1))
         extend_lines(buf[:, left : left + w], 0, top, top + h, bottom, ph, edge_mode)
         extend_lines(buf, 1, left, left + w, right, pw, edge_mode)
         x = buf.permute(2, 0, 1)[None]  # NCHW shape, NHWC (channels-last) memory: a view
@@ -373,7 +372,8 @@ def denoise_frame(
         # A contiguous fp32 copy of the kept window: the transform vectorises only on that.
         y = y[0, :, oy : oy + y1 - y0, ox : ox + x1 - x0].permute(1, 2, 0).to(torch.float32, memory_format=torch.contiguous_format)
         y = hdr.inverse_(y, exposure)
-        torch.from_numpy(out[y0:y1, x0:x1]).copy_(y.to(OUT_DTYPES[np.dtype(out_dtype)]))
+        kept = torch.from_numpy(out[y0:y1, x0:x1])
+        kept.copy_(y.to(kept.dtype))  # converted on the device: a half result crosses to the host at half size
         if progress is not None:
             progress(done, len(windows))
     return out
