@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ import pytest
 import torch
 
 from mcdenoise import hdr
-from mcdenoise.exr import read_frame
+from mcdenoise.dataset.layout import list_scenes
+from mcdenoise.exr import read_frame, write_exr
 from mcdenoise.inference import FrameInputs, denoise_frame
 from mcdenoise.model_io import DEFAULT_WEIGHTS, load_model
 from mcdenoise.pipeline import denoise_file
@@ -23,7 +26,7 @@ from mcdenoise.preview import tonemap
 from mcdenoise.training import config as config_mod
 from mcdenoise.training.checkpoint import latest_checkpoint, load_checkpoint
 from mcdenoise.training.config import TrainConfig
-from mcdenoise.training.data import CropSampler, transform_planes
+from mcdenoise.training.data import CropSampler, load_scene, transform_planes
 from mcdenoise.training.loop import export, train
 
 needs_bpy = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="needs the render extra (bpy)")
@@ -81,6 +84,23 @@ def test_sampler_crops_are_in_network_space(tiny_dataset):
     assert x.shape == (3, 9, 32, 32) and y.shape == (3, 3, 32, 32)
     assert np.all(x[:, 3:] == 0)  # aux dropout 1.0: every crop is colour-only
     assert np.all(x[:, :3] >= 0) and np.all(y >= 0) and np.isfinite(y).all()
+
+
+@needs_bpy
+def test_scene_cache_clips_albedo_beyond_half_range(tiny_dataset, tmp_path):
+    """Cycles albedo can exceed fp16's range; the cache stores what the network sees, finite."""
+    shutil.copytree(tiny_dataset / "scene_00001", tmp_path / "scene_00001")
+    entry = list_scenes(tmp_path)[0]
+    f = read_frame(entry.noisy(1))
+    rgba = np.concatenate([f.color, np.ones_like(f.color[..., :1])], axis=-1)
+    write_exr(entry.noisy(1), {"ViewLayer.Combined": rgba, "ViewLayer.Denoising Albedo": f.albedo * 1e6 + 1e5,
+                               "ViewLayer.Denoising Normal": f.normal}, multipart=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scene = load_scene(entry)
+    albedo = scene.noisy[1].albedo
+    assert albedo.dtype == np.float16 and np.isfinite(albedo).all() and albedo.max() == 1.0
+    np.testing.assert_allclose(scene.noisy[1].normal, f.normal, atol=1e-3)
 
 
 @needs_bpy

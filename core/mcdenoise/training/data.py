@@ -49,7 +49,10 @@ def load_scene(entry: SceneEntry) -> SceneData:
         f = read_frame(entry.noisy(spp))
         if f.albedo is None or f.normal is None:
             raise InputFileError(f"{entry.noisy(spp)}: dataset file lacks albedo/normal passes; re-render it with render-dataset")
-        noisy[spp] = FrameInputs(hdr.sanitize(f.color), f.albedo.astype(np.float16), f.normal.astype(np.float16))
+        # Clipped to the network's range before the cast: Cycles albedo can exceed fp16's 65504
+        # (seen on one of 400 rendered scenes), and inf in the cache is a warning per load.
+        albedo, normal = hdr.prepare_albedo(f.albedo), hdr.prepare_normal(f.normal)
+        noisy[spp] = FrameInputs(hdr.sanitize(f.color), albedo.astype(np.float16), normal.astype(np.float16))
         exposure[spp] = hdr.autoexposure(f.color)
     ref = hdr.sanitize(read_frame(entry.ref).color)
     return SceneData(entry, noisy, exposure, ref)
