@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from mcdenoise.models import WIDTHS, DnCNN, ResidualUNet, build_model
+from mcdenoise.models.unet import widen
 from mcdenoise.model_io import load_model, save_weights
 from mcdenoise.errors import WeightsError
 
@@ -86,3 +87,28 @@ def test_weights_file_roundtrip_and_errors(tmp_path):
         load_model(path)
     with pytest.raises(WeightsError, match="not found"):
         load_model(tmp_path / "nope.pt")
+
+
+def test_widen_keeps_the_function_and_lets_added_channels_learn():
+    """Growing a trained U-Net must start the wide one at the narrow one's output (or the run
+    throws away the training it meant to keep), and the added channels must get gradient, or
+    the extra width would stay dead."""
+    torch.manual_seed(0)
+    narrow = ResidualUNet(9, 3, WIDTHS["fast"]).eval()
+    for p in narrow.parameters():  # not the default init: every weight matters to the output
+        p.data.normal_(0, 0.1)
+    wide = widen(narrow, WIDTHS["high"]).eval()
+    assert [conv.out_channels for conv in (wide.enc1[1], wide.enc4[1], wide.mid[1], wide.dec1[1])] == [32, 80, 96, 32]
+    x = torch.rand(2, 9, 48, 32)
+    assert torch.allclose(wide(x), narrow(x), atol=1e-5)
+
+    wide(x).square().mean().backward()
+    # The decoder's input is [upsampled, skip]: added skip channels of enc4 sit at 96 + 48.. in dec4.0
+    grad = wide.dec4[0].weight.grad
+    assert grad[:, 96 + 48 :].abs().sum() > 0 and grad[:, 64:96].abs().sum() > 0
+    assert torch.count_nonzero(wide.dec4[0].weight[:, 96 + 48 :]) == 0
+
+
+def test_widen_refuses_to_narrow():
+    with pytest.raises(ValueError, match="stay or grow"):
+        widen(ResidualUNet(9, 3, WIDTHS["balanced"]), WIDTHS["fast"])

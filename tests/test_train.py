@@ -20,6 +20,7 @@ from mcdenoise.dataset.layout import list_scenes
 from mcdenoise.exr import read_frame, write_exr
 from mcdenoise.inference import FrameInputs, denoise_frame
 from mcdenoise.model_io import DEFAULT_WEIGHTS, load_model
+from mcdenoise.models import build_model
 from mcdenoise.pipeline import denoise_file
 from mcdenoise.passes import PassNames
 from mcdenoise.preview import tonemap
@@ -156,8 +157,17 @@ def test_init_starts_a_new_run_from_a_weights_file(tiny_dataset, tmp_path):
     tuned = load_checkpoint(latest_checkpoint(tmp_path / "tuned"))["model"]
     for k in base:
         assert torch.equal(base[k], tuned[k]), k
+    # A wider --widths grows the file's U-Net: the run starts computing what the file computes.
+    train(tiny_config(tiny_dataset, tmp_path / "wide", widths="balanced", steps=1, lr=0.0, init=str(tmp_path / "base.pt")))
+    wide = load_checkpoint(latest_checkpoint(tmp_path / "wide"))
+    assert wide["model"]["mid.1.weight"].shape[0] == 80
+    grown = build_model("unet", **wide["model_kwargs"])
+    grown.load_state_dict(wide["model"])
+    x = torch.rand(1, 9, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(grown(x), load_model(tmp_path / "base.pt").model(x), atol=1e-5)
     with pytest.raises(Exception, match="--init"):
-        train(tiny_config(tiny_dataset, tmp_path / "wrong", widths="balanced", init=str(tmp_path / "base.pt")))
+        train(tiny_config(tiny_dataset, tmp_path / "wrong", arch="dncnn", init=str(tmp_path / "base.pt")))
 
 
 @needs_bpy

@@ -2,6 +2,7 @@
 # Render the training and validation datasets in the background, resumably.
 #
 #   tools/render_all.sh            # starts itself under nohup, logs to data/render.log
+#   TRAIN_SCENES=600 tools/render_all.sh   # a larger training set (default 400 scenes)
 #
 # Order: the first 40 training scenes (enough to start training), then the 10 validation
 # scenes, then the rest of the training set. On a 2-core machine a scene takes about a minute,
@@ -42,5 +43,5 @@ VAL=(--res 256 --spp 1,2,4,8,16 --ref-spp 512 --seed-offset 1000000)
 echo "[$(date -Is)] render_all: PID $$ starting"
 render "$REPO/data/train" 0 40 "${TRAIN[@]}"
 render "$REPO/data/val" 0 10 "${VAL[@]}"
-render "$REPO/data/train" 40 400 "${TRAIN[@]}"
+render "$REPO/data/train" 40 "${TRAIN_SCENES:-400}" "${TRAIN[@]}"
 echo "[$(date -Is)] render_all: all done"

@@ -73,3 +73,52 @@ class ResidualUNet(nn.Module):
         y = self._block(self.dec2, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s2], 1))
         y = self._block(self.dec1, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s1], 1))
         return x[:, : self.out_channels] - self.out(y)
+
+
+def _conv_inputs(widths: tuple[int, ...] | list[int], in_channels: int) -> dict[str, list[int]]:
+    """Per conv (state-dict prefix), the widths of the tensors concatenated into its input, in
+    order: what ``forward`` feeds it. Widening needs it to know where a narrow net's input
+    channels sit in a wide one's (a decoder's input is [upsampled deeper level, skip])."""
+    c = list(widths)
+    layout = {"enc1.0": [in_channels], "out": [c[0]]}
+    for i, name in enumerate(["enc1", "enc2", "enc3", "enc4", "mid"]):
+        if i > 0:
+            layout[f"{name}.0"] = [c[i - 1]]
+        layout[f"{name}.1"] = [c[i]]
+    for i, name in zip([3, 2, 1, 0], ["dec4", "dec3", "dec2", "dec1"]):
+        layout[f"{name}.0"] = [c[i + 1], c[i]]
+        layout[f"{name}.1"] = [c[i]]
+    return layout
+
+
+def widen(narrow: ResidualUNet, widths: tuple[int, ...] | list[int]) -> ResidualUNet:
+    """A wider U-Net that computes exactly what ``narrow`` computes, to train further.
+
+    Training a wide network from scratch costs hours the shipped narrow one already spent; this
+    starts the wide one where the narrow one is (Net2Net, Chen et al., ICLR 2016, in its
+    zero-init form). Old channels keep their weights; each added channel gets a fresh random
+    input filter and zero weight in every conv that reads it, so it changes nothing until
+    training gives it a use, and the gradient reaches it through those zero weights at once.
+    """
+    old_widths = [narrow.enc1[1].out_channels, narrow.enc2[1].out_channels, narrow.enc3[1].out_channels,
+                  narrow.enc4[1].out_channels, narrow.mid[1].out_channels]
+    if any(w < o for w, o in zip(widths, old_widths)) or len(widths) != len(old_widths):
+        raise ValueError(f"cannot widen a U-Net of widths {old_widths} to {list(widths)}: every level must stay or grow")
+    in_channels, out_channels = narrow.enc1[0].in_channels, narrow.out_channels
+    wide = ResidualUNet(in_channels, out_channels, widths)
+    old_layout, new_layout = _conv_inputs(old_widths, in_channels), _conv_inputs(widths, in_channels)
+    old_state, state = narrow.state_dict(), wide.state_dict()
+    with torch.no_grad():
+        for name, new_parts in new_layout.items():
+            # where each of the narrow conv's input channels sits in the wide conv's input
+            starts = [sum(new_parts[:k]) for k in range(len(new_parts))]
+            in_index = torch.cat([torch.arange(n) + s for n, s in zip(old_layout[name], starts)])
+            w_old, b_old = old_state[f"{name}.weight"], old_state[f"{name}.bias"]
+            w, b = state[f"{name}.weight"], state[f"{name}.bias"]
+            added = torch.ones(w.shape[1], dtype=torch.bool)
+            added[in_index] = False
+            w[:, added] = 0.0  # added input channels do not reach any output yet
+            w[: w_old.shape[0], in_index] = w_old
+            b[: b_old.shape[0]] = b_old
+    wide.load_state_dict(state)
+    return wide
