@@ -219,17 +219,19 @@ def test_quality_weights(tmp_path, monkeypatch):
     model = quality.model_for_quality("fast")
     save_weights(tmp_path / "default.pt", quality.model_for_quality("balanced"), "unet", {"widths": [24, 32, 48, 64, 80]}, "color+albedo+normal")
     save_weights(tmp_path / "fast.pt", model, "unet", {"widths": list(quality.WIDTHS["fast"])}, "color+albedo+normal")
+    assert quality.shipped_qualities() == ["fast", "balanced"]
+    save_weights(tmp_path / "high.pt", quality.model_for_quality("high").model, "unet", {"widths": list(quality.WIDTHS["high"])}, "color+albedo+normal")
     assert quality.shipped_qualities() == ["fast", "balanced", "high"]
-    assert quality.weights_path("balanced") == quality.weights_path("high") == tmp_path / "default.pt"
+    assert quality.weights_path("balanced") == tmp_path / "default.pt" and quality.weights_path("high") == tmp_path / "high.pt"
     fast = quality.load_quality("fast")
     assert fast.model.enc1[0].out_channels == quality.WIDTHS["fast"][0]
     assert quality.load_for_cli(None, None).model.enc1[0].out_channels == quality.WIDTHS["balanced"][0]
-    high = quality.load_quality("high")  # the balanced weights, averaged over 8 flips/rotations
-    assert isinstance(high.model, SelfEnsemble) and high.model.n == 8 and high.meta["self_ensemble"] == 8
-    assert high.model.model.enc1[0].out_channels == quality.WIDTHS["balanced"][0]
+    high = quality.load_quality("high")  # the wide weights, averaged over 4 rotations
+    assert isinstance(high.model, SelfEnsemble) and high.model.n == 4 and high.meta["self_ensemble"] == 4
+    assert high.model.model.enc1[0].out_channels == quality.WIDTHS["high"][0]
     assert high.model.alignment == 16 and high.model.receptive_radius == high.model.model.receptive_radius
-    (tmp_path / "default.pt").unlink()
-    with pytest.raises(WeightsError, match="--quality high.*shipped qualities: fast"):
+    (tmp_path / "high.pt").unlink()
+    with pytest.raises(WeightsError, match="--quality high.*shipped qualities: fast, balanced"):
         quality.load_for_cli(None, "high")
     with pytest.raises(WeightsError, match="not both"):
         quality.load_for_cli(tmp_path / "fast.pt", "fast")

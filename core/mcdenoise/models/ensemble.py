@@ -2,7 +2,7 @@
 
 Training augments with these eight transforms; at inference, averaging the network's answers
 over them (each mapped back) cancels part of the error that depends on orientation, which is
-the ``high`` quality: same weights as ``balanced``, several times the compute, a better frame.
+the ``high`` quality: several times the compute of one pass, a better frame.
 
 Normals are vectors in camera space (X right, Y up), so rotating or mirroring the picture has to
 rotate or mirror their X/Y components too; without that the net sees geometry it never trained on.
