@@ -17,6 +17,7 @@ import torch
 
 from mcdenoise import hdr
 from mcdenoise.dataset.layout import list_scenes
+from mcdenoise.errors import McDenoiseError
 from mcdenoise.exr import read_frame, write_exr
 from mcdenoise.inference import FrameInputs, denoise_frame
 from mcdenoise.model_io import DEFAULT_WEIGHTS, load_model
@@ -168,6 +169,9 @@ def test_init_starts_a_new_run_from_a_weights_file(tiny_dataset, tmp_path):
         assert torch.allclose(grown(x), load_model(tmp_path / "base.pt").model(x), atol=1e-5)
     with pytest.raises(Exception, match="--init"):
         train(tiny_config(tiny_dataset, tmp_path / "wrong", arch="dncnn", init=str(tmp_path / "base.pt")))
+    export(tmp_path / "wide", tmp_path / "wide.pt", validate_now=False)
+    with pytest.raises(McDenoiseError, match="stay or grow.*--init"):  # narrowing is not growing
+        train(tiny_config(tiny_dataset, tmp_path / "narrow", init=str(tmp_path / "wide.pt")))
 
 
 @needs_bpy

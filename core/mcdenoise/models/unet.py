@@ -100,9 +100,8 @@ def widen(narrow: ResidualUNet, widths: tuple[int, ...] | list[int]) -> Residual
     input filter and zero weight in every conv that reads it, so it changes nothing until
     training gives it a use, and the gradient reaches it through those zero weights at once.
     """
-    old_widths = [narrow.enc1[1].out_channels, narrow.enc2[1].out_channels, narrow.enc3[1].out_channels,
-                  narrow.enc4[1].out_channels, narrow.mid[1].out_channels]
-    if any(w < o for w, o in zip(widths, old_widths)) or len(widths) != len(old_widths):
+    old_widths = [level[1].out_channels for level in (narrow.enc1, narrow.enc2, narrow.enc3, narrow.enc4, narrow.mid)]
+    if len(widths) != len(old_widths) or any(w < o for w, o in zip(widths, old_widths)):
         raise ValueError(f"cannot widen a U-Net of widths {old_widths} to {list(widths)}: every level must stay or grow")
     in_channels, out_channels = narrow.enc1[0].in_channels, narrow.out_channels
     wide = ResidualUNet(in_channels, out_channels, widths)

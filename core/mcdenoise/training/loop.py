@@ -57,19 +57,19 @@ def init_from_weights(model: torch.nn.Module, cfg: TrainConfig, kwargs: dict[str
     """Start a fresh run from a weights file: a shipped model to fine-tune on new data, or a
     narrower U-Net to grow into a wider one (``widen``: the run starts at its quality)."""
     loaded = load_model(cfg.init)
-    if loaded.arch == cfg.arch == "unet" and loaded.config != kwargs and _can_widen(loaded.config, kwargs):
-        model.load_state_dict(widen(loaded.model, kwargs["widths"]).state_dict())
+    same_io = all(loaded.config.get(k) == kwargs.get(k) for k in ("in_channels", "out_channels"))
+    if loaded.arch == cfg.arch == "unet" and loaded.config != kwargs and same_io:
+        try:  # widen is the one place that knows which widths can grow into which
+            grown = widen(loaded.model, kwargs["widths"])
+        except ValueError as exc:
+            raise McDenoiseError(f"{cfg.init}: {exc}; pick --widths that match or grow the file's, or another --init") from None
+        model.load_state_dict(grown.state_dict())
         print(f"train: widened {cfg.init} from widths {loaded.config['widths']} to {kwargs['widths']}", flush=True)
         return
     if loaded.arch != cfg.arch or loaded.config != kwargs:
         raise McDenoiseError(f"{cfg.init}: weights are {loaded.arch} {loaded.config}, the run trains {cfg.arch} {kwargs}; "
                              "pick matching --arch/--widths (or wider --widths, to grow a U-Net) or another --init")
     model.load_state_dict(loaded.model.state_dict())
-
-
-def _can_widen(have: dict[str, Any], want: dict[str, Any]) -> bool:
-    same_io = all(have.get(k) == want.get(k) for k in ("in_channels", "out_channels"))
-    return same_io and len(have["widths"]) == len(want["widths"]) and all(w >= h for h, w in zip(have["widths"], want["widths"]))
 
 
 def git_hash() -> str:
