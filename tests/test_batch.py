@@ -134,31 +134,30 @@ def test_killed_batch_resumes_to_the_uninterrupted_result(tmp_path, weights):
 
 
 def test_memory_budget_shrinks_tiles_of_8k_frames_only():
-    from types import SimpleNamespace
-
     from mcdenoise.batch import tile_for_budget
     from mcdenoise.inference import FrameInputs
     from mcdenoise.model_io import LoadedModel
     from mcdenoise.models import build_model
-    from mcdenoise.pipeline import PreparedFrame
 
     loaded = LoadedModel(build_model("unet"), "unet", {}, "color+albedo+normal")  # balanced widths
 
     def prepared(h, w):  # np.empty: the budget reads sizes, the pages are never touched
         half, full = np.empty((h, w, 3), np.float16), np.empty((h, w, 3), np.float32)
-        return PreparedFrame(SimpleNamespace(color_dtype=np.dtype(np.float16)), FrameInputs(half, half, full), 1.0, True)
+        return FrameInputs(half, half, full)
 
     eight_k, hd = prepared(4320, 7680), prepared(1080, 1920)
     two_gib = 2 << 30
-    assert 256 <= tile_for_budget(loaded, eight_k, 1024, two_gib) < 1024
-    assert tile_for_budget(loaded, eight_k, 1024, 4 * two_gib) == 1024
-    assert tile_for_budget(loaded, eight_k, 1024, None) == 1024
-    assert tile_for_budget(loaded, hd, 1024, two_gib) == 1024
+    assert 256 <= tile_for_budget(loaded, eight_k, 1024, two_gib, 2) < 1024
+    assert tile_for_budget(loaded, eight_k, 1024, 4 * two_gib, 2) == 1024
+    # A float32 result (float32 colour) takes 100 MB more of an 8K frame's budget than a half one.
+    assert tile_for_budget(loaded, eight_k, 1024, two_gib, 4) < tile_for_budget(loaded, eight_k, 1024, two_gib, 2)
+    assert tile_for_budget(loaded, eight_k, 1024, None, 2) == 1024
+    assert tile_for_budget(loaded, hd, 1024, two_gib, 2) == 1024
     assert tile_for_budget(loaded, prepared(75, 133), None, two_gib) is None  # small frames stay whole
     # The CLI's default (whole frame): 1080p is cut in two within 2 GiB, whole with room to spare.
-    assert 1024 <= tile_for_budget(loaded, hd, None, two_gib) < 1920
-    assert tile_for_budget(loaded, hd, None, 4 * two_gib) is None
+    assert 1024 <= tile_for_budget(loaded, hd, None, two_gib, 2) < 1920
+    assert tile_for_budget(loaded, hd, None, 4 * two_gib, 2) is None
     # Off the CPU the budget is the device's own free memory.
     on_meta = LoadedModel(build_model("unet").to("meta"), "unet", {}, "color+albedo+normal")
-    assert tile_for_budget(on_meta, eight_k, None, two_gib) == "auto"
-    assert tile_for_budget(on_meta, eight_k, 512, two_gib) == 512
+    assert tile_for_budget(on_meta, eight_k, None, two_gib, 2) == "auto"
+    assert tile_for_budget(on_meta, eight_k, 512, two_gib, 2) == 512

@@ -264,6 +264,28 @@ def test_plan_interleaves_ours_and_oidn():
     assert {(j.device, j.precision) for j in gpu if j.denoiser == "ours"} == {("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "fp16"), ("cuda", "bf16")}
     gpu_only = speed.plan([(64, 64)], ["fast"], ["high"], 1, gpu=True, precisions=["fp16"], cpu=False)
     assert {j.device for j in gpu_only} == {"cuda"} and len(gpu_only) == 3
+    budgeted = speed.plan([(64, 64)], ["fast"], ["high"], 1, gpu=False, precisions=[], max_memory_gib=2.0)
+    assert [(j.denoiser, j.max_memory_gib) for j in budgeted] == [("ours", 0.0), ("oidn", 0.0), ("ours", 2.0)]
+    assert budgeted[2].label == "mcdenoise fast (--max-memory 2)" and budgeted[0].label == "mcdenoise fast"
+
+
+def test_speed_job_with_a_memory_budget_tiles_as_the_cli_does(monkeypatch):
+    """`bench --speed --max-memory` must time what `mcdenoise denoise --max-memory` runs: the
+    tile comes from the batch runner's own budget rule, not from tile="auto"."""
+    import mcdenoise.inference as inference
+    from mcdenoise.batch import tile_for_budget
+    from mcdenoise.model_io import LoadedModel
+    from mcdenoise.quality import model_for_quality
+
+    tiles = []
+    monkeypatch.setattr(inference, "denoise_frame", lambda loaded, inputs, tile=None, **kw: tiles.append(tile))
+    w, h, gib = 1600, 900, 0.75
+    speed.run_job(speed.Job("ours", "fast", w, h, max_memory_gib=gib))
+    speed.run_job(speed.Job("ours", "fast", w, h))
+    loaded = LoadedModel(model_for_quality("fast"), "unet", {}, "color+albedo+normal")
+    expected = tile_for_budget(loaded, inference.FrameInputs(*speed.synthetic_frame(w, h)), None, int(gib * 2**30))
+    assert isinstance(expected, int) and expected < w  # the budget really cuts this frame
+    assert tiles == [None, expected, "auto", "auto"]  # warm-up on a small frame, then the timed call
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
@@ -282,7 +304,7 @@ def test_bench_speed_writes_a_report(tmp_path):
     assert run.returncode == 0, run.stderr
     lines = (tmp_path / "speed.md").read_text().splitlines()
     rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in lines if line.startswith("| 48x32")}
-    assert set(rows) == {"mcdenoise fast", "OIDN high"}
+    assert set(rows) == {"mcdenoise fast", "mcdenoise fast (--max-memory 2)", "OIDN high"}  # the CLI's budget by default
     assert rows["OIDN high"][-1] == "1.00"
     for row in rows.values():
         assert float(row[4]) > 0 and float(row[5]) > 0  # ms/frame, ms/MP measured

@@ -53,7 +53,7 @@ def main() -> None:
     for s in sources:
         prepared = prepare_frame(loaded, s.path, low_memory=True)
         t0 = time.perf_counter()
-        run_model(loaded, prepared, tile_for_budget(loaded, prepared, args.tile or None, max_memory))
+        run_model(loaded, prepared, tile_for_budget(loaded, prepared.inputs, args.tile or None, max_memory, prepared.frame.color_dtype.itemsize))
         model_seconds += time.perf_counter() - t0
     out = args.dir / "out"
     shutil.rmtree(out, ignore_errors=True)

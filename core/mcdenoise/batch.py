@@ -27,7 +27,7 @@ import OpenEXR
 
 from mcdenoise.errors import InputFileError, McDenoiseError, OutputError
 from mcdenoise.exr import open_exr, write_with_pass
-from mcdenoise.inference import DEFAULT_TILE, activation_bytes_per_pixel, freed_memory_returned, keeping_freed_memory, tile_for_memory
+from mcdenoise.inference import DEFAULT_TILE, FrameInputs, activation_bytes_per_pixel, freed_memory_returned, keeping_freed_memory, tile_for_memory
 from mcdenoise.model_io import LoadedModel
 from mcdenoise.passes import PassNames, split_channel_name
 from mcdenoise.pipeline import PreparedFrame, check_output_path, prepare_frame, run_model
@@ -125,34 +125,28 @@ def remove_stale_temps(output: Path) -> int:
     return removed
 
 
-def tile_for_budget(loaded: LoadedModel, prepared: PreparedFrame, tile: int | str | None, max_memory: int | None) -> int | str | None:
+def tile_for_budget(loaded: LoadedModel, inputs: FrameInputs, tile: int | str | None, max_memory: int | None, result_itemsize: int = 4) -> int | str | None:
     """``tile``, or a smaller one when the frame is so large that its arrays plus the network's
     working memory would pass ``max_memory`` bytes (CPU). On a GPU the whole-frame request
     (``None``) becomes the largest tile its free memory holds.
 
     With the balanced model within 2 GiB, an 8K frame (its passes already take ~1 GB) runs in
     640-pixel tiles and a 1080p frame in two 1152-pixel tiles. Tiled output equals untiled output, so
-    this changes memory and time, never the result.
+    this changes memory and time, never the result. ``result_itemsize`` is 2 when the result
+    comes back in half (a half colour pass), which the budget counts too.
     """
     device = next(loaded.model.parameters()).device
     if device.type != "cpu":
         return tile or "auto"
     if not max_memory or tile == "auto":
         return tile
-    h, w = prepared.inputs.color.shape[:2]
+    h, w = inputs.color.shape[:2]
     margin = int(getattr(loaded.model, "receptive_radius", 32))
     alignment = int(getattr(loaded.model, "alignment", 1))
-    fit = tile_for_memory(max_memory - PROCESS_BASE_BYTES - _frame_bytes(prepared), activation_bytes_per_pixel(loaded.model), margin, alignment)
+    frame_bytes = sum(a.nbytes for a in (inputs.color, inputs.albedo, inputs.normal) if a is not None) + h * w * 3 * result_itemsize
+    fit = tile_for_memory(max_memory - PROCESS_BASE_BYTES - frame_bytes, activation_bytes_per_pixel(loaded.model), margin, alignment)
     requested = int(tile or max(h, w))
     return tile if requested <= fit else fit
-
-
-def _frame_bytes(prepared: PreparedFrame) -> int:
-    """Memory of a frame's input planes and its result."""
-    inputs = prepared.inputs
-    h, w = inputs.color.shape[:2]
-    arrays = sum(a.nbytes for a in (inputs.color, inputs.albedo, inputs.normal) if a is not None)
-    return arrays + h * w * 3 * prepared.frame.color_dtype.itemsize
 
 
 def _give_back_free_memory() -> None:
@@ -340,7 +334,7 @@ def run_batch(
                 log("warning", prepared.aux_warning)
             try:
                 t0 = time.perf_counter()
-                denoised = run_model(loaded, prepared, tile_for_budget(loaded, prepared, tile, max_memory), **(model_options or {}))
+                denoised = run_model(loaded, prepared, tile_for_budget(loaded, prepared.inputs, tile, max_memory, prepared.frame.color_dtype.itemsize), **(model_options or {}))
                 summary.model_seconds += time.perf_counter() - t0
                 if on_denoised is not None:
                     on_denoised(job, prepared, denoised)

@@ -9,6 +9,11 @@ the warm-up (first-call oneDNN/OIDN set-up), includes everything a user waits fo
 ``denoise_frame`` / ``pyoidn.denoise`` (HDR transform, tiling, layout conversion). Shared
 machines are noisy, so ours and OIDN's runs alternate and repeat in ``--rounds`` rounds and
 the fastest of each is kept; only ratios from the same run should be compared.
+
+Our CPU models are timed twice per size: tiled as the CLI tiles within ``--max-memory`` (what
+an artist's ``mcdenoise denoise`` runs) and with ``tile="auto"`` (a quarter of free memory,
+often the whole frame). The two differ more than one would guess: at 4K the CLI's 2-GiB tiles
+measured faster than the whole frame (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -40,10 +45,13 @@ class Job:
     device: str = "cpu"
     precision: str = "fp32"
     repeat: int = 1
+    max_memory_gib: float = 0.0  # ours: 0 = tile="auto" (25 % of free memory), else the CLI's --max-memory rule
 
     @property
     def label(self) -> str:
-        return f"mcdenoise {self.quality}" if self.denoiser == "ours" else f"OIDN {self.quality}"
+        if self.denoiser != "ours":
+            return f"OIDN {self.quality}"
+        return f"mcdenoise {self.quality}" + (f" (--max-memory {self.max_memory_gib:g})" if self.max_memory_gib else "")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -74,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--devices", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to time: auto = the CPU, plus the GPU when there is one; cuda = the GPU only (default: %(default)s)")
     g.add_argument("--cpu-precisions", help="precisions of our models on CPU (default: fp32, plus bf16 where the CPU has native bf16)")
+    g.add_argument("--max-memory", type=float, default=2.0, metavar="GIB",
+                   help="besides the tile-auto rows (a quarter of free memory), time our models on CPU as `mcdenoise denoise "
+                   "--max-memory GIB` tiles them, i.e. what the CLI runs (default: %(default)s, the CLI's default; 0 for none)")
 
 
 def synthetic_frame(width: int, height: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,6 +135,7 @@ def run_job(job: Job) -> dict:
     small = synthetic_frame(128, 128, seed=1) if job.width * job.height >= BIG_FRAME_PIXELS else (color, albedo, normal)
     cuda = job.device.startswith("cuda")
     if job.denoiser == "ours":
+        from mcdenoise.batch import tile_for_budget
         from mcdenoise.inference import FrameInputs, denoise_frame
         from mcdenoise.model_io import LoadedModel, resolve_device
         from mcdenoise.quality import model_for_quality
@@ -132,7 +144,9 @@ def run_job(job: Job) -> dict:
         loaded = LoadedModel(model_for_quality(job.quality).to(device), "unet", {}, "color+albedo+normal")
 
         def call(c, a, n):
-            return denoise_frame(loaded, FrameInputs(c, a, n), tile="auto", precision=job.precision)
+            inputs = FrameInputs(c, a, n)
+            tile = tile_for_budget(loaded, inputs, None, int(job.max_memory_gib * 2**30)) if job.max_memory_gib else "auto"
+            return denoise_frame(loaded, inputs, tile=tile, precision=job.precision)
     else:
         import pyoidn
 
@@ -195,13 +209,15 @@ def plan(
     precisions: list[str],
     cpu_precisions: tuple[str, ...] = ("fp32",),
     cpu: bool = True,
+    max_memory_gib: float = 0.0,
 ) -> list[Job]:
     """All measurements of one round, ours and OIDN alternating so that a burst of load from
     another process hits both sides rather than one."""
     jobs = []
     for w, h in sizes:
         reps = repeat if w * h < BIG_FRAME_PIXELS else 1
-        ours = [Job("ours", q, w, h, precision=p, repeat=reps) for q in models for p in cpu_precisions] if cpu else []
+        budgets = [0.0, max_memory_gib] if max_memory_gib else [0.0]
+        ours = [Job("ours", q, w, h, precision=p, repeat=reps, max_memory_gib=m) for q in models for p in cpu_precisions for m in budgets] if cpu else []
         theirs = [Job("oidn", q, w, h, repeat=reps) for q in oidn] if cpu else []
         for i in range(max(len(ours), len(theirs))):
             jobs += ours[i : i + 1] + theirs[i : i + 1]
@@ -266,6 +282,8 @@ def main(args: argparse.Namespace) -> None:
         raise McDenoiseError("nothing to time: give at least one size and one model")
     if args.repeat < 1 or args.rounds < 1:
         raise McDenoiseError("--repeat and --rounds must be at least 1")
+    if args.max_memory < 0:
+        raise McDenoiseError("--max-memory must be positive (GiB), or 0 for the tile-auto rows only")
     gpu = torch.cuda.is_available() and args.devices != "cpu"
     if args.devices == "cuda" and not gpu:
         raise McDenoiseError("--devices cuda: PyTorch sees no CUDA GPU here; use --devices cpu or auto")
@@ -273,7 +291,7 @@ def main(args: argparse.Namespace) -> None:
         cpu_precisions = tuple(p.strip() for p in args.cpu_precisions.split(",") if p.strip())
     else:
         cpu_precisions = ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
-    results = measure(plan(sizes, models, oidn, args.repeat, gpu, precisions, cpu_precisions, cpu=args.devices != "cuda"), args.rounds)
+    results = measure(plan(sizes, models, oidn, args.repeat, gpu, precisions, cpu_precisions, cpu=args.devices != "cuda", max_memory_gib=args.max_memory), args.rounds)
     from mcdenoise.inference import physical_cores
     from mcdenoise.quality import macs_per_pixel, model_for_quality
 
@@ -285,7 +303,9 @@ def main(args: argparse.Namespace) -> None:
         f"Machine: {platform.processor() or platform.machine()}, {physical_cores()} physical cores, torch threads {threads}, "
         f"torch {torch.__version__}, GPU: {torch.cuda.get_device_name(0) if gpu else 'none'}.\n"
         f"Rounds: {args.rounds} (fastest kept); timed runs per measurement: {args.repeat} under 1 MP, else 1. "
-        "Peak MiB is the RSS high-water mark over the run minus the RSS before it (GPU rows: torch's peak allocation).\n\n"
+        "Peak MiB is the RSS high-water mark over the run minus the RSS before it (GPU rows: torch's peak allocation). "
+        "Our CPU rows marked (--max-memory N) are tiled as `mcdenoise denoise --max-memory N` tiles the frame (what the CLI runs); "
+        "the others take the largest tile that fits a quarter of the free memory (tile auto).\n\n"
         "Our model costs (MAC per pixel): " + ", ".join(f"{q} {macs_per_pixel(model_for_quality(q)) / 1000:.0f}k" for q in models) + ".\n\n"
     )
     text = header + table(results)
