@@ -279,6 +279,7 @@ def test_speed_job_with_a_memory_budget_tiles_as_the_cli_does(monkeypatch):
 
     tiles = []
     monkeypatch.setattr(inference, "denoise_frame", lambda loaded, inputs, tile=None, **kw: tiles.append(tile))
+    monkeypatch.setattr(inference, "keep_freed_memory", lambda: None)  # a worker's allocator setting, not pytest's
     w, h, gib = 1600, 900, 0.75
     speed.run_job(speed.Job("ours", "fast", w, h, max_memory_gib=gib))
     speed.run_job(speed.Job("ours", "fast", w, h))
