@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-# mirrors mcdenoise.quality.QUALITIES (kept literal: the panel must draw without importing the core)
+# mirrors mcdenoise.models.tiers.QUALITIES (kept literal: the panel must draw without importing the core)
 QUALITIES = [
     ("fast", "Fast", "The small model: about half the time of Balanced, for previews"),
     ("balanced", "Balanced", "The default model"),

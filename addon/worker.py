@@ -75,8 +75,8 @@ def _run_inside(job: Job, progress: Callable[[int, int], None] | None) -> Outcom
             "preferences, or switch 'Run the model' to External Python"
         )
     runtime.core()
-    from mcdenoise.pipeline import denoise_file  # noqa: PLC0415
-    from mcdenoise.quality import load_for_cli  # noqa: PLC0415
+    from mcdenoise.inference.frames import denoise_file  # noqa: PLC0415
+    from mcdenoise.models.tiers import load_for_cli  # noqa: PLC0415
 
     weights = runtime.bpy_abspath(job.weights_path) if job.weights_path else None
     quality = None if weights else job.quality

@@ -13,7 +13,7 @@ import OpenEXR
 import torch
 
 from exr_fixtures import write_blender_like
-from mcdenoise.model_io import save_weights
+from mcdenoise.models.loader import save_weights
 from mcdenoise.models import build_model
 
 TINY_UNET = {"in_channels": 9, "out_channels": 3, "widths": [8, 8, 8, 8, 8]}

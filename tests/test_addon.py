@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcdenoise.exr import open_exr, read_frame, write_exr
-from mcdenoise.model_io import DEFAULT_WEIGHTS
-from mcdenoise.passes import PassNames
+from mcdenoise.io.exr import open_exr, read_frame, write_exr
+from mcdenoise.models.loader import DEFAULT_WEIGHTS
+from mcdenoise.io.passes import PassNames
 from mcdenoise.preview import tonemap
 
 pytestmark = pytest.mark.slow
@@ -102,7 +102,7 @@ def addon_zip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def untrained(tmp_path_factory) -> Path:
     """A small untrained network: the plumbing tests must not wait for the shipped model."""
-    from mcdenoise.model_io import save_weights
+    from mcdenoise.models.loader import save_weights
     from mcdenoise.models import build_model
 
     path = tmp_path_factory.mktemp("weights") / "untrained.pt"
@@ -122,7 +122,7 @@ def test_zip_is_a_blender_extension_with_the_core_inside(addon_zip):
     import zipfile
 
     names = set(zipfile.ZipFile(addon_zip).namelist())
-    assert {"blender_manifest.toml", "__init__.py", "vendor/mcdenoise/pipeline.py"} <= names
+    assert {"blender_manifest.toml", "__init__.py", "vendor/mcdenoise/inference/frames.py"} <= names
     manifest = zipfile.ZipFile(addon_zip).read("blender_manifest.toml").decode()
     assert 'id = "mcdenoise"' in manifest
     from mcdenoise import __version__
@@ -227,8 +227,8 @@ def test_denoise_button_on_a_loaded_exr(addon_zip, untrained, tmp_path, repo_roo
 def test_quality_setting_picks_the_shipped_model(addon_zip, tmp_path, repo_root, backend):
     """No weights file in the preferences: the scene's Quality decides, in Blender and in the
     worker alike, and gives exactly what ``mcdenoise denoise --quality high`` gives."""
-    from mcdenoise.pipeline import denoise_file
-    from mcdenoise.quality import load_quality
+    from mcdenoise.inference.frames import denoise_file
+    from mcdenoise.models.tiers import load_quality
 
     if not DEFAULT_WEIGHTS.is_file():
         pytest.skip(f"{DEFAULT_WEIGHTS} is missing")

@@ -11,8 +11,8 @@ import pytest
 
 from batch_fixtures import TINY_UNET, denoised_pass, leftovers, make_tiny_weights, run_cli, write_sequence
 from exr_fixtures import box, write_blender_like
-from mcdenoise.exr import write_exr
-from mcdenoise.model_io import save_weights
+from mcdenoise.io.exr import write_exr
+from mcdenoise.models.loader import save_weights
 from mcdenoise.models import build_model
 
 

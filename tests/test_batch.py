@@ -14,9 +14,9 @@ import pytest
 
 from batch_fixtures import denoised_pass, leftovers, make_tiny_weights, run_cli, write_sequence
 from exr_fixtures import channel_dump, write_blender_like
-from mcdenoise.batch import output_is_complete
-from mcdenoise.exr import open_exr
-from mcdenoise.sequence import expand_inputs, parse_frames, parse_pattern, select_shard
+from mcdenoise.batch.plan import output_is_complete
+from mcdenoise.io.exr import open_exr
+from mcdenoise.batch.sequence import expand_inputs, parse_frames, parse_pattern, select_shard
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +134,9 @@ def test_killed_batch_resumes_to_the_uninterrupted_result(tmp_path, weights):
 
 
 def test_memory_budget_shrinks_tiles_of_8k_frames_only():
-    from mcdenoise.batch import tile_for_budget
-    from mcdenoise.inference import FrameInputs
-    from mcdenoise.model_io import LoadedModel
+    from mcdenoise.inference.runtime import tile_for_budget
+    from mcdenoise.inference.encode import FrameInputs
+    from mcdenoise.models.loader import LoadedModel
     from mcdenoise.models import build_model
 
     loaded = LoadedModel(build_model("unet"), "unet", {}, "color+albedo+normal")  # balanced widths

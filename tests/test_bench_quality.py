@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mcdenoise import hdr
-from mcdenoise.exr import read_frame
+from mcdenoise.io.exr import read_frame
 from mcdenoise.preview import tonemap
 from mcdenoise.training.config import TrainConfig
 from mcdenoise.training.loop import export, train

@@ -10,8 +10,8 @@ import OpenEXR
 from PIL import Image
 
 from exr_fixtures import write_blender_like
-from mcdenoise.exr import read_frame, write_exr
-from mcdenoise.passes import PassNames
+from mcdenoise.io.exr import read_frame, write_exr
+from mcdenoise.io.passes import PassNames
 
 
 def run_cli(*args: str):

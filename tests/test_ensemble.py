@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from exr_fixtures import noisy_scene
-from mcdenoise import quality
-from mcdenoise.inference import FrameInputs, denoise_frame
-from mcdenoise.model_io import LoadedModel
+from mcdenoise.models import tiers as quality
+from mcdenoise.inference.denoise import denoise_frame
+from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.models.loader import LoadedModel
 from mcdenoise.models import ensemble
 from mcdenoise.models.ensemble import SelfEnsemble
 

@@ -12,11 +12,11 @@ import OpenEXR
 import pytest
 
 from exr_fixtures import box, channel_dump, write_blender_like
-from mcdenoise import exr as exr_mod
-from mcdenoise import exr_splice
+from mcdenoise.io import exr as exr_mod
+from mcdenoise.io import splice
 from mcdenoise.errors import InputFileError, MissingPassError, OutputError, PassShapeError
-from mcdenoise.exr import read_frame, write_exr, write_with_pass
-from mcdenoise.passes import PRESETS, PassNames, split_channel_name
+from mcdenoise.io.exr import read_frame, write_exr, write_with_pass
+from mcdenoise.io.passes import PRESETS, PassNames, split_channel_name
 
 
 def test_reads_blender_output(repo_root):
@@ -168,7 +168,7 @@ def test_outputs_get_normal_permissions(tmp_path):
 def _chunks(path: Path) -> dict[str, list[bytes]]:
     """Each part's compressed chunks (part index field blanked), by part name."""
     with open(path, "rb") as fh:
-        _, parts = exr_splice.read_layout(fh)
+        _, parts = splice.read_layout(fh)
         out = {}
         for part in parts:
             chunks = []
@@ -196,8 +196,8 @@ def test_blender_file_keeps_compressed_parts_byte_for_byte(repo_root, tmp_path, 
     for name, chunks in before.items():
         assert after[name] == chunks, name
     with open(src, "rb") as a, open(spliced, "rb") as b:
-        headers_a = [p.attrs for p in exr_splice.read_layout(a)[1]]
-        headers_b = [p.attrs for p in exr_splice.read_layout(b)[1]]
+        headers_a = [p.attrs for p in splice.read_layout(a)[1]]
+        headers_b = [p.attrs for p in splice.read_layout(b)[1]]
     assert headers_b[:-1] == headers_a
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no scratch or temp left
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from mcdenoise.models import WIDTHS, DnCNN, ResidualUNet, build_model
 from mcdenoise.models.unet import widen
-from mcdenoise.model_io import load_model, save_weights
+from mcdenoise.models.loader import load_model, save_weights
 from mcdenoise.errors import WeightsError
 
 

@@ -15,11 +15,13 @@ import pytest
 import torch
 
 from exr_fixtures import noisy_scene
-from mcdenoise import inference, quality
+from mcdenoise.inference import encode, runtime, tiling
+from mcdenoise.models import tiers as quality
 from mcdenoise.bench import speed
 from mcdenoise.errors import DeviceError, McDenoiseError, WeightsError
-from mcdenoise.inference import FrameInputs, denoise_frame
-from mcdenoise.model_io import LoadedModel, save_weights
+from mcdenoise.inference.denoise import denoise_frame
+from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.models.loader import LoadedModel, save_weights
 from mcdenoise.models.ensemble import SelfEnsemble
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -47,8 +49,8 @@ def _plain_reference(loaded: LoadedModel, frame: FrameInputs) -> np.ndarray:
     model = copy.deepcopy(loaded.model).to(memory_format=torch.contiguous_format)
     h, w = frame.color.shape[:2]
     exposure = hdr.autoexposure(frame.color)
-    x = torch.from_numpy(inference.build_input(frame, exposure, True, slice(0, h), slice(0, w)))[None]
-    e = inference._round_up(inference.EDGE_PAD, 16)  # the mirrored border around the frame
+    x = torch.from_numpy(encode.build_input(frame, exposure, True, slice(0, h), slice(0, w)))[None]
+    e = tiling._round_up(tiling.EDGE_PAD, 16)  # the mirrored border around the frame
     x = torch.nn.functional.pad(x, (e, e, e, e), mode="reflect")
     x = torch.nn.functional.pad(x, (0, (-(w + 2 * e)) % 16, 0, (-(h + 2 * e)) % 16), mode="replicate")
     with torch.inference_mode():
@@ -94,10 +96,10 @@ def test_read_only_reversed_and_half_arrays_denoise_like_plain_float32():
 def test_hwc_input_is_the_nchw_input_transposed_and_missing_aux_is_zero():
     frame = _frame(20, 24, aux=False)
     ys, xs = slice(2, 18), slice(3, 21)
-    hwc = inference.build_input_hwc(frame, 0.7, True, ys, xs)
+    hwc = encode.build_input_hwc(frame, 0.7, True, ys, xs)
     assert hwc.shape == (16, 18, 9) and hwc.flags.c_contiguous
     assert not hwc[..., 3:].any()
-    np.testing.assert_array_equal(inference.build_input(frame, 0.7, True, ys, xs), hwc.transpose(2, 0, 1))
+    np.testing.assert_array_equal(encode.build_input(frame, 0.7, True, ys, xs), hwc.transpose(2, 0, 1))
     # An HWC array seen as NCHW is channels-last already: the network gets it without a copy.
     x = torch.from_numpy(hwc).permute(2, 0, 1)[None]
     assert x.is_contiguous(memory_format=torch.channels_last)
@@ -115,8 +117,8 @@ def test_border_filled_in_place_equals_f_pad(mode, before, after, extra):
     h, w = src.shape[1:]
     buf = torch.full((before + h + after + extra, before + w + after + extra, 2), float("nan"))
     buf[before : before + h, before : before + w] = src.permute(1, 2, 0)
-    inference.extend_lines(buf[:, before : before + w], 0, before, before + h, after, extra, mode)
-    inference.extend_lines(buf, 1, before, before + w, after, extra, mode)
+    tiling.extend_lines(buf[:, before : before + w], 0, before, before + h, after, extra, mode)
+    tiling.extend_lines(buf, 1, before, before + w, after, extra, mode)
     torch.testing.assert_close(buf, expected, rtol=0, atol=0)
 
 
@@ -125,34 +127,34 @@ def test_cli_keeps_freed_memory_mapped_on_glibc():
     faults); the answer says whether the allocator took it."""
     import platform
 
-    tuned = inference.keep_freed_memory()
-    assert tuned is inference.keep_freed_memory()
+    tuned = runtime.keep_freed_memory()
+    assert tuned is runtime.keep_freed_memory()
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert tuned is True
-    with inference.freed_memory_returned():  # a budget-filling frame: back to glibc's defaults
-        assert inference._malloc_keeping is tuned
-    assert inference._malloc_keeping is tuned
+    with runtime.freed_memory_returned():  # a budget-filling frame: back to glibc's defaults
+        assert runtime._malloc_keeping is tuned
+    assert runtime._malloc_keeping is tuned
 
 
 def test_choose_dtype():
-    assert inference.choose_dtype(CPU) == torch.float32
-    assert inference.choose_dtype(CUDA) == torch.float16
-    assert inference.choose_dtype(CUDA, "bf16", bf16_supported=True) == torch.bfloat16
-    assert inference.choose_dtype(CPU, "bf16") == torch.bfloat16
-    assert inference.choose_dtype(CUDA, "fp32") == torch.float32
+    assert runtime.choose_dtype(CPU) == torch.float32
+    assert runtime.choose_dtype(CUDA) == torch.float16
+    assert runtime.choose_dtype(CUDA, "bf16", bf16_supported=True) == torch.bfloat16
+    assert runtime.choose_dtype(CPU, "bf16") == torch.bfloat16
+    assert runtime.choose_dtype(CUDA, "fp32") == torch.float32
     with pytest.raises(DeviceError, match="bfloat16"):
-        inference.choose_dtype(CUDA, "bf16", bf16_supported=False)
+        runtime.choose_dtype(CUDA, "bf16", bf16_supported=False)
     with pytest.raises(DeviceError, match="precision"):
-        inference.choose_dtype(CPU, "int8")
+        runtime.choose_dtype(CPU, "int8")
 
 
 def test_autocast_selection():
-    assert not isinstance(inference.autocast_for(CUDA, torch.float32), torch.autocast)
-    ctx = inference.autocast_for(CPU, torch.bfloat16)
+    assert not isinstance(runtime.autocast_for(CUDA, torch.float32), torch.autocast)
+    ctx = runtime.autocast_for(CPU, torch.bfloat16)
     assert isinstance(ctx, torch.autocast) and ctx.device == "cpu" and ctx.fast_dtype == torch.bfloat16
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns that CUDA autocast is off without a GPU
-        ctx = inference.autocast_for(CUDA, torch.float16)
+        ctx = runtime.autocast_for(CUDA, torch.float16)
     assert isinstance(ctx, torch.autocast) and ctx.device == "cuda" and ctx.fast_dtype == torch.float16
 
 
@@ -168,46 +170,46 @@ def test_bf16_autocast_runs_on_cpu_and_stays_close():
 def test_tile_for_memory_arithmetic():
     margin, alignment = 111, 16  # margin rounds up to 112
     bpp = 800
-    assert inference.tile_for_memory((1024 + 224) ** 2 * bpp, bpp, margin, alignment) == 1024
-    assert inference.tile_for_memory((1024 + 224) ** 2 * bpp - 1, bpp, margin, alignment) == 1008
-    assert inference.tile_for_memory(1e6, bpp, margin, alignment) == inference.MIN_AUTO_TILE
-    assert inference.tile_for_memory(1e15, bpp, margin, alignment) == inference.MAX_AUTO_TILE
+    assert runtime.tile_for_memory((1024 + 224) ** 2 * bpp, bpp, margin, alignment) == 1024
+    assert runtime.tile_for_memory((1024 + 224) ** 2 * bpp - 1, bpp, margin, alignment) == 1008
+    assert runtime.tile_for_memory(1e6, bpp, margin, alignment) == runtime.MIN_AUTO_TILE
+    assert runtime.tile_for_memory(1e15, bpp, margin, alignment) == runtime.MAX_AUTO_TILE
 
 
 def test_activation_estimate_grows_with_width_and_halves_in_fp16():
     fast, high = (quality.model_for_quality(q) for q in ("fast", "high"))
-    assert inference.activation_bytes_per_pixel(fast) < inference.activation_bytes_per_pixel(high)
-    assert inference.activation_bytes_per_pixel(high, torch.float16) * 2 == pytest.approx(inference.activation_bytes_per_pixel(high), abs=2)
+    assert runtime.activation_bytes_per_pixel(fast) < runtime.activation_bytes_per_pixel(high)
+    assert runtime.activation_bytes_per_pixel(high, torch.float16) * 2 == pytest.approx(runtime.activation_bytes_per_pixel(high), abs=2)
 
 
 def test_auto_tile_on_cuda_uses_free_gpu_memory(monkeypatch):
     model = quality.model_for_quality("balanced")
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 << 30, 16 << 30))
-    assert inference.available_memory(CUDA) == 8 << 30
-    bpp = inference.activation_bytes_per_pixel(model, torch.float16)
-    expected = inference.tile_for_memory((8 << 30) * inference.GPU_MEMORY_SHARE, bpp, model.receptive_radius, 16)
-    assert inference.auto_tile(model, CUDA, torch.float16) == expected
+    assert runtime.available_memory(CUDA) == 8 << 30
+    bpp = runtime.activation_bytes_per_pixel(model, torch.float16)
+    expected = runtime.tile_for_memory((8 << 30) * runtime.GPU_MEMORY_SHARE, bpp, model.receptive_radius, 16)
+    assert runtime.auto_tile(model, CUDA, torch.float16) == expected
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (300 << 20, 16 << 30))
-    assert inference.auto_tile(model, CUDA, torch.float16) < expected
+    assert runtime.auto_tile(model, CUDA, torch.float16) < expected
 
 
 def test_cpu_memory_is_read_from_proc():
-    free = inference.available_memory(CPU)
+    free = runtime.available_memory(CPU)
     assert 64 << 20 < free  # some memory is free on any machine running this test
 
 
 def test_compile_is_refused_on_cpu():
     with pytest.raises(DeviceError, match="CUDA"):
-        inference.fast_model(quality.model_for_quality("fast"), CPU, compile=True)
+        runtime.fast_model(quality.model_for_quality("fast"), CPU, compile=True)
 
 
 def test_thread_setting(monkeypatch):
     before = torch.get_num_threads()
-    assert 1 <= inference.physical_cores() <= len(os.sched_getaffinity(0))
-    monkeypatch.setattr(inference, "_threads_configured", False)
+    assert 1 <= runtime.physical_cores() <= len(os.sched_getaffinity(0))
+    monkeypatch.setattr(runtime, "_threads_configured", False)
     monkeypatch.setenv("MCDENOISE_THREADS", "1")
     try:
-        assert inference.configure_cpu_threads() == 1
+        assert runtime.configure_cpu_threads() == 1
     finally:
         torch.set_num_threads(before)
 
@@ -272,19 +274,19 @@ def test_plan_interleaves_ours_and_oidn():
 def test_speed_job_with_a_memory_budget_tiles_as_the_cli_does(monkeypatch):
     """`bench --speed --max-memory` must time what `mcdenoise denoise --max-memory` runs: the
     tile comes from the batch runner's own budget rule, not from tile="auto"."""
-    import mcdenoise.inference as inference
-    from mcdenoise.batch import tile_for_budget
-    from mcdenoise.model_io import LoadedModel
-    from mcdenoise.quality import model_for_quality
+    import mcdenoise.inference.denoise as denoise_mod
+    from mcdenoise.inference.runtime import tile_for_budget
+    from mcdenoise.models.loader import LoadedModel
+    from mcdenoise.models.tiers import model_for_quality
 
     tiles = []
-    monkeypatch.setattr(inference, "denoise_frame", lambda loaded, inputs, tile=None, **kw: tiles.append(tile))
-    monkeypatch.setattr(inference, "keep_freed_memory", lambda: None)  # a worker's allocator setting, not pytest's
+    monkeypatch.setattr(denoise_mod, "denoise_frame", lambda loaded, inputs, tile=None, **kw: tiles.append(tile))
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: None)  # a worker's allocator setting, not pytest's
     w, h, gib = 1600, 900, 0.75
     speed.run_job(speed.Job("ours", "fast", w, h, max_memory_gib=gib))
     speed.run_job(speed.Job("ours", "fast", w, h))
     loaded = LoadedModel(model_for_quality("fast"), "unet", {}, "color+albedo+normal")
-    expected = tile_for_budget(loaded, inference.FrameInputs(*speed.synthetic_frame(w, h)), None, int(gib * 2**30))
+    expected = tile_for_budget(loaded, encode.FrameInputs(*speed.synthetic_frame(w, h)), None, int(gib * 2**30))
     assert isinstance(expected, int) and expected < w  # the budget really cuts this frame
     assert tiles == [None, expected, "auto", "auto"]  # warm-up on a small frame, then the timed call
 

@@ -18,12 +18,13 @@ import torch
 from mcdenoise import hdr
 from mcdenoise.dataset.layout import list_scenes
 from mcdenoise.errors import McDenoiseError
-from mcdenoise.exr import read_frame, write_exr
-from mcdenoise.inference import FrameInputs, denoise_frame
-from mcdenoise.model_io import DEFAULT_WEIGHTS, load_model
+from mcdenoise.io.exr import read_frame, write_exr
+from mcdenoise.inference.denoise import denoise_frame
+from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.models.loader import DEFAULT_WEIGHTS, load_model
 from mcdenoise.models import build_model
-from mcdenoise.pipeline import denoise_file
-from mcdenoise.passes import PassNames
+from mcdenoise.inference.frames import denoise_file
+from mcdenoise.io.passes import PassNames
 from mcdenoise.preview import tonemap
 from mcdenoise.training import config as config_mod
 from mcdenoise.training.checkpoint import latest_checkpoint, load_checkpoint

@@ -19,12 +19,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_8k_frame import synthetic_passes  # noqa: E402
 
-from mcdenoise.batch import plan_jobs, run_batch, tile_for_budget  # noqa: E402
-from mcdenoise.exr import write_exr  # noqa: E402
-from mcdenoise.inference import keep_freed_memory  # noqa: E402
-from mcdenoise.model_io import load_model  # noqa: E402
-from mcdenoise.pipeline import prepare_frame, run_model  # noqa: E402
-from mcdenoise.sequence import expand_inputs  # noqa: E402
+from mcdenoise.batch.plan import plan_jobs  # noqa: E402
+
+from mcdenoise.batch.runner import run_batch  # noqa: E402
+
+from mcdenoise.inference.runtime import tile_for_budget  # noqa: E402
+from mcdenoise.io.exr import write_exr  # noqa: E402
+from mcdenoise.inference.runtime import keep_freed_memory  # noqa: E402
+from mcdenoise.models.loader import load_model  # noqa: E402
+from mcdenoise.inference.frames import prepare_frame, run_model  # noqa: E402
+from mcdenoise.batch.sequence import expand_inputs  # noqa: E402
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ import numpy as np
 
 from mcdenoise import hdr
 from mcdenoise.dataset.layout import list_scenes, tmp_path
-from mcdenoise.exr import read_frame, write_exr
+from mcdenoise.io.exr import read_frame, write_exr
 from mcdenoise.training.data import split_scenes
 
 HALF_MAX = 65504.0

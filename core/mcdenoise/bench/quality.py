@@ -28,11 +28,12 @@ import torch
 from mcdenoise import hdr
 from mcdenoise.dataset.layout import list_scenes
 from mcdenoise.errors import InputFileError, McDenoiseError
-from mcdenoise.exr import read_frame
-from mcdenoise.inference import FrameInputs, denoise_frame
-from mcdenoise.model_io import WEIGHTS_DIR, load_model
+from mcdenoise.io.exr import read_frame
+from mcdenoise.inference.denoise import denoise_frame
+from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.models.loader import WEIGHTS_DIR, load_model
 from mcdenoise.metrics import psnr_tonemapped, rel_mse, ssim_tonemapped
-from mcdenoise.quality import DEFAULT_QUALITY, QUALITIES, load_quality, shipped_qualities
+from mcdenoise.models.tiers import DEFAULT_QUALITY, QUALITIES, load_quality, shipped_qualities
 from mcdenoise.preview import save_png, side_by_side
 
 Method = Callable[[FrameInputs], np.ndarray]

@@ -125,7 +125,7 @@ def run_job(job: Job) -> dict:
     with the allocator set as the CLI sets it (OIDN's timings do not change with it)."""
     import torch
 
-    from mcdenoise.inference import keep_freed_memory
+    from mcdenoise.inference.runtime import keep_freed_memory
 
     keep_freed_memory()
 
@@ -135,10 +135,11 @@ def run_job(job: Job) -> dict:
     small = synthetic_frame(128, 128, seed=1) if job.width * job.height >= BIG_FRAME_PIXELS else (color, albedo, normal)
     cuda = job.device.startswith("cuda")
     if job.denoiser == "ours":
-        from mcdenoise.batch import tile_for_budget
-        from mcdenoise.inference import FrameInputs, denoise_frame
-        from mcdenoise.model_io import LoadedModel, resolve_device
-        from mcdenoise.quality import model_for_quality
+        from mcdenoise.inference.runtime import tile_for_budget
+        from mcdenoise.inference.denoise import denoise_frame
+        from mcdenoise.inference.encode import FrameInputs
+        from mcdenoise.models.loader import LoadedModel, resolve_device
+        from mcdenoise.models.tiers import model_for_quality
 
         device = resolve_device(job.device)
         loaded = LoadedModel(model_for_quality(job.quality).to(device), "unet", {}, "color+albedo+normal")
@@ -270,7 +271,7 @@ def main(args: argparse.Namespace) -> None:
     models = [q.strip() for q in args.qualities.split(",") if q.strip()]
     oidn = [q.strip() for q in args.oidn_qualities.split(",") if q.strip()]
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    from mcdenoise.quality import QUALITIES
+    from mcdenoise.models.tiers import QUALITIES
 
     for q in models:
         if q not in QUALITIES:
@@ -292,8 +293,8 @@ def main(args: argparse.Namespace) -> None:
     else:
         cpu_precisions = ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
     results = measure(plan(sizes, models, oidn, args.repeat, gpu, precisions, cpu_precisions, cpu=args.devices != "cuda", max_memory_gib=args.max_memory), args.rounds)
-    from mcdenoise.inference import physical_cores
-    from mcdenoise.quality import macs_per_pixel, model_for_quality
+    from mcdenoise.inference.runtime import physical_cores
+    from mcdenoise.models.tiers import macs_per_pixel, model_for_quality
 
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     if args.verb in TUNED_ALLOCATOR_VERBS:
-        from mcdenoise.inference import keep_freed_memory
+        from mcdenoise.inference.runtime import keep_freed_memory
 
         keep_freed_memory()
     try:

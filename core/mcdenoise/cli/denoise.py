@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mcdenoise.cli.argtypes import shard
 from mcdenoise.errors import McDenoiseError
-from mcdenoise.passes import DEFAULT_PRESET, PRESETS
+from mcdenoise.io.passes import DEFAULT_PRESET, PRESETS
 
 
 def add_pass_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _frames(text: str) -> list[int]:
-    from mcdenoise.sequence import parse_frames
+    from mcdenoise.batch.sequence import parse_frames
 
     try:
         return parse_frames(text)
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check_model_options(loaded, precision: str, compile: bool) -> None:
     """Refuse impossible speed options before any frame is read, not as a failure per frame."""
     from mcdenoise.errors import DeviceError
-    from mcdenoise.inference import choose_dtype
+    from mcdenoise.inference.runtime import choose_dtype
 
     device = next(loaded.model.parameters()).device
     choose_dtype(device, precision)
@@ -87,16 +87,18 @@ def pass_names_from_args(args: argparse.Namespace):
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mcdenoise.batch import plan_jobs, run_batch
+    from mcdenoise.batch.plan import plan_jobs
+
+    from mcdenoise.batch.runner import run_batch
     from mcdenoise.preview import save_png, side_by_side
-    from mcdenoise.sequence import expand_inputs, select_shard
+    from mcdenoise.batch.sequence import expand_inputs, select_shard
 
     sources = select_shard(expand_inputs(args.inputs, args.frames), args.shard)
     if args.preview is not None and len(sources) != 1:
         raise McDenoiseError("--preview takes one input frame")
     suffix = args.suffix if args.suffix is not None else ("" if args.out_dir is not None else "_denoised")
     jobs = plan_jobs(sources, args.output, args.out_dir, suffix)
-    from mcdenoise.quality import load_for_cli
+    from mcdenoise.models.tiers import load_for_cli
 
     loaded = load_for_cli(args.weights, args.quality, device=args.device)
     check_model_options(loaded, args.precision, args.compile)

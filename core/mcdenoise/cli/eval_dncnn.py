@@ -40,7 +40,7 @@ def evaluate(weights: Path, images: list[Path], sigma: float, seed: int, device:
     import torch
     from PIL import Image
 
-    from mcdenoise.model_io import load_model
+    from mcdenoise.models.loader import load_model
 
     loaded = load_model(weights, device=device)
     if loaded.inputs != "grey":

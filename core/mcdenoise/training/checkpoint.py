@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mcdenoise.errors import McDenoiseError
-from mcdenoise.exr import atomic_output
+from mcdenoise.io.exr import atomic_output
 
 LATEST = "latest"
 

@@ -1,6 +1,6 @@
 """Training pairs from a rendered dataset: scene cache, deterministic split and augmented crops.
 
-Inputs are built by :func:`mcdenoise.inference.build_input`, the very function inference uses,
+Inputs are built by :func:`mcdenoise.inference.encode.build_input`, the very function inference uses,
 so the network is trained in exactly the space it will see: ``hdr.forward(colour, exposure)``
 with the exposure of the *full noisy frame* (jittered by 2^U(-1,1): scaling radiance alone would
 do nothing since autoexposure cancels it), albedo and normal from the *noisy* file (what users
@@ -22,8 +22,8 @@ import torch
 from mcdenoise import hdr
 from mcdenoise.dataset.layout import SceneEntry, list_scenes
 from mcdenoise.errors import InputFileError
-from mcdenoise.exr import read_frame
-from mcdenoise.inference import FrameInputs, build_input
+from mcdenoise.io.exr import read_frame
+from mcdenoise.inference.encode import FrameInputs, build_input
 from mcdenoise.models import ensemble
 
 

@@ -25,8 +25,8 @@ import torch
 
 from mcdenoise import hdr
 from mcdenoise.errors import McDenoiseError
-from mcdenoise.inference import denoise_frame
-from mcdenoise.model_io import LoadedModel, load_model, resolve_device, save_weights
+from mcdenoise.inference.denoise import denoise_frame
+from mcdenoise.models.loader import LoadedModel, load_model, resolve_device, save_weights
 from mcdenoise.models import build_model
 from mcdenoise.models.unet import widen
 from mcdenoise.metrics import psnr_tonemapped, ssim_tonemapped

@@ -19,7 +19,7 @@ from mcdenoise.errors import DeviceError, WeightsError
 from mcdenoise.models import build_model
 
 FORMAT = "mcdenoise-weights/1"
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
 # Input layouts a network can be trained for; aux channels are zero when a frame lacks them.
 INPUTS = {"color": 3, "color+albedo+normal": 9, "grey": 1}

@@ -1,20 +1,5 @@
-"""Denoise one frame: the HDR transform, tiling with overlap, and the way back to radiance.
-
-Tiles are cut so that their result equals the untiled result: each tile is enlarged by a
-margin no smaller than the network's receptive radius (so zero padding at a tile edge never
-reaches a kept pixel) and starts on the network's pooling grid (so pooling windows line up
-with the whole-frame ones). Exposure is computed once per full frame. Tile inputs are built
-lazily from the frame arrays, so memory grows with the tile, not with a 9-channel copy of an
-8K frame.
-
-Fast paths: the network runs channels-last (NHWC), which is both oneDNN's and cuDNN's
-preferred conv layout *and* the layout of EXR arrays, so no transposing copy is ever made. A
-tile's passes are copied once, raw, into the buffer the network reads, on the model's device;
-the HDR transform and the mirrored frame border are then applied there in place (on a GPU the
-host used to spend longer on them than the network on the frame). Every margin pixel is computed and thrown away,
-so ``tile="auto"`` picks the largest tile that fits the memory at hand (often the whole
-frame). On CUDA the network runs in fp16 (or bf16) under autocast and can be compiled.
-"""
+"""How a model runs on this machine: device, precision, CPU threads, the allocator, and the
+memory budget that decides the tile size."""
 
 from __future__ import annotations
 
@@ -23,20 +8,16 @@ import ctypes
 import math
 import os
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from mcdenoise import hdr
 from mcdenoise.errors import DeviceError
-from mcdenoise.model_io import LoadedModel
+from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.inference.tiling import _round_up
+from mcdenoise.models.loader import LoadedModel
 
 DEFAULT_TILE = 1024
-EDGE_PAD = 8  # mirrored pixels around the frame, rounded up to the model's alignment
-ProgressFn = Callable[[int, int], None]
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Share of free memory a tile may use: the rest is for the frame arrays, the EXR being read
 # next, and on a workstation whatever else the artist has open.
@@ -46,91 +27,9 @@ MIN_AUTO_TILE, MAX_AUTO_TILE = 256, 8192
 _compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _threads_configured = False
 _malloc_keeping = False
-
-
-@dataclass
-class FrameInputs:
-    """Radiance and aux passes of one frame, as read from the EXR (float32, H x W x C)."""
-
-    color: np.ndarray
-    albedo: np.ndarray | None = None
-    normal: np.ndarray | None = None
-
-
-def _round_up(x: int, m: int) -> int:
-    return int(math.ceil(x / m) * m)
-
-
-def _tensor(a: np.ndarray) -> torch.Tensor:
-    """A pass window as a tensor, a view where torch can take one: read-only arrays and
-    reversed views (negative strides) are copied, any float dtype is accepted."""
-    if not a.flags.writeable or any(step < 0 for step in a.strides):
-        a = np.array(a)
-    return torch.from_numpy(a)
-
-
-def fill_input(buf: torch.Tensor, frame: FrameInputs, exposure: float, uses_aux: bool, ys: slice, xs: slice) -> torch.Tensor:
-    """Write the network input of one window into ``buf`` (h, w, C), on any device.
-
-    Each pass is uploaded raw and transformed on the device, in a contiguous 3-channel
-    scratch tensor (vectorised log1p on a 3-of-9-channel strided view is ~20x slower on CPU),
-    then copied into its channels of the buffer the network reads. Missing aux passes become
-    zeros, which the shipped models are trained to treat as "no aux" (aux dropout).
-    """
-    scratch = torch.empty(buf.shape[:2] + (3,), device=buf.device)
-    buf[..., 0:3] = hdr.forward_(scratch.copy_(_tensor(frame.color[ys, xs])), exposure)
-    if uses_aux:
-        for lo, hi, passes, prepare in ((3, 6, frame.albedo, hdr.prepare_albedo_), (6, 9, frame.normal, hdr.prepare_normal_)):
-            if passes is None:
-                buf[..., lo:hi] = 0.0
-            else:
-                buf[..., lo:hi] = prepare(scratch.copy_(_tensor(passes[ys, xs])))
-    return buf
-
-
-def build_input_hwc(frame: FrameInputs, exposure: float, uses_aux: bool, ys: slice, xs: slice) -> np.ndarray:
-    """Network input (h, w, C) for one window, C-contiguous, which is exactly an NHWC
-    (channels-last) tensor."""
-    h, w = frame.color[ys, xs].shape[:2]
-    return fill_input(torch.empty((h, w, 9 if uses_aux else 3)), frame, exposure, uses_aux, ys, xs).numpy()
-
-
-def build_input(frame: FrameInputs, exposure: float, uses_aux: bool, ys: slice, xs: slice) -> np.ndarray:
-    """Network input (C, h, w) for one window, for callers (training) that want NCHW."""
-    return np.ascontiguousarray(build_input_hwc(frame, exposure, uses_aux, ys, xs).transpose(2, 0, 1))
-
-
-def extend_lines(buf: torch.Tensor, dim: int, start: int, stop: int, after: int, extra: int, mode: str) -> None:
-    """Fill the lines of ``buf`` along ``dim`` around the filled span [start, stop): ``start``
-    lines before it and ``after`` lines after it mirror the span (``mode`` "reflect", the edge
-    line not repeated, like ``F.pad``) or repeat its edge line ("replicate"); then the last
-    line is repeated ``extra`` more times (the alignment padding). Doing this in place for
-    rows and then columns gives exactly ``F.pad``'s result without a second frame-sized copy.
-    """
-
-    def lines(a: int, b: int) -> torch.Tensor:
-        return buf.narrow(dim, a, b - a)
-
-    if start:
-        dst = lines(0, start)
-        dst.copy_(lines(start + 1, 2 * start + 1).flip(dim) if mode == "reflect" else lines(start, start + 1).expand_as(dst))
-    if after:
-        dst = lines(stop, stop + after)
-        dst.copy_(lines(stop - 1 - after, stop - 1).flip(dim) if mode == "reflect" else lines(stop - 1, stop).expand_as(dst))
-    end = stop + after
-    if extra:
-        dst = lines(end, end + extra)
-        dst.copy_(lines(end - 1, end).expand_as(dst))
-
-
-def tile_grid(height: int, width: int, tile: int, margin: int, alignment: int):
-    """Yield (kept window, input window) pairs as (y0, y1, x0, x1) tuples."""
-    tile = max(_round_up(tile, alignment), alignment)
-    margin = _round_up(margin, alignment)
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
-            yield (y0, y1, x0, x1), (max(y0 - margin, 0), min(y1 + margin, height), max(x0 - margin, 0), min(x1 + margin, width))
+# What the process holds besides frames and network activations: Python, torch, OpenEXR
+# (~250 MB) and allocator slack, which on an 8K frame measured another ~200 MB.
+PROCESS_BASE_BYTES = 512 << 20
 
 
 def physical_cores() -> int:
@@ -312,68 +211,25 @@ def fast_model(model: nn.Module, device: torch.device, compile: bool = False) ->
     return _compiled[model]
 
 
-@torch.inference_mode()
-def denoise_frame(
-    loaded: LoadedModel,
-    frame: FrameInputs,
-    tile: int | str | None = DEFAULT_TILE,
-    exposure: float | None = None,
-    progress: ProgressFn | None = None,
-    *,
-    precision: str = "auto",
-    compile: bool = False,
-    out_dtype: np.dtype | type = np.float32,
-) -> np.ndarray:
-    """Return the denoised colour (H, W, 3) float32 in the input's radiance units.
+def tile_for_budget(loaded: LoadedModel, inputs: FrameInputs, tile: int | str | None, max_memory: int | None, result_itemsize: int = 4) -> int | str | None:
+    """``tile``, or a smaller one when the frame is so large that its arrays plus the network's
+    working memory would pass ``max_memory`` bytes (CPU). On a GPU the whole-frame request
+    (``None``) becomes the largest tile its free memory holds.
 
-    ``tile=None`` or 0 runs the frame in one piece, ``"auto"`` picks the largest tile that
-    fits free memory. ``progress(done, total)`` is called after each tile; raising from it
-    (e.g. :class:`mcdenoise.errors.Cancelled`) aborts cleanly. ``precision`` is auto, fp32,
-    fp16 or bf16 (see :func:`choose_dtype`); ``compile`` uses ``torch.compile`` (CUDA only).
-    ``out_dtype=np.float16`` halves the result's memory when it is written to a half pass
-    anyway (the batch does this to keep an 8K frame within 2 GiB).
+    With the balanced model within 2 GiB, an 8K frame (its passes already take ~1 GB) runs in
+    640-pixel tiles and a 1080p frame in two 1152-pixel tiles. Tiled output equals untiled output, so
+    this changes memory and time, never the result. ``result_itemsize`` is 2 when the result
+    comes back in half (a half colour pass), which the budget counts too.
     """
     device = next(loaded.model.parameters()).device
-    if device.type == "cpu":
-        configure_cpu_threads()
-    dtype = choose_dtype(device, precision)
-    model = fast_model(loaded.model, device, compile)
-    height, width = frame.color.shape[:2]
-    if exposure is None:
-        exposure = hdr.autoexposure(frame.color)
-    alignment = int(getattr(loaded.model, "alignment", 1))
+    if device.type != "cpu":
+        return tile or "auto"
+    if not max_memory or tile == "auto":
+        return tile
+    h, w = inputs.color.shape[:2]
     margin = int(getattr(loaded.model, "receptive_radius", 32))
-    if tile == "auto":
-        tile = auto_tile(loaded.model, device, dtype)
-    tile = int(tile or max(height, width))
-    windows = list(tile_grid(height, width, tile, margin, alignment))
-    # Frame edges get a mirrored border (a multiple of the alignment, so tiles keep the whole
-    # frame's pooling grid): against the network's zero padding the outermost pixel row and
-    # column came out visibly wrong (error ~60x the interior on a 128x128 Cycles frame).
-    edge = _round_up(EDGE_PAD, alignment)
-    edge_mode = "reflect" if min(height, width) > edge else "replicate"
-    out = np.empty((height, width, 3), out_dtype)
-    channels = 9 if loaded.uses_aux else 3
-    for done, ((y0, y1, x0, x1), (iy0, iy1, ix0, ix1)) in enumerate(windows, start=1):
-        h, w = iy1 - iy0, ix1 - ix0
-        top, left = (edge if iy0 == 0 else 0), (edge if ix0 == 0 else 0)
-        bottom, right = (edge if iy1 == height else 0), (edge if ix1 == width else 0)
-        # Only tiles touching the bottom/right border need alignment padding, and since every
-        # window starts on the alignment grid they pad exactly as the whole frame would.
-        ph, pw = (-(h + top + bottom)) % alignment, (-(w + left + right)) % alignment
-        buf = torch.empty((top + h + bottom + ph, left + w + right + pw, channels), device=device)
-        fill_input(buf[top : top + h, left : left + w], frame, exposure, loaded.uses_aux, slice(iy0, iy1), slice(ix0, ix1))
-        extend_lines(buf[:, left : left + w], 0, top, top + h, bottom, ph, edge_mode)
-        extend_lines(buf, 1, left, left + w, right, pw, edge_mode)
-        x = buf.permute(2, 0, 1)[None]  # NCHW shape, NHWC (channels-last) memory: a view
-        with autocast_for(device, dtype):
-            y = model(x)
-        oy, ox = y0 - iy0 + top, x0 - ix0 + left
-        # A contiguous fp32 copy of the kept window: the transform vectorises only on that.
-        y = y[0, :, oy : oy + y1 - y0, ox : ox + x1 - x0].permute(1, 2, 0).to(torch.float32, memory_format=torch.contiguous_format)
-        y = hdr.inverse_(y, exposure)
-        kept = torch.from_numpy(out[y0:y1, x0:x1])
-        kept.copy_(y.to(kept.dtype))  # converted on the device: a half result crosses to the host at half size
-        if progress is not None:
-            progress(done, len(windows))
-    return out
+    alignment = int(getattr(loaded.model, "alignment", 1))
+    frame_bytes = sum(a.nbytes for a in (inputs.color, inputs.albedo, inputs.normal) if a is not None) + h * w * 3 * result_itemsize
+    fit = tile_for_memory(max_memory - PROCESS_BASE_BYTES - frame_bytes, activation_bytes_per_pixel(loaded.model), margin, alignment)
+    requested = int(tile or max(h, w))
+    return tile if requested <= fit else fit

@@ -1,10 +1,8 @@
 """Denoise a list of frames unattended: plan outputs, skip finished ones, overlap I/O with the
 model, and count what happened.
 
-A farm job must survive a kill at any moment and a bad frame among thousands. Outputs are
-written atomically (see :func:`mcdenoise.exr.atomic_output`), so an output that exists, passes
-the truncation check and holds the denoised pass is finished and a re-run skips it; temp files
-of a killed run are removed. Three stages run at once: a reader thread reads and checks the
+A farm job must survive a kill at any moment and a bad frame among thousands: finished outputs
+are skipped (:mod:`mcdenoise.batch.plan`). Three stages run at once: a reader thread reads and checks the
 next frame, the calling thread runs the model, a writer thread writes the previous result
 back. Frames in flight are bounded by a pixel budget, so 1080p sequences overlap freely while
 an 8K frame is alone in memory.
@@ -14,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import queue
 import threading
 import time
@@ -25,28 +22,19 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
-from mcdenoise.errors import InputFileError, McDenoiseError, OutputError
-from mcdenoise.exr import open_exr, write_with_pass
-from mcdenoise.inference import DEFAULT_TILE, FrameInputs, activation_bytes_per_pixel, freed_memory_returned, keeping_freed_memory, tile_for_memory
-from mcdenoise.model_io import LoadedModel
-from mcdenoise.passes import PassNames, split_channel_name
-from mcdenoise.pipeline import PreparedFrame, check_output_path, prepare_frame, run_model
-from mcdenoise.sequence import FrameSource
+from mcdenoise.batch.plan import Job, output_is_complete, remove_stale_temps
+from mcdenoise.errors import InputFileError, McDenoiseError
+from mcdenoise.inference.frames import PreparedFrame, prepare_frame, run_model
+from mcdenoise.inference.runtime import DEFAULT_TILE, freed_memory_returned, keeping_freed_memory, tile_for_budget
+from mcdenoise.io.exr import write_with_pass
+from mcdenoise.io.passes import PassNames
+from mcdenoise.models.loader import LoadedModel
 
 # Pixels of frames read but not yet written. Two 4K frames fit; an 8K frame runs alone.
 PIPELINE_PIXELS = 2 * 3840 * 2160
 LogFn = Callable[[str, str], None]  # (level: "info" | "warning" | "error", message)
-# What the process holds besides frames and network activations: Python, torch, OpenEXR
-# (~250 MB) and allocator slack, which on an 8K frame measured another ~200 MB.
-PROCESS_BASE_BYTES = 512 << 20
 # A frame between read and write (low-memory read: half colour and albedo, float normal, result).
 READ_BYTES_PER_PIXEL = 24
-
-
-@dataclass(frozen=True)
-class Job:
-    source: FrameSource
-    output: Path
 
 
 @dataclass
@@ -62,91 +50,6 @@ class Summary:
 
     def line(self) -> str:
         return f"done {len(self.done)} / skipped {len(self.skipped)} / failed {len(self.failed)}"
-
-
-def output_path(path: Path, out_dir: Path | None, suffix: str) -> Path:
-    folder = out_dir if out_dir is not None else path.parent
-    return folder / f"{path.stem}{suffix}.exr"
-
-
-def plan_jobs(sources: list[FrameSource], output: Path | None = None, out_dir: Path | None = None, suffix: str = "_denoised") -> list[Job]:
-    """Pair each input with its output, refusing plans that would clobber one output with
-    another frame or write into a folder that cannot take it, before any work is done."""
-    if output is not None:
-        if len(sources) != 1:
-            raise McDenoiseError("-o/--output takes one input; for several files use --out-dir or --suffix")
-        jobs = [Job(sources[0], check_output_path(output))]
-    else:
-        if out_dir is not None:
-            try:
-                out_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(f"{out_dir}: cannot create output folder ({exc.strerror}); choose another --out-dir") from exc
-        jobs = [Job(s, output_path(s.path, out_dir, suffix)) for s in sources]
-        # A folder or glob re-run beside its own outputs must not denoise those outputs again.
-        outputs = {j.output.resolve() for j in jobs}
-        jobs = [j for j in jobs if j.source.path.resolve() not in outputs or j.output.resolve() == j.source.path.resolve()]
-    seen: dict[Path, Path] = {}
-    for job in jobs:
-        key = job.output.resolve()
-        if key in seen and seen[key] != job.source.path:
-            raise OutputError(f"{job.output}: both {seen[key]} and {job.source.path} would be written here; use --suffix or separate --out-dir runs")
-        seen[key] = job.source.path
-    for folder in sorted({j.output.parent for j in jobs}):
-        if not folder.is_dir():
-            raise OutputError(f"{folder}: output folder does not exist; create it or choose another --out-dir")
-        if not os.access(folder, os.W_OK):
-            raise OutputError(f"{folder}: output folder is not writable; fix its permissions or choose another --out-dir")
-    return jobs
-
-
-def output_is_complete(path: Path, pass_name: str) -> bool:
-    """True for an output a previous run finished: whole file (chunk tables checked) with the
-    denoised pass in it. Reads headers only, so checking a finished 8K sequence is quick."""
-    if not path.is_file():
-        return False
-    try:
-        f = open_exr(path, header_only=True)
-    except McDenoiseError:
-        return False
-    channels = [ch.name for part in f.parts for ch in part.header.get("channels", [])]
-    return any(split_channel_name(name)[1] == pass_name for name in channels)
-
-
-def remove_stale_temps(output: Path) -> int:
-    """Delete ``.<stem>.*.tmp.exr`` files that a killed run's atomic write left beside ``output``."""
-    removed = 0
-    for tmp in output.parent.glob(f".{output.stem}.*.tmp{output.suffix}"):
-        try:
-            tmp.unlink()
-            removed += 1
-        except OSError:
-            pass
-    return removed
-
-
-def tile_for_budget(loaded: LoadedModel, inputs: FrameInputs, tile: int | str | None, max_memory: int | None, result_itemsize: int = 4) -> int | str | None:
-    """``tile``, or a smaller one when the frame is so large that its arrays plus the network's
-    working memory would pass ``max_memory`` bytes (CPU). On a GPU the whole-frame request
-    (``None``) becomes the largest tile its free memory holds.
-
-    With the balanced model within 2 GiB, an 8K frame (its passes already take ~1 GB) runs in
-    640-pixel tiles and a 1080p frame in two 1152-pixel tiles. Tiled output equals untiled output, so
-    this changes memory and time, never the result. ``result_itemsize`` is 2 when the result
-    comes back in half (a half colour pass), which the budget counts too.
-    """
-    device = next(loaded.model.parameters()).device
-    if device.type != "cpu":
-        return tile or "auto"
-    if not max_memory or tile == "auto":
-        return tile
-    h, w = inputs.color.shape[:2]
-    margin = int(getattr(loaded.model, "receptive_radius", 32))
-    alignment = int(getattr(loaded.model, "alignment", 1))
-    frame_bytes = sum(a.nbytes for a in (inputs.color, inputs.albedo, inputs.normal) if a is not None) + h * w * 3 * result_itemsize
-    fit = tile_for_memory(max_memory - PROCESS_BASE_BYTES - frame_bytes, activation_bytes_per_pixel(loaded.model), margin, alignment)
-    requested = int(tile or max(h, w))
-    return tile if requested <= fit else fit
 
 
 def _give_back_free_memory() -> None:
@@ -228,7 +131,7 @@ def run_batch(
     Without ``keep_going`` the first failed frame stops the batch (a re-run resumes).
     ``progress(n)`` is called as frames finish in any way. ``max_memory`` (bytes) shrinks the
     tile of frames too large for it (see :func:`tile_for_budget`). ``model_options`` go to
-    :func:`mcdenoise.pipeline.run_model` (``precision``, ``compile``).
+    :func:`mcdenoise.inference.frames.run_model` (``precision``, ``compile``).
     """
     log = log or (lambda level, message: None)
     progress = progress or (lambda n: None)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mcdenoise.errors import WeightsError
-from mcdenoise.model_io import DEFAULT_WEIGHTS, WEIGHTS_DIR, LoadedModel, load_model
+from mcdenoise.models.loader import DEFAULT_WEIGHTS, WEIGHTS_DIR, LoadedModel, load_model
 from mcdenoise.models import WIDTHS, build_model
 from mcdenoise.models.ensemble import SelfEnsemble
 

@@ -12,10 +12,12 @@ import numpy as np
 
 from mcdenoise import hdr
 from mcdenoise.errors import MissingPassError, OutputError, WeightsError
-from mcdenoise.exr import Frame, read_frame, write_with_pass
-from mcdenoise.inference import DEFAULT_TILE, FrameInputs, ProgressFn, denoise_frame
-from mcdenoise.model_io import LoadedModel
-from mcdenoise.passes import PassNames
+from mcdenoise.io.exr import Frame, read_frame, write_with_pass
+from mcdenoise.inference.denoise import ProgressFn, denoise_frame
+from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.inference.runtime import DEFAULT_TILE
+from mcdenoise.models.loader import LoadedModel
+from mcdenoise.io.passes import PassNames
 
 
 class AuxMissingWarning(UserWarning):

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
-from mcdenoise import exr_splice
+from mcdenoise.io import splice
 from mcdenoise.errors import InputFileError, MissingPassError, OutputError, PassShapeError
-from mcdenoise.passes import RGB, XYZ, PassNames, join_channel_name, split_channel_name
+from mcdenoise.io.passes import RGB, XYZ, PassNames, join_channel_name, split_channel_name
 
 EXR_MAGIC = b"\x76\x2f\x31\x01"
 _HEADER_KEYS_SET_BY_WRITER = ("channels", "chunkCount")
@@ -298,8 +298,8 @@ def _needed_parts_only(path: Path, names: PassNames) -> Iterator[tuple[Path, dic
     os.close(fd)
     try:
         try:
-            exr_splice.splice(path, set(index) - keep, None, Path(tmp))
-        except (exr_splice.NotSpliceable, struct.error, OSError):  # odd layout, or no room in the temp folder
+            splice.splice(path, set(index) - keep, None, Path(tmp))
+        except (splice.NotSpliceable, struct.error, OSError):  # odd layout, or no room in the temp folder
             yield path, index
             return
         yield Path(tmp), index
@@ -376,7 +376,7 @@ def write_with_pass(
     files get the channels added to the colour's part. An existing pass of the same name is
     replaced, so denoising twice does not stack passes. The pass uses the colour's pixel type.
     Multi-part scanline files (Blender's) keep the other parts' compressed bytes as they are
-    (:mod:`mcdenoise.exr_splice`); other files are decoded and re-encoded whole.
+    (:mod:`mcdenoise.io.splice`); other files are decoded and re-encoded whole.
     """
     out_path = Path(out_path)
     source = frame.source if frame.source is not None else open_exr(frame.path, header_only=True)
@@ -425,8 +425,8 @@ def _write_spliced(frame: Frame, source: "OpenEXR.File", out_path: Path, new_cha
             drop.add(part.name())
     try:
         with open(frame.path, "rb") as fh:
-            exr_splice.read_layout(fh)
-    except (exr_splice.NotSpliceable, struct.error, OSError):
+            splice.read_layout(fh)
+    except (splice.NotSpliceable, struct.error, OSError):
         return False
     name = join_channel_name(frame.layer, pass_name, "")
     header = _copy_header(source.parts[frame.color_part].header)
@@ -440,8 +440,8 @@ def _write_spliced(frame: Frame, source: "OpenEXR.File", out_path: Path, new_cha
         scratch = tmp.with_name(tmp.name.replace(".tmp", ".pass.tmp"))  # matches the stale-temp pattern too
         try:
             _write_parts_to(OpenEXR.File([OpenEXR.Part(header, new_channels, name), spacer]), scratch, out_path)
-            exr_splice.splice(frame.path, drop, scratch, tmp)
-        except exr_splice.NotSpliceable as exc:
+            splice.splice(frame.path, drop, scratch, tmp)
+        except splice.NotSpliceable as exc:
             raise InputFileError(f"{frame.path}: {exc}; re-render or re-copy it") from exc
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,84 @@
+"""Which output each input frame gets, and whether an earlier run already finished it.
+
+Outputs are written atomically, so an output that exists, passes the truncation check and holds
+the denoised pass is finished and a re-run skips it; temp files a killed run left are removed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcdenoise.batch.sequence import FrameSource
+from mcdenoise.errors import McDenoiseError, OutputError
+from mcdenoise.inference.frames import check_output_path
+from mcdenoise.io.exr import open_exr
+from mcdenoise.io.passes import split_channel_name
+
+
+@dataclass(frozen=True)
+class Job:
+    source: FrameSource
+    output: Path
+
+
+def output_path(path: Path, out_dir: Path | None, suffix: str) -> Path:
+    folder = out_dir if out_dir is not None else path.parent
+    return folder / f"{path.stem}{suffix}.exr"
+
+
+def plan_jobs(sources: list[FrameSource], output: Path | None = None, out_dir: Path | None = None, suffix: str = "_denoised") -> list[Job]:
+    """Pair each input with its output, refusing plans that would clobber one output with
+    another frame or write into a folder that cannot take it, before any work is done."""
+    if output is not None:
+        if len(sources) != 1:
+            raise McDenoiseError("-o/--output takes one input; for several files use --out-dir or --suffix")
+        jobs = [Job(sources[0], check_output_path(output))]
+    else:
+        if out_dir is not None:
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"{out_dir}: cannot create output folder ({exc.strerror}); choose another --out-dir") from exc
+        jobs = [Job(s, output_path(s.path, out_dir, suffix)) for s in sources]
+        # A folder or glob re-run beside its own outputs must not denoise those outputs again.
+        outputs = {j.output.resolve() for j in jobs}
+        jobs = [j for j in jobs if j.source.path.resolve() not in outputs or j.output.resolve() == j.source.path.resolve()]
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        key = job.output.resolve()
+        if key in seen and seen[key] != job.source.path:
+            raise OutputError(f"{job.output}: both {seen[key]} and {job.source.path} would be written here; use --suffix or separate --out-dir runs")
+        seen[key] = job.source.path
+    for folder in sorted({j.output.parent for j in jobs}):
+        if not folder.is_dir():
+            raise OutputError(f"{folder}: output folder does not exist; create it or choose another --out-dir")
+        if not os.access(folder, os.W_OK):
+            raise OutputError(f"{folder}: output folder is not writable; fix its permissions or choose another --out-dir")
+    return jobs
+
+
+def output_is_complete(path: Path, pass_name: str) -> bool:
+    """True for an output a previous run finished: whole file (chunk tables checked) with the
+    denoised pass in it. Reads headers only, so checking a finished 8K sequence is quick."""
+    if not path.is_file():
+        return False
+    try:
+        f = open_exr(path, header_only=True)
+    except McDenoiseError:
+        return False
+    channels = [ch.name for part in f.parts for ch in part.header.get("channels", [])]
+    return any(split_channel_name(name)[1] == pass_name for name in channels)
+
+
+def remove_stale_temps(output: Path) -> int:
+    """Delete ``.<stem>.*.tmp.exr`` files that a killed run's atomic write left beside ``output``."""
+    removed = 0
+    for tmp in output.parent.glob(f".{output.stem}.*.tmp{output.suffix}"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
