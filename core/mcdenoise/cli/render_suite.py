@@ -1,0 +1,63 @@
+"""``mcdenoise render-suite``: render the benchmark suite's hand-built scenes (``dataset.suite``).
+
+Thin argument layer over ``mcdenoise.dataset.suite_render``; bpy is imported only once rendering
+starts, so ``--help``, ``--list`` and argument errors stay instant and work without the render extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mcdenoise.choices import CYCLES_DEVICES, DEFAULT_CYCLES_DEVICE
+from mcdenoise.cli.argtypes import at_least, int_list, names
+from mcdenoise.dataset.suite import KINDS, SCENES
+from mcdenoise.errors import McDenoiseError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, help="suite folder (created if missing)")
+    parser.add_argument("--scenes", type=names(SCENES, "suite scene"),
+                        help="only these scenes, comma-separated (default: all; see --list)")
+    parser.add_argument("--list", action="store_true", help="print the scene table (name, kind, what it shows) and exit")
+    parser.add_argument("--res", type=at_least(1), default=256, help="square resolution (default 256)")
+    parser.add_argument("--spp", type=int_list, default=[1, 2, 4, 8, 16],
+                        help="noisy sample counts, comma-separated (default 1,2,4,8,16)")
+    parser.add_argument("--ref-spp", type=at_least(1), default=1024,
+                        help="samples of each of the two references (default 1024)")
+    parser.add_argument("--ref-threshold", type=float, default=0.0,
+                        help="render the references with adaptive sampling at this noise threshold, up to "
+                             "--ref-spp (e.g. 0.005); 0 = exactly --ref-spp in every pixel (default)")
+    parser.add_argument("--device", choices=CYCLES_DEVICES, default=DEFAULT_CYCLES_DEVICE, help="Cycles device")
+    parser.add_argument("--threads", type=at_least(0), default=0, help="render threads, 0 = all cores")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.list:
+        for name, scene in SCENES.items():
+            print(f"{name:18} {scene.kind:18} {scene.summary}")
+        print(f"\n{len(SCENES)} scenes, {len(KINDS)} kinds")
+        return 0
+    if args.out is None:
+        raise McDenoiseError("give --out DIR (the suite folder), or --list")
+    spps = sorted(set(args.spp))
+    if spps[0] < 1:
+        raise McDenoiseError(f"--spp sample counts must be >= 1, got {args.spp}")
+    if args.ref_spp <= spps[-1]:
+        raise McDenoiseError(f"--ref-spp ({args.ref_spp}) must exceed the largest --spp ({spps[-1]})")
+    if args.ref_threshold < 0:
+        raise McDenoiseError(f"--ref-threshold must be >= 0, got {args.ref_threshold}")
+    from mcdenoise.dataset.suite_render import render_suite
+
+    stats = render_suite(args.out, args.scenes or None, res=args.res, spps=spps, ref_spp=args.ref_spp,
+                         ref_threshold=args.ref_threshold, device=args.device, threads=args.threads,
+                         progress=not args.no_progress)
+    print(
+        f"render-suite: {stats['rendered']} rendered, {stats['skipped']} already done, "
+        + (f"{stats['busy']} locked by another process, " if stats["busy"] else "")
+        + f"{stats['selected']} selected in {stats['seconds']:.1f} s "
+        f"({stats['mean_scene_seconds']:.1f} s/scene) -> {args.out}",
+        flush=True,
+    )
+    return 0
