@@ -1,4 +1,4 @@
-"""'Install PyTorch': pip-install torch and OpenEXR into the extension's own user folder.
+"""'Install PyTorch': pip-install torch, OpenEXR and psutil into the extension's own user folder.
 
 Blender's bundled Python cannot be written to on many systems and must not be polluted, so the
 packages go with ``pip --target`` into the extension's user directory, which :mod:`runtime` adds to
@@ -23,6 +23,7 @@ def pip_commands(variant: str, target: str) -> list[list[str]]:
     return [
         pip + [runtime.TORCH_SPEC, "--index-url", runtime.TORCH_INDEX[variant], "--extra-index-url", "https://pypi.org/simple"],
         pip + ["--no-deps", "openexr>=3.2,<4"],
+        pip + ["psutil>=5.9"],  # the core reads cores and free memory through it
     ]
 
 

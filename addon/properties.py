@@ -5,12 +5,14 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-# mirrors mcdenoise.models.tiers.QUALITIES (kept literal: the panel must draw without importing the core)
-QUALITIES = [
-    ("fast", "Fast", "The small model: about half the time of Balanced, for previews"),
-    ("balanced", "Balanced", "The default model"),
-    ("high", "High", "A wider model averaged over 4 rotations: about 5x the time of Balanced, cleaner finals"),
-]
+from . import runtime
+
+# The menu reads the core's own table of tiers. ``mcdenoise.choices`` is pure Python, so this
+# works on a Blender without PyTorch; ``runtime.core()`` makes it the vendored copy's table.
+runtime.core()
+from mcdenoise.choices import DEFAULT_MAX_MEMORY_GIB, DEFAULT_QUALITY, TIERS
+
+QUALITIES = [(tier.name, tier.label, tier.description) for tier in TIERS.values()]
 
 
 class McDenoiseSceneSettings(bpy.types.PropertyGroup):
@@ -20,12 +22,13 @@ class McDenoiseSceneSettings(bpy.types.PropertyGroup):
         default=False,
     )
     quality: EnumProperty(
-        name="Quality", items=QUALITIES, default="balanced",
+        name="Quality", items=QUALITIES, default=DEFAULT_QUALITY,
         description="Model size and time per frame (ignored when a weights file is set in the preferences)",
     )
     pass_name: StringProperty(name="Pass name", description="Name of the pass written into the EXR", default="Denoised")
     tile: IntProperty(
-        name="Tile size", description="Pixels per tile (smaller uses less memory, same result); 0 = whole frame",
+        name="Tile size", description="Largest tile side in pixels (smaller uses less memory, same result); 0 = whole frame. "
+        f"Either is cut further when the frame does not fit {DEFAULT_MAX_MEMORY_GIB:g} GiB (CPU) or the GPU's free memory",
         default=1024, min=0, soft_max=4096,
     )
     require_aux: BoolProperty(

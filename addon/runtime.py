@@ -69,7 +69,7 @@ def _inside(path: str, folder: Path) -> bool:
 def missing_modules() -> list[str]:
     """Modules an in-Blender denoise needs and cannot import (checked without importing them)."""
     add_paths()
-    return [name for name in ("torch", "OpenEXR", "numpy") if importlib.util.find_spec(name) is None]
+    return [name for name in ("torch", "OpenEXR", "numpy", "psutil") if importlib.util.find_spec(name) is None]
 
 
 def external_python_problem(python: str) -> str | None:

@@ -8,6 +8,7 @@ an artist can act on; cancelling raises the core's ``Cancelled``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import warnings
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import runtime
+from . import runtime, wording
 
 # The loaded network is kept between frames of an animation (loading it costs more than a
 # small frame); keyed by weights path and device so a preference change reloads.
@@ -86,24 +87,39 @@ def _run_inside(job: Job, progress: Callable[[int, int], None] | None) -> Outcom
         loaded = _MODEL_CACHE[key] = load_for_cli(weights, quality, device=DEVICE_NAMES[job.device])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = denoise_file(loaded, job.in_path, job.out_path, pass_name=job.pass_name, tile=job.tile or None,
+        result = denoise_file(loaded, job.in_path, job.out_path, pass_name=job.pass_name, runtime=_runtime(loaded.model, job),
                               require_aux=job.require_aux, progress=progress)
     return Outcome(result.output, result.denoised, [str(w.message) for w in caught])
+
+
+def _runtime(model, job: Job):
+    """How the model runs inside Blender: as ``mcdenoise denoise`` runs it (the external worker's
+    command line asks for the same), the scene's tile size a maximum within the CLI's default
+    memory budget."""
+    from mcdenoise.inference.runtime import DEFAULT_MAX_MEMORY, Runtime  # noqa: PLC0415
+
+    return Runtime.for_model(model, max_memory=DEFAULT_MAX_MEMORY, max_tile=job.tile or None)
 
 
 def _run_external(job: Job, cancel: threading.Event) -> Outcome:
     problem = runtime.external_python_problem(job.python_path)
     if problem:
         raise AddonError(problem)
+    runtime.core()
+    from mcdenoise.choices import DEFAULT_MAX_MEMORY_GIB  # noqa: PLC0415 (pure Python, no torch)
+
     cmd = [runtime.bpy_abspath(job.python_path), "-m", "mcdenoise", "denoise", str(job.in_path), "-o", str(job.out_path),
-           "--device", DEVICE_NAMES[job.device], "--tile", str(job.tile), "--pass-name", job.pass_name]
+           "--device", DEVICE_NAMES[job.device], "--tile", str(job.tile), "--max-memory", str(DEFAULT_MAX_MEMORY_GIB),
+           "--pass-name", job.pass_name]
     if job.weights_path:
         cmd += ["--weights", runtime.bpy_abspath(job.weights_path)]
     else:
         cmd += ["--quality", job.quality]
     if job.require_aux:
         cmd.append("--require-aux")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Core errors come back as JSON lines, worded below in the add-on's terms instead of flags.
+    env = dict(os.environ, **wording.JSON_ERRORS)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     while True:
         try:
             out, err = proc.communicate(timeout=0.2)
@@ -118,6 +134,7 @@ def _run_external(job: Job, cancel: threading.Event) -> Outcome:
                 raise Cancelled("denoising cancelled") from None
     if proc.returncode != 0:
         lines = [ln for ln in (err or out).strip().splitlines() if ln.strip()]
-        raise AddonError(f"external mcdenoise failed: {lines[-1] if lines else f'exit code {proc.returncode}'}")
-    notes = [ln.removeprefix("warning: ") for ln in (err or "").splitlines() if ln.startswith("warning: ")]
+        worded = next(filter(None, map(wording.describe_json_line, reversed(lines))), None)
+        raise AddonError(worded or f"external mcdenoise failed: {lines[-1] if lines else f'exit code {proc.returncode}'}")
+    notes = wording.cli_warnings(err or "")
     return Outcome(job.out_path, None, notes)

@@ -27,3 +27,24 @@ def shared_dncnn() -> Path:
     if not SHARED_DNCNN.is_dir():
         pytest.skip(f"{SHARED_DNCNN} is not present (the DnCNN reference kit lives beside the checkout)")
     return SHARED_DNCNN
+
+
+@pytest.fixture
+def cli(monkeypatch, capfd):
+    """``mcdenoise ARGS...`` run in this process through the CLI's own ``main``: returns
+    (exit code, stdout, stderr). stdout and stderr are captured at the file descriptors, so
+    what a C library prints shows too. One subprocess test per contract proves the real entry
+    point (tests/test_bad_inputs.py); the rest need no new interpreter (2-4 s each)."""
+    from mcdenoise.cli import main
+    from mcdenoise.inference import allocator
+
+    # The CLI keeps freed memory mapped for its whole process; pytest's process is not its own.
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: False)
+    capfd.readouterr()
+
+    def run(*args) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    return run

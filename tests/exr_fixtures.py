@@ -27,8 +27,10 @@ def noisy_scene(h: int, w: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def write_blender_like(path: Path, h: int = 40, w: int = 56, layers: tuple[str, ...] = ("ViewLayer",), aux: bool = True,
                        data_window: tuple[int, int] = (0, 0), seed: int = 0) -> dict[str, np.ndarray]:
-    """Multi-part file named like Blender 5.0's output, with mixed pixel types and extra attributes."""
-    s = noisy_scene(h, w, seed)
+    """Multi-part file named like Blender 5.0's output, with mixed pixel types and extra attributes.
+    Layer ``i`` holds ``noisy_scene(h, w, seed + i)``, so reading the wrong layer shows in the
+    colour (albedo and normal do not depend on the seed); the first layer's scene is returned."""
+    scenes = [noisy_scene(h, w, seed + i) for i in range(len(layers))]
     x0, y0 = data_window
     common = {
         "compression": OpenEXR.PIZ_COMPRESSION,
@@ -39,7 +41,7 @@ def write_blender_like(path: Path, h: int = 40, w: int = 56, layers: tuple[str, 
         "customFloat": 2.5,
     }
     parts = []
-    for layer in layers:
+    for layer, s in zip(layers, scenes):
         passes = {"Combined": {"R": s["color"][..., 0], "G": s["color"][..., 1], "B": s["color"][..., 2], "A": np.ones((h, w), np.float32)},
                   "Depth": {"Z": np.full((h, w), 3.0, np.float32)}}
         if aux:
@@ -50,7 +52,7 @@ def write_blender_like(path: Path, h: int = 40, w: int = 56, layers: tuple[str, 
             header = dict(common, name=name)
             parts.append(OpenEXR.Part(header, {f"{name}.{c}": px for c, px in chans.items()}, name))
     OpenEXR.File(parts).write(str(path))
-    return s
+    return scenes[0]
 
 
 def channel_dump(path: Path) -> dict:

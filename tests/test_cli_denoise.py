@@ -1,21 +1,19 @@
-"""`mcdenoise denoise` as a user runs it: the shipped model on the shipped example, and bad input."""
+"""`mcdenoise denoise` as a user runs it: the shipped model on the shipped example, and what
+any error ends a run with. Runs call the CLI's ``main`` in this process (the ``cli`` fixture);
+the real entry point's exit status and stderr are checked once, in tests/test_bad_inputs.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import OpenEXR
+import pytest
 from PIL import Image
 
+from batch_fixtures import make_tiny_weights
 from exr_fixtures import write_blender_like
-from mcdenoise.io.exr import read_frame, write_exr
+from mcdenoise.io.exr import read_frame
 from mcdenoise.io.passes import PassNames
-
-
-def run_cli(*args: str):
-    return subprocess.run([sys.executable, "-m", "mcdenoise", *args], capture_output=True, text=True, timeout=600)
+from mcdenoise.io.write import write_exr
 
 
 def high_freq_energy(img: np.ndarray) -> float:
@@ -23,11 +21,14 @@ def high_freq_energy(img: np.ndarray) -> float:
     return float(np.mean((lum[1:-1, 1:-1] * 4 - lum[:-2, 1:-1] - lum[2:, 1:-1] - lum[1:-1, :-2] - lum[1:-1, 2:]) ** 2))
 
 
-def test_denoise_example_with_shipped_model(repo_root, tmp_path):
+def test_denoise_example_with_shipped_model_in_fp32_and_bf16(repo_root, tmp_path, cli):
+    """The default model keeps every part of the file and the picture's brightness and removes
+    most pixel-scale noise; ``--precision bf16`` on CPU reaches the network (the result moves a
+    little, not a lot)."""
     src = repo_root / "examples" / "suzanne_4spp.exr"
     out, preview = tmp_path / "out.exr", tmp_path / "side.png"
-    run = run_cli("denoise", str(src), "-o", str(out), "--preview", str(preview), "--device", "cpu")
-    assert run.returncode == 0, run.stderr
+    code, _, err = cli("denoise", src, "-o", out, "--preview", preview, "--device", "cpu")
+    assert code == 0, err
     parts_in = [p.name() for p in OpenEXR.File(str(src), separate_channels=True).parts]
     parts_out = [p.name() for p in OpenEXR.File(str(out), separate_channels=True).parts]
     assert parts_out == parts_in + ["ViewLayer.Denoised"]
@@ -40,48 +41,51 @@ def test_denoise_example_with_shipped_model(repo_root, tmp_path):
     png = Image.open(preview)
     assert png.size[1] == 240 and png.size[0] > 2 * 320
 
-
-def test_bad_input_messages_without_traceback(tmp_path):
-    cases = []
-    cases.append((tmp_path / "missing.exr", "no such file"))
-    notexr = tmp_path / "render.exr"
-    notexr.write_text("<html>404</html>")
-    cases.append((notexr, "not an OpenEXR file"))
-    nocolor = tmp_path / "depth_only.exr"
-    write_exr(nocolor, {"ViewLayer.Depth": np.ones((8, 8), np.float32)}, multipart=True)
-    cases.append((nocolor, "no colour pass found"))
-    for path, message in cases:
-        run = run_cli("denoise", str(path), "-o", str(tmp_path / "out.exr"), "--device", "cpu")
-        assert run.returncode != 0, path
-        assert message in run.stderr and str(path) in run.stderr
-        assert "Traceback" not in run.stderr
-    assert not (tmp_path / "out.exr").exists()
+    bf16_out = tmp_path / "bf16.exr"
+    code, _, err = cli("denoise", src, "-o", bf16_out, "--device", "cpu", "--quality", "balanced", "--precision", "bf16")
+    assert code == 0, err
+    bf16 = read_frame(bf16_out, PassNames(color=("Denoised",))).color
+    assert 0 < np.abs(bf16 - denoised).max() < 0.1 * denoised.max()
 
 
-def test_missing_aux_falls_back_or_fails_on_request(tmp_path):
-    src = tmp_path / "noaux.exr"
-    write_blender_like(src, aux=False)
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("bad")
+    weights = make_tiny_weights(d / "tiny.pt")
+    good = d / "good.exr"
+    write_blender_like(good)
+    not_exr = d / "render.exr"
+    not_exr.write_text("<html>404</html>")
+    no_color = d / "depth_only.exr"
+    write_exr(no_color, {"ViewLayer.Depth": np.ones((8, 8), np.float32)}, multipart=True)
+    no_aux = d / "noaux.exr"
+    write_blender_like(no_aux, aux=False)
+    corrupted = d / "corrupted.pt"
+    corrupted.write_bytes(weights.read_bytes()[:5000])
+    return {"weights": weights, "good": good, "not_exr": not_exr, "no_color": no_color, "no_aux": no_aux, "corrupted": corrupted}
+
+
+def test_errors_end_the_run_with_one_line_exit_2_and_no_output(bad_inputs, tmp_path, cli):
+    """Whatever stops a run (a bad frame, a flag the frame cannot satisfy, a bad weights file,
+    options that cannot go together) ends it with exit 2 and one stderr line that names the
+    file and the fix in the CLI's flags, before any output is written. What each error says
+    about its file is tested where it is raised (tests/test_exr.py, tests/test_models.py,
+    tests/test_speed.py::test_quality_weights)."""
+    b = bad_inputs
+    tiny = ("--weights", b["weights"])
+    cases = [
+        ((tmp_path / "missing.exr", *tiny), [f"{tmp_path / 'missing.exr'}: no such file"]),
+        ((b["not_exr"], *tiny), [f"{b['not_exr']}: not an OpenEXR file"]),
+        ((b["no_color"], *tiny), [f"{b['no_color']}: no colour pass found", "--color-pass"]),
+        ((b["no_aux"], *tiny, "--require-aux"), [f"{b['no_aux']}: no albedo and normal pass", "Denoising Data", "--require-aux"]),
+        ((b["good"], "--weights", b["corrupted"]), [f"{b['corrupted']}: not a readable weights file"]),
+        ((b["good"], *tiny, "--quality", "fast"), ["give --weights or --quality, not both"]),
+        ((b["good"], *tiny, "--compile"), ["--compile is for CUDA only"]),
+    ]
     out = tmp_path / "out.exr"
-    run = run_cli("denoise", str(src), "-o", str(out), "--device", "cpu")
-    assert run.returncode == 0 and "colour only" in run.stderr
-    assert np.all(np.isfinite(read_frame(out, PassNames(color=("Denoised",))).color))
-    out.unlink()
-    run = run_cli("denoise", str(src), "-o", str(out), "--device", "cpu", "--require-aux")
-    assert run.returncode != 0 and "no albedo and normal pass" in run.stderr and not out.exists()
-
-
-def test_precision_and_compile_options(repo_root, tmp_path):
-    """bf16 on CPU reaches the network (the result moves a little, not a lot); --compile on a
-    CPU is refused before any frame is touched."""
-    src = repo_root / "examples" / "suzanne_4spp.exr"
-    outs = {}
-    for precision in ("fp32", "bf16"):
-        outs[precision] = tmp_path / f"{precision}.exr"
-        run = run_cli("denoise", str(src), "-o", str(outs[precision]), "--device", "cpu", "--quality", "balanced", "--precision", precision)
-        assert run.returncode == 0, run.stderr
-    a, b = (read_frame(outs[p], PassNames(color=("Denoised",))).color for p in ("fp32", "bf16"))
-    diff = np.abs(a - b).max()
-    assert 0 < diff < 0.1 * a.max()
-    run = run_cli("denoise", str(src), "-o", str(tmp_path / "c.exr"), "--device", "cpu", "--compile")
-    assert run.returncode == 2 and "--compile is for CUDA only" in run.stderr and "Traceback" not in run.stderr
-    assert not (tmp_path / "c.exr").exists()
+    for args, needles in cases:
+        code, _, err = cli("denoise", *args, "-o", out, "--device", "cpu")
+        assert code == 2, (args, err)
+        assert err.startswith("mcdenoise denoise: error: ") and err.count("\n") == 1, (args, err)
+        assert all(n in err for n in needles), (needles, err)
+        assert list(tmp_path.iterdir()) == [], args

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -13,9 +15,11 @@ import pytest
 
 from exr_fixtures import box, channel_dump, write_blender_like
 from mcdenoise.io import exr as exr_mod
-from mcdenoise.io import splice
+from mcdenoise.io import header, splice
+from mcdenoise.io import write as write_mod
 from mcdenoise.errors import InputFileError, MissingPassError, OutputError, PassShapeError
-from mcdenoise.io.exr import read_frame, write_exr, write_with_pass
+from mcdenoise.io.exr import read_frame
+from mcdenoise.io.write import write_exr, write_with_pass
 from mcdenoise.io.passes import PRESETS, PassNames, split_channel_name
 
 
@@ -36,7 +40,7 @@ def test_write_with_pass_keeps_everything(tmp_path):
     write_blender_like(src, data_window=(5, 3))
     before = channel_dump(src)
     frame = read_frame(src)
-    denoised = frame.color * 0.5
+    denoised = (frame.color * 0.5).astype(np.float16)  # not the colour's float32: the pass must take the colour's type
     out = tmp_path / "out.exr"
     write_with_pass(frame, out, denoised)
     after = channel_dump(out)
@@ -88,12 +92,35 @@ def test_single_part_layered_and_plain_files(tmp_path):
 
 
 def test_pass_lookup_layers_and_overrides(tmp_path):
+    """The first layer unless one is named; a pass named by an override replaces the preset's
+    candidates and is looked up in the chosen layer. Every pass of each layer holds its own
+    pixels, so picking the wrong pass or layer shows."""
+    rng = np.random.default_rng(0)
+    passes = {f"{layer}.{name}": rng.random((6, 8, 3), dtype=np.float32)
+              for layer in ("Front", "Back") for name in ("Combined", "Denoising Albedo", "Denoising Normal", "Glossy")}
     path = tmp_path / "two_layers.exr"
-    write_blender_like(path, layers=("Front", "Back"))
-    assert read_frame(path).layer == "Front"
-    assert read_frame(path, PassNames(layer="Back")).layer == "Back"
-    depth_as_color = PassNames().with_overrides(color="Denoising Normal")
-    np.testing.assert_array_equal(read_frame(path, depth_as_color).color, read_frame(path).normal)
+    write_exr(path, passes, multipart=True)
+
+    def read(names: PassNames) -> tuple:
+        frame = read_frame(path, names)
+        return frame.layer, frame.color, frame.albedo, frame.normal
+
+    def expected(layer: str, color: str, albedo: str = "Denoising Albedo", normal: str = "Denoising Normal") -> tuple:
+        return layer, passes[f"{layer}.{color}"], passes[f"{layer}.{albedo}"], passes[f"{layer}.{normal}"]
+
+    cases = [
+        (PassNames(), expected("Front", "Combined")),
+        (PassNames(layer="Back"), expected("Back", "Combined")),
+        (PassNames().with_overrides(color="Glossy"), expected("Front", "Glossy")),
+        (PassNames().with_overrides(color="glossy", layer="Back"), expected("Back", "Glossy")),  # case-insensitive
+        (PassNames().with_overrides(albedo="Glossy", normal="Denoising Albedo", layer="Back"),
+         expected("Back", "Combined", albedo="Glossy", normal="Denoising Albedo")),
+    ]
+    for names, want in cases:
+        got = read(names)
+        assert got[0] == want[0], names
+        for a, b in zip(got[1:], want[1:]):
+            np.testing.assert_array_equal(a, b, err_msg=str(names))
     with pytest.raises(MissingPassError, match="Front.Combined"):
         read_frame(path, PassNames().with_overrides(color="Beauty"))
     assert "arnold" in PRESETS and split_channel_name("ViewLayer.Denoising Albedo.R") == ("ViewLayer", "Denoising Albedo", "R")
@@ -114,17 +141,24 @@ def test_missing_aux_is_none_and_size_mismatch_is_an_error(tmp_path):
 
 
 def test_bad_files_are_reported(tmp_path, repo_root):
-    with pytest.raises(InputFileError, match="no such file"):
-        read_frame(tmp_path / "missing.exr")
+    """Each broken input is refused with a message that names the file and what is wrong (the
+    CLI prints it as it is: tests/test_cli_denoise.py)."""
     text = tmp_path / "notes.exr"
     text.write_text("not an image")
-    with pytest.raises(InputFileError, match="not an OpenEXR file"):
-        read_frame(text)
     truncated = tmp_path / "truncated.exr"
     data = (repo_root / "examples" / "suzanne_4spp.exr").read_bytes()
     truncated.write_bytes(data[: len(data) * 2 // 3])
-    with pytest.raises(InputFileError, match="incomplete or corrupted"):
-        read_frame(truncated)
+    depth_only = tmp_path / "depth_only.exr"
+    write_exr(depth_only, {"ViewLayer.Depth": np.ones((8, 8), np.float32)}, multipart=True)
+    cases = [
+        (tmp_path / "missing.exr", InputFileError, "no such file"),
+        (text, InputFileError, "not an OpenEXR file"),
+        (truncated, InputFileError, "file is incomplete or corrupted"),
+        (depth_only, MissingPassError, r"no colour pass found \(looked for 'Noisy Image', 'Combined'.*the file has: ViewLayer\.Depth"),
+    ]
+    for path, error, message in cases:
+        with pytest.raises(error, match=f"^{re.escape(str(path))}: {message}"):
+            read_frame(path)
 
 
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
@@ -202,7 +236,7 @@ def test_blender_file_keeps_compressed_parts_byte_for_byte(repo_root, tmp_path, 
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no scratch or temp left
 
     plain = tmp_path / "plain.exr"
-    monkeypatch.setattr(exr_mod, "_write_spliced", lambda *a, **k: False)
+    monkeypatch.setattr(write_mod, "_write_spliced", lambda *a, **k: False)
     write_with_pass(read_frame(src, low_memory=True), plain, denoised)
     assert channel_dump(spliced) == channel_dump(plain)
     # and denoising the spliced file again replaces its pass in place of stacking a second one
@@ -240,3 +274,65 @@ def test_low_memory_read_decodes_only_the_needed_parts(tmp_path, monkeypatch):
         read_frame(src, PassNames(color=("Denoising Albedo_typo",), layer="ViewLayer"), low_memory=True)
     with pytest.raises(MissingPassError, match=r"Back\.Depth"):
         read_frame(src, PassNames(color=("Depth",), layer="Elsewhere"), low_memory=True)
+
+
+def _with_manifest(src: Path, dst: Path, manifest: str) -> None:
+    """Rewrite ``src`` through the OpenEXR API, as Blender writes a file with a cryptomatte:
+    the manifest (JSON, megabytes in a big scene) is a string attribute of the header."""
+    f = OpenEXR.File(str(src), separate_channels=True)
+    parts = []
+    for index, part in enumerate(f.parts):
+        head = {k: v for k, v in part.header.items() if k not in ("channels", "chunkCount")}
+        if index == 0:
+            head["cryptomatte/f834d0a/manifest"] = manifest
+        parts.append(OpenEXR.Part(head, {n: OpenEXR.Channel(c.pixels) for n, c in part.channels.items()}, part.name()))
+    OpenEXR.File(parts).write(str(dst))
+
+
+def test_header_larger_than_a_mebibyte_is_read_denoised_and_kept(tmp_path, cli):
+    """A 1.5 MB string attribute puts the chunk tables past the first MiB: the file is whole, is
+    denoised through the CLI into a whole output that keeps the attribute, and a copy cut short
+    (inside the header, or in its last chunk) is still refused."""
+    plain = tmp_path / "plain.exr"
+    write_blender_like(plain, h=24, w=32)
+    manifest = json.dumps({f"object_{i:06d}": f"{i * 2654435761 % 2**32:08x}" for i in range(55_000)})
+    assert 1_400_000 < len(manifest) < 1_600_000
+    src = tmp_path / "in.exr"
+    _with_manifest(plain, src, manifest)
+    with open(src, "rb") as fh:
+        layout = header.read_layout(fh)
+    assert min(min(p.offsets) for p in layout.parts) > 1 << 20  # tables and chunks start past 1 MiB
+    assert layout.parts[0].attr(b"cryptomatte/f834d0a/manifest") == manifest.encode()
+    np.testing.assert_array_equal(read_frame(src).color, read_frame(plain).color)
+
+    out = tmp_path / "out.exr"
+    code, _, err = cli("denoise", src, "-o", out, "--device", "cpu")
+    assert code == 0, err
+    result = exr_mod.open_exr(out)  # refuses a file cut short
+    assert result.parts[0].header["cryptomatte/f834d0a/manifest"] == manifest
+    assert read_frame(out, PassNames(color=("Denoised",))).color.shape == (24, 32, 3)
+
+    data = src.read_bytes()
+    for cut in (1 << 20, len(data) - 10):
+        truncated = tmp_path / f"cut_{cut}.exr"
+        truncated.write_bytes(data[:cut])
+        with pytest.raises(InputFileError, match="incomplete or corrupted"):
+            read_frame(truncated)
+
+
+@pytest.mark.parametrize("field", [b"compression\0compression\0", b"chunkCount\0int\0"])
+def test_impossible_sizes_in_a_header_are_parse_errors(tmp_path, field):
+    """A corrupted attribute size or chunk count is refused before anything that size is read."""
+    src = tmp_path / "in.exr"
+    write_blender_like(src)
+    data = bytearray(src.read_bytes())
+    at = data.index(field) + len(field)
+    if field.startswith(b"chunkCount"):
+        at += 4  # past the attribute's size, to its value
+    data[at : at + 4] = struct.pack("<i", 2**31 - 1)
+    bad = tmp_path / "bad.exr"
+    bad.write_bytes(bytes(data))
+    with open(bad, "rb") as fh, pytest.raises(header.HeaderError, match="does not fit"):
+        header.read_layout(fh)
+    with pytest.raises(InputFileError, match="incomplete or corrupted"):
+        read_frame(bad)

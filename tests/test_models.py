@@ -3,14 +3,16 @@ the render U-Net is residual and its declared receptive radius covers the real o
 
 from __future__ import annotations
 
-import numpy as np
+import re
+
 import pytest
 import torch
 from torch import nn
 
+from mcdenoise.choices import TIERS
 from mcdenoise.models import WIDTHS, DnCNN, ResidualUNet, build_model
 from mcdenoise.models.unet import widen
-from mcdenoise.models.loader import load_model, save_weights
+from mcdenoise.models.loader import WEIGHTS_DIR, load_model, save_weights
 from mcdenoise.errors import WeightsError
 
 
@@ -52,9 +54,14 @@ def test_receptive_radius_covers_the_network(arch, kwargs):
 
 
 def test_unet_shapes_and_alignment():
+    """Any size on the declared alignment's grid keeps its shape; half a step off it cannot
+    pass the pooling levels, which is why inference pads to ``alignment``."""
     net = ResidualUNet(in_channels=9, widths=WIDTHS["fast"]).eval()
+    a = net.alignment
     with torch.no_grad():
-        assert net(torch.rand(2, 9, 48, 64)).shape == (2, 3, 48, 64)
+        assert net(torch.rand(2, 9, 3 * a, 4 * a)).shape == (2, 3, 3 * a, 4 * a)
+        with pytest.raises(RuntimeError):
+            net(torch.rand(1, 9, 3 * a - a // 2, 4 * a))
     with pytest.raises(ValueError):
         ResidualUNet(widths=(8, 8))
 
@@ -79,14 +86,16 @@ def test_weights_file_roundtrip_and_errors(tmp_path):
     x = torch.rand(1, 9, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), net.eval()(x))
+    # Each refusal names the file (the CLI prints it as it is: tests/test_cli_denoise.py).
     save_weights(path, net, "unet", {"widths": [16, 8, 8, 8, 8]}, "color+albedo+normal")
-    with pytest.raises(WeightsError, match="do not fit"):
+    with pytest.raises(WeightsError, match=f"^{re.escape(str(path))}: weights do not fit architecture 'unet'"):
         load_model(path)
     path.write_bytes(b"\x00garbage")
-    with pytest.raises(WeightsError, match="corrupted"):
+    with pytest.raises(WeightsError, match=f"^{re.escape(str(path))}: not a readable weights file"):
         load_model(path)
-    with pytest.raises(WeightsError, match="not found"):
-        load_model(tmp_path / "nope.pt")
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(WeightsError, match=f"^{re.escape(str(missing))}: weights file not found"):
+        load_model(missing)
 
 
 def test_widen_keeps_the_function_and_lets_added_channels_learn():
@@ -112,3 +121,37 @@ def test_widen_keeps_the_function_and_lets_added_channels_learn():
 def test_widen_refuses_to_narrow():
     with pytest.raises(ValueError, match="stay or grow"):
         widen(ResidualUNet(9, 3, WIDTHS["balanced"]), WIDTHS["fast"])
+
+
+def test_registry_builds_each_named_architecture():
+    assert type(build_model("unet")) is ResidualUNet and type(build_model("dncnn")) is DnCNN
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model("resnet")
+
+
+def test_each_tier_names_the_network_its_shipped_file_holds():
+    """Speed benchmarks and ``train --widths`` build networks from the tier table's width row;
+    it must be what the shipped weights file of that tier really is."""
+    for tier in TIERS.values():
+        payload = torch.load(WEIGHTS_DIR / tier.weights, weights_only=True)
+        assert (payload["arch"], payload["config"]["widths"]) == ("unet", list(tier.widths)), tier.name
+
+
+def test_the_registry_builds_only_architectures_that_declare_the_tiling_contract(monkeypatch):
+    """Inference reads ``receptive_radius`` and ``alignment`` off every model without defaults,
+    so the registry refuses a network that does not declare them as positive ints."""
+    from mcdenoise import models
+
+    assert (build_model("dncnn", depth=17).receptive_radius, DnCNN.alignment) == (17, 1)
+    assert (ResidualUNet.receptive_radius, ResidualUNet.alignment) == (108, 16)
+
+    class Undeclared(nn.Module):
+        alignment = 1
+
+    class Unaligned(Undeclared):
+        receptive_radius, alignment = 4, 0
+
+    for cls, name in ((Undeclared, "receptive_radius"), (Unaligned, "alignment")):
+        monkeypatch.setitem(models.ARCHITECTURES, "broken", cls)
+        with pytest.raises(TypeError, match=f"{cls.__name__} must declare {name} as a positive int"):
+            build_model("broken")

@@ -6,11 +6,14 @@ Renders are 32x32 at 1-8 spp so the whole file runs in well under a minute on tw
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mcdenoise.dataset import layout
+from mcdenoise.io.atomic import is_temp, temp_path
 from mcdenoise.dataset.render import cycles_seed, select_indices
 from mcdenoise.dataset.scene_description import describe_scene
 
@@ -59,7 +62,7 @@ def test_layout_names() -> None:
     assert layout.ref_path(root, 42).name == "scene_00042_ref.exr"
     assert layout.desc_path(root, 42).name == "scene_00042.json"
     assert layout.NOISY_RE.match("scene_00042_0016spp.exr")
-    assert not layout.NOISY_RE.match(layout.tmp_path(layout.noisy_path(root, 42, 16)).name)
+    assert not layout.NOISY_RE.match(temp_path(layout.noisy_path(root, 42, 16)).name)
 
 
 def test_shard_selection_and_seeds() -> None:
@@ -107,15 +110,17 @@ def test_render_layout_passes_resume_and_cleanup(tmp_path: Path, capsys: pytest.
     assert "0 rendered, 2 already done" in capsys.readouterr().out
     assert entries[0].ref.stat().st_mtime_ns == mtime
 
-    # An interrupted scene (temp file, no JSON) is cleaned and redone.
+    # An interrupted scene (a killed process's temp file, no JSON) is cleaned and redone.
     stale_dir = layout.scene_dir(out, 2)
     stale_dir.mkdir()
-    stale = layout.tmp_path(layout.noisy_path(out, 2, 1))
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    stale = temp_path(layout.noisy_path(out, 2, 1), pid=killed.pid)
     stale.write_bytes(b"half an EXR")
     assert _cli("--out", str(out), "--scenes", "3", *SMALL) == 0
     assert "1 rendered, 2 already done" in capsys.readouterr().out
     assert not stale.exists()
-    assert layout.is_done(out, 2) and not any(layout.is_tmp(p) for p in stale_dir.iterdir())
+    assert layout.is_done(out, 2) and not any(is_temp(p) for p in stale_dir.iterdir())
 
 
 @pytest.mark.slow
@@ -131,8 +136,6 @@ def test_shard_renders_only_its_indices(tmp_path: Path) -> None:
 def test_scene_lock_respects_live_owner_and_takes_over_dead_one(tmp_path: Path) -> None:
     import os
     import socket
-    import subprocess
-    import sys
 
     from mcdenoise.dataset.render import acquire_scene, release_scene
 
@@ -158,7 +161,7 @@ def test_locked_scene_is_left_alone(tmp_path: Path, capsys: pytest.CaptureFixtur
     out = tmp_path / "ds"
     folder = layout.scene_dir(out, 0)
     folder.mkdir(parents=True)
-    partial = layout.tmp_path(layout.ref_path(out, 0))
+    partial = temp_path(layout.ref_path(out, 0), pid=os.getppid())
     partial.write_bytes(b"another process is writing this")
     (folder / layout.LOCK_NAME).write_text(f"{socket.gethostname()} {os.getppid()}\n")
     assert _cli("--out", str(out), "--scenes", "2", *SMALL) == 0

@@ -5,10 +5,13 @@ pure functions it goes through; nothing here times anything."""
 from __future__ import annotations
 
 import copy
+import json
 import os
+import platform
 import subprocess
 import sys
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +24,8 @@ from mcdenoise.bench import speed
 from mcdenoise.errors import DeviceError, McDenoiseError, WeightsError
 from mcdenoise.inference.denoise import denoise_frame
 from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.inference.runtime import Runtime
+from mcdenoise.models import build_model
 from mcdenoise.models.loader import LoadedModel, save_weights
 from mcdenoise.models.ensemble import SelfEnsemble
 
@@ -49,7 +54,7 @@ def _plain_reference(loaded: LoadedModel, frame: FrameInputs) -> np.ndarray:
     model = copy.deepcopy(loaded.model).to(memory_format=torch.contiguous_format)
     h, w = frame.color.shape[:2]
     exposure = hdr.autoexposure(frame.color)
-    x = torch.from_numpy(encode.build_input(frame, exposure, True, slice(0, h), slice(0, w)))[None]
+    x = torch.from_numpy(encode.build_input(frame, exposure, loaded.inputs, slice(0, h), slice(0, w)))[None]
     e = tiling._round_up(tiling.EDGE_PAD, 16)  # the mirrored border around the frame
     x = torch.nn.functional.pad(x, (e, e, e, e), mode="reflect")
     x = torch.nn.functional.pad(x, (0, (-(w + 2 * e)) % 16, 0, (-(h + 2 * e)) % 16), mode="replicate")
@@ -68,12 +73,13 @@ def test_channels_last_matches_the_plain_nchw_path():
     np.testing.assert_allclose(fast, reference, rtol=1e-4, atol=1e-5)
 
 
-def test_auto_and_small_tiles_equal_untiled():
+def test_tiled_output_equals_untiled():
+    """The one test of the tiler's promise: margins no smaller than the receptive radius and
+    tiles on the pooling grid make any tile give the whole frame's answer, on a frame that is
+    not a multiple of the grid, with a tile that is not either (40 rounds up to 48)."""
     loaded = _loaded()
-    frame = _frame(80, 100)
-    whole = denoise_frame(loaded, frame, tile=None)
-    np.testing.assert_allclose(denoise_frame(loaded, frame, tile="auto"), whole, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(denoise_frame(loaded, frame, tile=32), whole, rtol=1e-4, atol=1e-5)
+    frame = _frame(75, 133)
+    np.testing.assert_allclose(denoise_frame(loaded, frame, tile=40), denoise_frame(loaded, frame, tile=None), rtol=1e-4, atol=1e-5)
 
 
 def test_read_only_reversed_and_half_arrays_denoise_like_plain_float32():
@@ -96,10 +102,10 @@ def test_read_only_reversed_and_half_arrays_denoise_like_plain_float32():
 def test_hwc_input_is_the_nchw_input_transposed_and_missing_aux_is_zero():
     frame = _frame(20, 24, aux=False)
     ys, xs = slice(2, 18), slice(3, 21)
-    hwc = encode.build_input_hwc(frame, 0.7, True, ys, xs)
+    hwc = encode.build_input_hwc(frame, 0.7, "color+albedo+normal", ys, xs)
     assert hwc.shape == (16, 18, 9) and hwc.flags.c_contiguous
     assert not hwc[..., 3:].any()
-    np.testing.assert_array_equal(encode.build_input(frame, 0.7, True, ys, xs), hwc.transpose(2, 0, 1))
+    np.testing.assert_array_equal(encode.build_input(frame, 0.7, "color+albedo+normal", ys, xs), hwc.transpose(2, 0, 1))
     # An HWC array seen as NCHW is channels-last already: the network gets it without a copy.
     x = torch.from_numpy(hwc).permute(2, 0, 1)[None]
     assert x.is_contiguous(memory_format=torch.channels_last)
@@ -122,18 +128,33 @@ def test_border_filled_in_place_equals_f_pad(mode, before, after, extra):
     torch.testing.assert_close(buf, expected, rtol=0, atol=0)
 
 
-def test_cli_keeps_freed_memory_mapped_on_glibc():
-    """The CLI asks glibc to keep freed activations mapped (~40 % of a CPU frame was page
-    faults); the answer says whether the allocator took it."""
-    import platform
-
-    tuned = runtime.keep_freed_memory()
-    assert tuned is runtime.keep_freed_memory()
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        assert tuned is True
-    with runtime.freed_memory_returned():  # a budget-filling frame: back to glibc's defaults
-        assert runtime._malloc_keeping is tuned
-    assert runtime._malloc_keeping is tuned
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator settings are glibc's")
+def test_freed_memory_stays_mapped_only_while_kept():
+    """What the CLI's allocator setting does, measured in a fresh process (it is process-wide,
+    so never in pytest's): a freed 64 MiB block leaves the RSS by default, stays mapped once
+    freed memory is kept, and leaves again inside ``freed_memory_returned``."""
+    code = """
+import json, numpy as np, psutil
+from mcdenoise.inference import allocator
+rss = psutil.Process().memory_info
+def kept_after_free():
+    before = rss().rss
+    block = np.ones(64 << 20, np.uint8)
+    del block
+    return (rss().rss - before) >> 20
+out = {"default": kept_after_free(), "took": allocator.keep_freed_memory()}
+out["kept"] = kept_after_free()
+with allocator.freed_memory_returned():
+    out["inside"] = allocator.keeping_freed_memory()
+    out["returned"] = kept_after_free()
+out["after"] = allocator.keeping_freed_memory()
+print(json.dumps(out))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    mib = json.loads(run.stdout)
+    assert mib["took"] and not mib["inside"] and mib["after"]
+    assert mib["default"] < 16 and mib["kept"] > 48 and mib["returned"] < 16, mib
 
 
 def test_choose_dtype():
@@ -162,7 +183,7 @@ def test_bf16_autocast_runs_on_cpu_and_stays_close():
     loaded = _loaded()
     frame = _frame(48, 48)
     fp32 = denoise_frame(loaded, frame, tile=None)
-    bf16 = denoise_frame(loaded, frame, tile=None, precision="bf16")
+    bf16 = denoise_frame(loaded, frame, tile=None, runtime=Runtime(CPU, "bf16"))
     assert bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)  # it really ran in bf16
     assert np.abs(bf16 - fp32).mean() < 0.05 * np.abs(fp32).mean()
 
@@ -172,8 +193,8 @@ def test_tile_for_memory_arithmetic():
     bpp = 800
     assert runtime.tile_for_memory((1024 + 224) ** 2 * bpp, bpp, margin, alignment) == 1024
     assert runtime.tile_for_memory((1024 + 224) ** 2 * bpp - 1, bpp, margin, alignment) == 1008
-    assert runtime.tile_for_memory(1e6, bpp, margin, alignment) == runtime.MIN_AUTO_TILE
-    assert runtime.tile_for_memory(1e15, bpp, margin, alignment) == runtime.MAX_AUTO_TILE
+    assert runtime.tile_for_memory(1e6, bpp, margin, alignment) == runtime.MIN_TILE
+    assert runtime.tile_for_memory(1e15, bpp, margin, alignment) == runtime.MAX_TILE
 
 
 def test_activation_estimate_grows_with_width_and_halves_in_fp16():
@@ -182,25 +203,61 @@ def test_activation_estimate_grows_with_width_and_halves_in_fp16():
     assert runtime.activation_bytes_per_pixel(high, torch.float16) * 2 == pytest.approx(runtime.activation_bytes_per_pixel(high), abs=2)
 
 
-def test_auto_tile_on_cuda_uses_free_gpu_memory(monkeypatch):
-    model = quality.model_for_quality("balanced")
+def _passes(h: int, w: int) -> FrameInputs:
+    """A frame as the batch reads it (half colour and albedo, float normal); np.empty: the
+    tile rule reads sizes, the pages are never touched."""
+    half, full = np.empty((h, w, 3), np.float16), np.empty((h, w, 3), np.float32)
+    return FrameInputs(half, half, full)
+
+
+def test_cli_budget_tiles_are_pinned():
+    """``mcdenoise denoise``'s tiles for its flags (``--max-memory`` in bytes, ``--tile`` as
+    the maximum), pinned: the balanced model within the default 2 GiB cuts an 8K frame into
+    640-px tiles (480 with a float result, which the budget counts) and 1080p into 1152-px
+    tiles, keeps small frames whole, and never goes above ``--tile``."""
+    model = build_model("unet")  # balanced widths
+    eight_k, hd, small = _passes(4320, 7680), _passes(1080, 1920), _passes(75, 133)
+    two_gib = 2 << 30
+
+    def tile(frame, max_tile, max_memory, result_itemsize):
+        return Runtime(CPU, max_memory=max_memory, max_tile=max_tile).tile_for(model, frame, result_itemsize)
+
+    assert [tile(eight_k, None, two_gib, n) for n in (2, 4)] == [640, 480]
+    assert [tile(eight_k, 1024, m, 2) for m in (two_gib, 4 * two_gib, 0)] == [640, 1024, 1024]
+    assert [tile(hd, None, m, 2) for m in (two_gib, 4 * two_gib)] == [1152, None]
+    assert tile(hd, 1024, two_gib, 2) == 1024
+    assert tile(small, None, two_gib, 4) is None
+    assert tile(eight_k, None, 0, 2) is None  # --max-memory 0: no limit
+
+
+def test_without_a_budget_the_tile_takes_a_share_of_free_memory(monkeypatch):
+    """No explicit budget (``max_memory=None``, and always on a GPU): the network may take a
+    share of the device's free memory; the whole frame when its longer side fits that, the
+    user's tile as the maximum either way."""
+    model = build_model("unet")
+    frame = _passes(2160, 3840)
+    monkeypatch.setattr(runtime.psutil, "virtual_memory", lambda: SimpleNamespace(available=16 << 30))
+    fit = runtime.tile_for_memory((16 << 30) * runtime.CPU_MEMORY_SHARE, runtime.activation_bytes_per_pixel(model), model.receptive_radius, 16)
+    assert Runtime(CPU).tile_for(model, frame) == fit < 3840
+    assert Runtime(CPU, max_tile=512).tile_for(model, frame) == 512
+    assert Runtime(CPU).tile_for(model, _passes(1080, 1920)) is None
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 << 30, 16 << 30))
     assert runtime.available_memory(CUDA) == 8 << 30
+    # fp16 activations on the GPU; its free memory, not the CPU budget, decides
     bpp = runtime.activation_bytes_per_pixel(model, torch.float16)
-    expected = runtime.tile_for_memory((8 << 30) * runtime.GPU_MEMORY_SHARE, bpp, model.receptive_radius, 16)
-    assert runtime.auto_tile(model, CUDA, torch.float16) == expected
+    fit = runtime.tile_for_memory((8 << 30) * runtime.GPU_MEMORY_SHARE, bpp, model.receptive_radius, 16)
+    on_gpu = Runtime(CUDA, max_memory=2 << 30)
+    assert on_gpu.tile_for(model, frame) == fit < 3840
+    assert Runtime(CUDA, max_tile=fit + 16).tile_for(model, frame) == fit
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (300 << 20, 16 << 30))
-    assert runtime.auto_tile(model, CUDA, torch.float16) < expected
+    assert on_gpu.tile_for(model, frame) < fit
 
 
-def test_cpu_memory_is_read_from_proc():
-    free = runtime.available_memory(CPU)
-    assert 64 << 20 < free  # some memory is free on any machine running this test
-
-
-def test_compile_is_refused_on_cpu():
+def test_impossible_options_are_refused_when_the_runtime_is_built():
     with pytest.raises(DeviceError, match="CUDA"):
-        runtime.fast_model(quality.model_for_quality("fast"), CPU, compile=True)
+        Runtime(CPU, compile=True)
+    with pytest.raises(DeviceError, match="precision"):
+        Runtime(CPU, "int8")
 
 
 def test_thread_setting(monkeypatch):
@@ -210,14 +267,17 @@ def test_thread_setting(monkeypatch):
     monkeypatch.setenv("MCDENOISE_THREADS", "1")
     try:
         assert runtime.configure_cpu_threads() == 1
+        Runtime(CPU, threads=2).prepare_model(quality.model_for_quality("fast"))
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
 
 def test_quality_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(quality, "WEIGHTS_DIR", tmp_path)
-    with pytest.raises(WeightsError, match=r"--quality high.*shipped qualities: none"):
+    with pytest.raises(WeightsError, match=r"quality 'high'.*shipped qualities: none") as nothing_shipped:
         quality.load_quality("high")
+    assert nothing_shipped.value.fix == "reinstall"
     model = quality.model_for_quality("fast")
     save_weights(tmp_path / "default.pt", quality.model_for_quality("balanced"), "unet", {"widths": [24, 32, 48, 64, 80]}, "color+albedo+normal")
     save_weights(tmp_path / "fast.pt", model, "unet", {"widths": list(quality.WIDTHS["fast"])}, "color+albedo+normal")
@@ -233,8 +293,9 @@ def test_quality_weights(tmp_path, monkeypatch):
     assert high.model.model.enc1[0].out_channels == quality.WIDTHS["high"][0]
     assert high.model.alignment == 16 and high.model.receptive_radius == high.model.model.receptive_radius
     (tmp_path / "high.pt").unlink()
-    with pytest.raises(WeightsError, match="--quality high.*shipped qualities: fast, balanced"):
+    with pytest.raises(WeightsError, match="quality 'high'.*shipped qualities: fast, balanced") as not_shipped:
         quality.load_for_cli(None, "high")
+    assert not_shipped.value.fix == "quality_shipped"
     with pytest.raises(WeightsError, match="not both"):
         quality.load_for_cli(tmp_path / "fast.pt", "fast")
     with pytest.raises(WeightsError, match="unknown quality"):
@@ -271,24 +332,25 @@ def test_plan_interleaves_ours_and_oidn():
     assert budgeted[2].label == "mcdenoise fast (--max-memory 2)" and budgeted[0].label == "mcdenoise fast"
 
 
-def test_speed_job_with_a_memory_budget_tiles_as_the_cli_does(monkeypatch):
-    """`bench --speed --max-memory` must time what `mcdenoise denoise --max-memory` runs: the
-    tile comes from the batch runner's own budget rule, not from tile="auto"."""
+def test_bench_speed_tiles_as_the_cli_does(monkeypatch):
+    """`bench --speed --max-memory` must time what `mcdenoise denoise --max-memory` runs: its
+    tile is the one the CLI's own runtime picks for the frame, and without a budget the one a
+    runtime without a budget picks."""
     import mcdenoise.inference.denoise as denoise_mod
-    from mcdenoise.inference.runtime import tile_for_budget
-    from mcdenoise.models.loader import LoadedModel
-    from mcdenoise.models.tiers import model_for_quality
+    from mcdenoise.cli import build_parser
+    from mcdenoise.cli.denoise import runtime_from_args
 
     tiles = []
     monkeypatch.setattr(denoise_mod, "denoise_frame", lambda loaded, inputs, tile=None, **kw: tiles.append(tile))
-    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: None)  # a worker's allocator setting, not pytest's
     w, h, gib = 1600, 900, 0.75
-    speed.run_job(speed.Job("ours", "fast", w, h, max_memory_gib=gib))
-    speed.run_job(speed.Job("ours", "fast", w, h))
-    loaded = LoadedModel(model_for_quality("fast"), "unet", {}, "color+albedo+normal")
-    expected = tile_for_budget(loaded, encode.FrameInputs(*speed.synthetic_frame(w, h)), None, int(gib * 2**30))
+    speed.time_run(speed.SpeedRun("ours", "fast", w, h, max_memory_gib=gib))
+    speed.time_run(speed.SpeedRun("ours", "fast", w, h))
+    model = quality.model_for_quality("fast")
+    frame = FrameInputs(*speed.synthetic_frame(w, h))
+    cli = runtime_from_args(build_parser(["denoise"]).parse_args(["denoise", "in.exr", "--max-memory", str(gib)]), model)
+    expected = cli.tile_for(model, frame)
     assert isinstance(expected, int) and expected < w  # the budget really cuts this frame
-    assert tiles == [None, expected, "auto", "auto"]  # warm-up on a small frame, then the timed call
+    assert tiles == [None, expected, None, Runtime(CPU).tile_for(model, frame)]  # each: warm-up on a small frame, then the timed call
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
@@ -313,21 +375,6 @@ def test_bench_speed_writes_a_report(tmp_path):
         assert float(row[4]) > 0 and float(row[5]) > 0  # ms/frame, ms/MP measured
 
 
-def test_bench_speed_rejects_unknown_quality():
-    run = subprocess.run([sys.executable, "-m", "mcdenoise", "bench", "--speed", "--qualities", "ultra"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and "unknown quality 'ultra'" in run.stderr
-
-
-def test_denoise_cli_takes_quality(repo_root, tmp_path):
-    example = repo_root / "examples" / "suzanne_4spp.exr"
-    run = subprocess.run(
-        [sys.executable, "-m", "mcdenoise", "denoise", str(example), "-o", str(tmp_path / "out.exr"), "--quality", "fast", "--weights", str(tmp_path / "w.pt")],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert run.returncode == 2 and "give --weights or --quality, not both" in run.stderr
-    assert not (tmp_path / "out.exr").exists()
-
-
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on a GPU machine)")
 
 
@@ -343,15 +390,15 @@ def test_cuda_precisions_tiles_and_compile_agree_with_the_cpu(quality_name):
     give the CPU's answer up to their arithmetic precision, on the shipped weights."""
     loaded = quality.load_quality(quality_name)
     frame = _frame(200, 264)
-    reference = denoise_frame(loaded, frame, tile=None, precision="fp32")
+    reference = denoise_frame(loaded, frame, tile=None, runtime=Runtime(CPU, "fp32"))
     gpu = LoadedModel(copy.deepcopy(loaded.model).to(CUDA), loaded.arch, loaded.config, loaded.inputs)
-    fp32 = denoise_frame(gpu, frame, tile=None, precision="fp32")
+    fp32 = denoise_frame(gpu, frame, tile=None, runtime=Runtime(CUDA, "fp32"))
     psnr = {"fp32": _psnr(fp32, reference)}
     for precision in ("fp16", "bf16"):
-        out = denoise_frame(gpu, frame, tile=None, precision=precision)
+        out = denoise_frame(gpu, frame, tile=None, runtime=Runtime(CUDA, precision))
         assert out.dtype == np.float32 and np.isfinite(out).all()
         psnr[precision] = _psnr(out, reference)
-    psnr["tiled vs untiled"] = _psnr(denoise_frame(gpu, frame, tile=96, precision="fp32"), fp32)
-    psnr["compiled fp16"] = _psnr(denoise_frame(gpu, frame, tile=None, precision="fp16", compile=True), reference)
+    psnr["tiled vs untiled"] = _psnr(denoise_frame(gpu, frame, tile=96, runtime=Runtime(CUDA, "fp32")), fp32)
+    psnr["compiled fp16"] = _psnr(denoise_frame(gpu, frame, tile=None, runtime=Runtime(CUDA, "fp16", compile=True)), reference)
     floors = {"fp32": 45, "fp16": 40, "bf16": 32, "tiled vs untiled": 60, "compiled fp16": 40}
     assert all(psnr[k] > floors[k] for k in floors), psnr  # PSNR in dB against the CPU's fp32 answer

@@ -18,7 +18,9 @@ import torch
 from mcdenoise import hdr
 from mcdenoise.dataset.layout import list_scenes
 from mcdenoise.errors import McDenoiseError
-from mcdenoise.io.exr import read_frame, write_exr
+from mcdenoise.features import vector_pairs
+from mcdenoise.io.exr import read_frame
+from mcdenoise.io.write import write_exr
 from mcdenoise.inference.denoise import denoise_frame
 from mcdenoise.inference.encode import FrameInputs
 from mcdenoise.models.loader import DEFAULT_WEIGHTS, load_model
@@ -63,10 +65,11 @@ def test_transforms_keep_normals_consistent_with_geometry():
     x = np.zeros((9, c, c), np.float32)
     x[6:] = n
     x[0] = xx  # a non-symmetric colour plane, to see pixels really move
+    vectors = vector_pairs("color+albedo+normal")
     for op in range(8):
-        y = transform_planes(x, op)
+        y = transform_planes(x, op, vectors)
         np.testing.assert_allclose(y[6:], n, atol=1e-6, err_msg=f"op {op}")
-    assert len({transform_planes(x, op)[0].tobytes() for op in range(8)}) == 4  # xx has a mirror symmetry in y
+    assert len({transform_planes(x, op, vectors)[0].tobytes() for op in range(8)}) == 4  # xx has a mirror symmetry in y
 
 
 def test_config_precedence_defaults_file_flags(tmp_path):
@@ -168,11 +171,13 @@ def test_init_starts_a_new_run_from_a_weights_file(tiny_dataset, tmp_path):
     x = torch.rand(1, 9, 32, 32)
     with torch.no_grad():
         assert torch.allclose(grown(x), load_model(tmp_path / "base.pt").model(x), atol=1e-5)
-    with pytest.raises(Exception, match="--init"):
+    with pytest.raises(McDenoiseError, match="the run trains dncnn") as wrong_arch:
         train(tiny_config(tiny_dataset, tmp_path / "wrong", arch="dncnn", init=str(tmp_path / "base.pt")))
+    assert wrong_arch.value.fix == "train_arch"  # worded by each front end: another --init, in the CLI
     export(tmp_path / "wide", tmp_path / "wide.pt", validate_now=False)
-    with pytest.raises(McDenoiseError, match="stay or grow.*--init"):  # narrowing is not growing
+    with pytest.raises(McDenoiseError, match="stay or grow") as narrowed:  # narrowing is not growing
         train(tiny_config(tiny_dataset, tmp_path / "narrow", init=str(tmp_path / "wide.pt")))
+    assert narrowed.value.fix == "train_widths"
 
 
 @needs_bpy
@@ -188,7 +193,7 @@ def test_export_loads_weights_only_and_denoises_files(tiny_dataset, tmp_path):
     assert loaded.arch == "unet" and loaded.inputs == "color+albedo+normal"
 
     noisy = tiny_dataset / "scene_00000" / "scene_00000_0001spp.exr"
-    result = denoise_file(loaded, noisy, tmp_path / "out.exr", PassNames(), "Denoised", 0, False, None)
+    result = denoise_file(loaded, noisy, tmp_path / "out.exr", PassNames(), "Denoised")
     assert (tmp_path / "out.exr").is_file() and result is not None
     frame = read_frame(noisy)
     with_aux = denoise_frame(loaded, FrameInputs(frame.color.astype(np.float32), frame.albedo, frame.normal), tile=None)

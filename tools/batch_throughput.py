@@ -23,9 +23,9 @@ from mcdenoise.batch.plan import plan_jobs  # noqa: E402
 
 from mcdenoise.batch.runner import run_batch  # noqa: E402
 
-from mcdenoise.inference.runtime import tile_for_budget  # noqa: E402
-from mcdenoise.io.exr import write_exr  # noqa: E402
-from mcdenoise.inference.runtime import keep_freed_memory  # noqa: E402
+from mcdenoise.io.write import write_exr  # noqa: E402
+from mcdenoise.inference.allocator import keep_freed_memory  # noqa: E402
+from mcdenoise.inference.runtime import Runtime  # noqa: E402
 from mcdenoise.models.loader import load_model  # noqa: E402
 from mcdenoise.inference.frames import prepare_frame, run_model  # noqa: E402
 from mcdenoise.batch.sequence import expand_inputs  # noqa: E402
@@ -50,18 +50,18 @@ def main() -> None:
             write_exr(path, synthetic_passes(args.height, args.width, seed=n), multipart=True)
     keep_freed_memory()  # as the CLI does
     loaded = load_model(args.weights, device="cpu")
-    max_memory = int(args.max_memory * 2**30) or None
+    runtime = Runtime.for_model(loaded.model, max_memory=int(args.max_memory * 2**30), max_tile=args.tile or None)  # as the CLI builds it
     sources = expand_inputs([str(src / "shot_####.exr")], list(range(1, args.frames + 1)))
 
     model_seconds = 0.0
     for s in sources:
         prepared = prepare_frame(loaded, s.path, low_memory=True)
         t0 = time.perf_counter()
-        run_model(loaded, prepared, tile_for_budget(loaded, prepared.inputs, args.tile or None, max_memory, prepared.frame.color_dtype.itemsize))
+        run_model(loaded, prepared, runtime)
         model_seconds += time.perf_counter() - t0
     out = args.dir / "out"
     shutil.rmtree(out, ignore_errors=True)
-    summary = run_batch(loaded, plan_jobs(sources, out_dir=out, suffix=""), tile=args.tile or None, max_memory=max_memory)
+    summary = run_batch(loaded, plan_jobs(sources, out_dir=out, suffix=""), runtime)
     assert len(summary.done) == args.frames, summary.failed
 
     n = args.frames

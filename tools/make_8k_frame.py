@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcdenoise.io.exr import write_exr
+from mcdenoise.io.write import write_exr
 
 
 def synthetic_passes(height: int, width: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -32,8 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from mcdenoise import hdr
-from mcdenoise.dataset.layout import list_scenes, tmp_path
-from mcdenoise.io.exr import read_frame, write_exr
+from mcdenoise.dataset.layout import list_scenes
+from mcdenoise.io.atomic import remove_stale_temps, temp_path
+from mcdenoise.io.exr import read_frame
+from mcdenoise.io.write import write_exr
 from mcdenoise.training.data import split_scenes
 
 HALF_MAX = 65504.0
@@ -46,8 +48,8 @@ def _half(a: np.ndarray) -> np.ndarray:
 def pack_scene(entry, out_root: Path, spps: list[int]) -> int:
     """Write one scene's pack; return its size in bytes."""
     out = out_root / entry.dir.name
-    tmp = tmp_path(out)
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_stale_temps(out)
+    tmp = temp_path(out)
     tmp.mkdir(parents=True)
     for spp in spps:
         f = read_frame(entry.noisy(spp))

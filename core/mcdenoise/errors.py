@@ -1,12 +1,77 @@
-"""Exceptions that carry a message a user can act on.
+"""Exceptions that carry what went wrong and what the user can do about it.
 
-Library code raises these; only the CLI's ``main`` and the add-on's operators turn them into
-messages and exit codes, so every face of mcdenoise reports the same problem the same way.
+Library code raises these; each front end words them. An error holds the *problem* in no front
+end's terms ("render.exr: no albedo pass") and, where the user can fix it, a *fix key* naming the
+remedy ("require_aux"). The CLI (``mcdenoise.cli.wording``) turns the key into flags
+("drop --require-aux"), the Blender add-on (``addon/wording.py``) into its own controls
+("untick 'Require albedo/normal'"), and ``str(exc)`` gives the neutral wording of :data:`FIXES`
+that a Python caller reads. Every key has wording in all three tables (a test checks).
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+# fix key -> neutral wording, for Python callers; ``{name}`` fields come from the error's details.
+FIXES: dict[str, str] = {
+    "color_pass": "name the colour pass explicitly, or pick another pass preset",
+    "require_aux": "enable the Denoising Data passes in Blender (View Layer > Passes > Data > Denoising Data), "
+    "or allow colour-only denoising",
+    "out_dir": "choose another output folder",
+    "out_dir_create": "create it or choose another output folder",
+    "out_dir_permissions": "fix its permissions or choose another output folder",
+    "one_output": "for several inputs, write into an output folder or add a suffix",
+    "output_clash": "add a suffix or write into separate output folders",
+    "frames_missing": "re-render them, narrow the frame range, or keep going past missing frames",
+    "frame_pattern": "check the path or give the frame range",
+    "weights_path": "check the weights file's path",
+    "weights_format": "train one with mcdenoise.training.loop.train and export it",
+    "reinstall": "reinstall mcdenoise",
+    "quality_shipped": "pick one of the shipped qualities, or pass a trained weights file",
+    "weights_or_quality": "give a weights file or a quality, not both",
+    "device_cuda": "use the CPU, or let the device be chosen automatically",
+    "precision_fp16": "use fp16 precision on this GPU",
+    "compile_cuda": "compiling is for CUDA only, so leave it off",
+    "train_widths": "pick widths that match or grow the file's, or start from another weights file",
+    "train_arch": "pick a matching architecture and widths (or wider widths, to grow a U-Net), or start from another weights file",
+    "train_run_dir": "use another run folder",
+    "train_lr": "lower the learning rate and resume",
+    "render_dataset": "render some into {root} with mcdenoise.dataset.render.render_dataset",
+}
 
 
 class McDenoiseError(Exception):
-    """Base class: anything mcdenoise reports to a user without a traceback."""
+    """Base class: anything mcdenoise reports to a user without a traceback.
+
+    ``problem`` says what is wrong (naming the file and the pass); ``fix`` is a key of
+    :data:`FIXES`, or None when there is nothing to add; ``details`` fill the wording's fields.
+    """
+
+    def __init__(self, problem: str, *, fix: str | None = None, **details: Any):
+        if fix is not None and fix not in FIXES:
+            raise ValueError(f"unknown fix key {fix!r}")  # a programming error, caught by the tests
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+        self.details = details
+
+    def worded(self, fixes: dict[str, str]) -> str:
+        """The message with the fix worded from ``fixes`` (a front end's table)."""
+        if self.fix is None:
+            return self.problem
+        return f"{self.problem}; {fixes[self.fix].format(**self.details)}"
+
+    def __str__(self) -> str:
+        return self.worded(FIXES)
+
+    def __reduce__(self):
+        # Errors cross process boundaries (worker processes, the add-on's external Python):
+        # keep the fix key and details, which Exception's default pickling would drop.
+        return (_rebuild, (type(self), self.problem, self.fix, self.details))
+
+
+def _rebuild(cls: type[McDenoiseError], problem: str, fix: str | None, details: dict[str, Any]) -> McDenoiseError:
+    return cls(problem, fix=fix, **details)
 
 
 class InputFileError(McDenoiseError):

@@ -20,6 +20,12 @@ import torch
 
 MID_GREY = 0.18
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# The smallest exposure: the smallest normal float32. A colour pass near float32's limit (1e38)
+# asks for less, which float32 would hold only as a subnormal or zero (and zero divides the
+# result back to Inf).
+_MIN_EXPOSURE = float(np.finfo(np.float32).tiny)
+_BAND_PIXELS = 1 << 18  # pixels converted to float64 at a time by autoexposure
 
 
 def sanitize_(x: torch.Tensor, lo: float | None = 0.0, hi: float | None = None) -> torch.Tensor:
@@ -32,8 +38,9 @@ def sanitize_(x: torch.Tensor, lo: float | None = 0.0, hi: float | None = None) 
 
 
 def forward_(x: torch.Tensor, exposure: float) -> torch.Tensor:
-    """In place: linear radiance -> network space, log1p(exposure * x) of non-negative radiance."""
-    return sanitize_(x).mul_(exposure).log1p_()
+    """In place: linear radiance -> network space, log1p(exposure * x) of non-negative radiance
+    (a product past float32's range, a pixel near its limit in a dark frame, is kept at it)."""
+    return sanitize_(x).mul_(exposure).clamp_(max=FLOAT32_MAX).log1p_()
 
 
 def inverse_(y: torch.Tensor, exposure: float) -> torch.Tensor:
@@ -64,17 +71,33 @@ def autoexposure(color: np.ndarray, block: int = 16) -> float:
     """Scale that brings the geometric-mean luminance to mid grey.
 
     Computed on block averages (as OIDN does) so single fireflies barely move it, and always
-    on the *full* frame, never per tile, so tiles of one frame share one exposure.
+    on the *full* frame, never per tile, so tiles of one frame share one exposure. The sums are
+    in float64, a band of rows at a time: in float32 a frame of valid values near 1e38 sums to
+    Inf, and the frame is never copied whole. The result is at least the smallest normal
+    float32, so the transform and its inverse stay finite.
     """
-    lum = np.tensordot(sanitize(color), _LUMA, axes=([-1], [0]))
-    h, w = lum.shape
-    hb, wb = max(h // block, 1), max(w // block, 1)
-    if h >= block and w >= block:
-        lum = lum[: hb * block, : wb * block].reshape(hb, block, wb, block).mean(axis=(1, 3))
+    color = np.asarray(color)
+    h, w = color.shape[:2]
+    if h < block or w < block:
+        lum = _luminance64(color)
+    else:
+        hb, wb = h // block, w // block
+        lum = np.empty((hb, wb))
+        step = max(_BAND_PIXELS // (wb * block * block), 1)  # block rows per band
+        for i in range(0, hb, step):
+            band = _luminance64(color[i * block : min(i + step, hb) * block, : wb * block])
+            lum[i : i + step] = band.reshape(-1, block, wb, block).mean(axis=(1, 3))
     valid = lum[lum > 1e-6]
     if valid.size == 0:
         return 1.0
-    return float(MID_GREY / np.exp(np.mean(np.log(valid.astype(np.float64)))))
+    return max(float(MID_GREY / np.exp(np.mean(np.log(valid)))), _MIN_EXPOSURE)
+
+
+def _luminance64(color: np.ndarray) -> np.ndarray:
+    """Luminance of sanitised colour (NaN/Inf -> 0, negatives -> 0), in float64."""
+    x = np.nan_to_num(np.array(color, dtype=np.float64), copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.maximum(x, 0.0, out=x)
+    return x @ _LUMA.astype(np.float64)
 
 
 def prepare_albedo_(albedo: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from mcdenoise import hdr
-from mcdenoise.io.exr import atomic_output
+from mcdenoise.io.atomic import atomic_output
 
 
 def tonemap(rgb: np.ndarray, exposure: float = 1.0) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Which output each input frame gets, and whether an earlier run already finished it.
 
 Outputs are written atomically, so an output that exists, passes the truncation check and holds
-the denoised pass is finished and a re-run skips it; temp files a killed run left are removed.
+the denoised pass is finished and a re-run skips it; the runner removes the temp files a killed
+run left (:func:`mcdenoise.io.atomic.remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ def plan_jobs(sources: list[FrameSource], output: Path | None = None, out_dir: P
     another frame or write into a folder that cannot take it, before any work is done."""
     if output is not None:
         if len(sources) != 1:
-            raise McDenoiseError("-o/--output takes one input; for several files use --out-dir or --suffix")
+            raise McDenoiseError(f"{len(sources)} input frames but one output file", fix="one_output")
         jobs = [Job(sources[0], check_output_path(output))]
     else:
         if out_dir is not None:
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise OutputError(f"{out_dir}: cannot create output folder ({exc.strerror}); choose another --out-dir") from exc
+                raise OutputError(f"{out_dir}: cannot create output folder ({exc.strerror})", fix="out_dir") from exc
         jobs = [Job(s, output_path(s.path, out_dir, suffix)) for s in sources]
         # A folder or glob re-run beside its own outputs must not denoise those outputs again.
         outputs = {j.output.resolve() for j in jobs}
@@ -49,13 +50,13 @@ def plan_jobs(sources: list[FrameSource], output: Path | None = None, out_dir: P
     for job in jobs:
         key = job.output.resolve()
         if key in seen and seen[key] != job.source.path:
-            raise OutputError(f"{job.output}: both {seen[key]} and {job.source.path} would be written here; use --suffix or separate --out-dir runs")
+            raise OutputError(f"{job.output}: both {seen[key]} and {job.source.path} would be written here", fix="output_clash")
         seen[key] = job.source.path
     for folder in sorted({j.output.parent for j in jobs}):
         if not folder.is_dir():
-            raise OutputError(f"{folder}: output folder does not exist; create it or choose another --out-dir")
+            raise OutputError(f"{folder}: output folder does not exist", fix="out_dir_create")
         if not os.access(folder, os.W_OK):
-            raise OutputError(f"{folder}: output folder is not writable; fix its permissions or choose another --out-dir")
+            raise OutputError(f"{folder}: output folder is not writable", fix="out_dir_permissions")
     return jobs
 
 
@@ -70,15 +71,3 @@ def output_is_complete(path: Path, pass_name: str) -> bool:
         return False
     channels = [ch.name for part in f.parts for ch in part.header.get("channels", [])]
     return any(split_channel_name(name)[1] == pass_name for name in channels)
-
-
-def remove_stale_temps(output: Path) -> int:
-    """Delete ``.<stem>.*.tmp.exr`` files that a killed run's atomic write left beside ``output``."""
-    removed = 0
-    for tmp in output.parent.glob(f".{output.stem}.*.tmp{output.suffix}"):
-        try:
-            tmp.unlink()
-            removed += 1
-        except OSError:
-            pass
-    return removed

@@ -2,16 +2,15 @@
 model, and count what happened.
 
 A farm job must survive a kill at any moment and a bad frame among thousands: finished outputs
-are skipped (:mod:`mcdenoise.batch.plan`). Three stages run at once: a reader thread reads and checks the
-next frame, the calling thread runs the model, a writer thread writes the previous result
-back. Frames in flight are bounded by a pixel budget, so 1080p sequences overlap freely while
-an 8K frame is alone in memory.
+are skipped (:mod:`mcdenoise.batch.plan`). Three stages run at once (:class:`_Pipeline`): a
+reader thread reads and checks the next frame, the calling thread runs the model, a writer
+thread writes the previous result back. Frames in flight are bounded by a pixel budget, so
+1080p sequences overlap freely while an 8K frame is alone in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import queue
 import threading
 import time
@@ -22,17 +21,20 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
-from mcdenoise.batch.plan import Job, output_is_complete, remove_stale_temps
+from mcdenoise.batch.plan import Job, output_is_complete
 from mcdenoise.errors import InputFileError, McDenoiseError
 from mcdenoise.inference.frames import PreparedFrame, prepare_frame, run_model
-from mcdenoise.inference.runtime import DEFAULT_TILE, freed_memory_returned, keeping_freed_memory, tile_for_budget
-from mcdenoise.io.exr import write_with_pass
+from mcdenoise.inference.allocator import freed_memory_returned, keeping_freed_memory, return_freed_memory
+from mcdenoise.inference.runtime import Runtime
+from mcdenoise.io.atomic import remove_stale_temps
 from mcdenoise.io.passes import PassNames
+from mcdenoise.io.write import write_with_pass
 from mcdenoise.models.loader import LoadedModel
 
 # Pixels of frames read but not yet written. Two 4K frames fit; an 8K frame runs alone.
 PIPELINE_PIXELS = 2 * 3840 * 2160
 LogFn = Callable[[str, str], None]  # (level: "info" | "warning" | "error", message)
+DescribeFn = Callable[[McDenoiseError], str]  # a front end's wording of an error (fix in its own terms)
 # A frame between read and write (low-memory read: half colour and albedo, float normal, result).
 READ_BYTES_PER_PIXEL = 24
 
@@ -52,18 +54,74 @@ class Summary:
         return f"done {len(self.done)} / skipped {len(self.skipped)} / failed {len(self.failed)}"
 
 
-def _give_back_free_memory() -> None:
-    """Ask glibc to return freed heap pages: after an 8K frame's tiles the heap holds ~400 MB
-    of freed activations that would otherwise sit under the re-read file at write time.
-    Only sequences whose frames fill the memory budget need it: for smaller frames, keeping
-    the pages saves the next frame from faulting them all in again (see keep_freed_memory)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc (macOS, Windows, musl): nothing to do
+def run_batch(
+    loaded: LoadedModel,
+    jobs: list[Job],
+    runtime: Runtime | None = None,
+    names: PassNames = PassNames(),
+    pass_name: str = "Denoised",
+    require_aux: bool = False,
+    keep_going: bool = False,
+    overwrite: bool = False,
+    log: LogFn | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_denoised: Callable[[Job, PreparedFrame, np.ndarray], None] | None = None,
+    describe: DescribeFn = str,
+) -> Summary:
+    """Denoise ``jobs``; per-frame problems are counted in the summary, not raised.
+
+    Missing frames of a pattern stop the job before any work unless ``keep_going`` (then they
+    count as failed): a farm should learn about a render gap at once, not after hours.
+    Without ``keep_going`` the first failed frame stops the batch (a re-run resumes).
+    ``progress(n)`` is called as frames finish in any way. ``runtime`` runs the model and
+    picks each frame's tile (default: the model's device, a share of free memory).
+    ``describe`` words each frame's error for ``log`` and ``Summary.failed``: the front end
+    names the fix in its own terms (the CLI in flags, or as JSON for the add-on's worker).
+    """
+    start = time.perf_counter()
+    log = log or (lambda level, message: None)
+    progress = progress or (lambda n: None)
+    summary = Summary(total=len(jobs))
+    todo = _triage(jobs, pass_name, overwrite, keep_going, summary, log, progress, describe)
+    runtime = runtime or Runtime.for_model(loaded.model)
+    _Pipeline(loaded, runtime, names, pass_name, require_aux, keep_going, summary, log, progress, on_denoised,
+              describe).run(todo)
+    summary.stopped_early = len(summary.done) + len(summary.skipped) + len(summary.failed) < summary.total
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _triage(jobs: list[Job], pass_name: str, overwrite: bool, keep_going: bool, summary: Summary, log: LogFn,
+            progress: Callable[[int], None], describe: DescribeFn) -> list[Job]:
+    """The jobs to run: finished outputs are skipped, and frames missing from a sequence stop
+    the job (or, with ``keep_going``, count as failed)."""
+    todo: list[Job] = []
+    missing: list[Job] = []
+    for job in jobs:
+        if not overwrite and output_is_complete(job.output, pass_name):
+            summary.skipped.append(job)
+            progress(1)
+        elif job.source.missing:
+            missing.append(job)
+        else:
+            remove_stale_temps(job.output)
+            todo.append(job)
+    if missing:
+        listed = ", ".join(str(j.source.frame) for j in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        text = f"{len(missing)} frame(s) missing from the sequence: {listed} (e.g. {missing[0].source.path} does not exist)"
+        if not keep_going:
+            raise InputFileError(text, fix="frames_missing")
+        for job in missing:
+            gap = InputFileError(f"{job.source.path}: frame {job.source.frame} is missing from the sequence")
+            summary.failed.append((job, describe(gap)))
+        log("error", describe(InputFileError(text)))
+        progress(len(missing))
+    return todo
 
 
 def _frame_pixels(path: Path) -> int:
+    if not path.is_file():
+        return 0  # OpenEXR would print its own line for it; the reader reports it once, worded
     try:
         parts = OpenEXR.File(str(path), header_only=True).parts
         return max(int(np.prod(p.header["dataWindow"][1] - p.header["dataWindow"][0] + 1)) for p in parts)
@@ -103,161 +161,141 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> None:
                 return
 
 
-def _message(job: Job, exc: BaseException) -> str:
-    if isinstance(exc, McDenoiseError):
-        return str(exc)
-    return f"{job.source.path}: unexpected {type(exc).__name__}: {exc}"
+def _message(job: Job, exc: BaseException, describe: DescribeFn) -> str:
+    if not isinstance(exc, McDenoiseError):  # a bug: worded all the same, so a JSON reader gets JSON
+        exc = McDenoiseError(f"{job.source.path}: unexpected {type(exc).__name__}: {exc}")
+    return describe(exc)
 
 
-def run_batch(
-    loaded: LoadedModel,
-    jobs: list[Job],
-    names: PassNames = PassNames(),
-    pass_name: str = "Denoised",
-    tile: int | None = DEFAULT_TILE,
-    require_aux: bool = False,
-    keep_going: bool = False,
-    overwrite: bool = False,
-    log: LogFn | None = None,
-    progress: Callable[[int], None] | None = None,
-    on_denoised: Callable[[Job, PreparedFrame, np.ndarray], None] | None = None,
-    max_memory: int | None = None,
-    model_options: dict | None = None,
-) -> Summary:
-    """Denoise ``jobs``; per-frame problems are counted in the summary, not raised.
+def _drop_planes(frame) -> None:
+    """Let go of a frame's pixel arrays: the writer re-reads the file and needs none of them."""
+    for name, value in vars(frame).items():
+        if isinstance(value, np.ndarray):
+            setattr(frame, name, None)
 
-    Missing frames of a pattern stop the job before any work unless ``keep_going`` (then they
-    count as failed): a farm should learn about a render gap at once, not after hours.
-    Without ``keep_going`` the first failed frame stops the batch (a re-run resumes).
-    ``progress(n)`` is called as frames finish in any way. ``max_memory`` (bytes) shrinks the
-    tile of frames too large for it (see :func:`tile_for_budget`). ``model_options`` go to
-    :func:`mcdenoise.inference.frames.run_model` (``precision``, ``compile``).
-    """
-    log = log or (lambda level, message: None)
-    progress = progress or (lambda n: None)
-    start = time.perf_counter()
-    summary = Summary(total=len(jobs))
-    lock = threading.Lock()
-    stop = threading.Event()
 
-    todo: list[Job] = []
-    missing: list[Job] = []
-    for job in jobs:
-        if not overwrite and output_is_complete(job.output, pass_name):
-            summary.skipped.append(job)
-            progress(1)
-        elif job.source.missing:
-            missing.append(job)
-        else:
-            remove_stale_temps(job.output)
-            todo.append(job)
-    if missing:
-        listed = ", ".join(str(j.source.frame) for j in missing[:20]) + (" ..." if len(missing) > 20 else "")
-        text = f"{len(missing)} frame(s) missing from the sequence: {listed} (e.g. {missing[0].source.path} does not exist)"
-        if not keep_going:
-            raise InputFileError(f"{text}; re-render them, narrow --frames, or pass --keep-going to denoise the rest")
-        for job in missing:
-            summary.failed.append((job, f"{job.source.path}: frame {job.source.frame} is missing from the sequence"))
-        log("error", text)
-        progress(len(missing))
+class _Pipeline:
+    """The three stages of one batch and what they share: the reader thread (:meth:`read`), the
+    model on the calling thread (:meth:`run`) and the writer thread (:meth:`write`), joined by
+    one-slot queues and bounded by a pixel budget; the first failure stops all three unless
+    ``keep_going``."""
 
-    def fail(job: Job, exc: BaseException) -> None:
-        message = _message(job, exc)
-        with lock:
-            summary.failed.append((job, message))
-        log("error", message)
-        progress(1)
-        if not keep_going:
-            stop.set()
+    def __init__(self, loaded: LoadedModel, runtime: Runtime, names: PassNames, pass_name: str, require_aux: bool,
+                 keep_going: bool, summary: Summary, log: LogFn, progress: Callable[[int], None],
+                 on_denoised: Callable[[Job, PreparedFrame, np.ndarray], None] | None, describe: DescribeFn):
+        self.loaded, self.runtime, self.names, self.pass_name = loaded, runtime, names, pass_name
+        self.require_aux, self.keep_going, self.on_denoised = require_aux, keep_going, on_denoised
+        self.summary, self.log, self.progress, self.describe = summary, log, progress, describe
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.budget = _PixelBudget(PIPELINE_PIXELS, self.stop)
+        self.read_q: queue.Queue = queue.Queue(maxsize=1)
+        self.write_q: queue.Queue = queue.Queue(maxsize=1)
 
-    budget = _PixelBudget(PIPELINE_PIXELS, stop)
-    read_q: queue.Queue = queue.Queue(maxsize=1)
-    write_q: queue.Queue = queue.Queue(maxsize=1)
+    def fail(self, job: Job, exc: BaseException) -> None:
+        message = _message(job, exc, self.describe)
+        with self.lock:
+            self.summary.failed.append((job, message))
+        self.log("error", message)
+        self.progress(1)
+        if not self.keep_going:
+            self.stop.set()
 
-    # Each header is read once, here: the pixel budget and the allocator choice both need it.
-    pixels = [_frame_pixels(job.source.path) for job in todo]
-
-    def reader() -> None:
+    def read(self, todo: list[Job], pixels: list[int]) -> None:
         for job, frame_pixels in zip(todo, pixels):
-            if stop.is_set():
+            if self.stop.is_set():
                 break
-            cost = budget.acquire(frame_pixels)
+            cost = self.budget.acquire(frame_pixels)
             try:
-                item: PreparedFrame | BaseException = prepare_frame(loaded, job.source.path, names, require_aux, low_memory=True)
+                item: PreparedFrame | BaseException = prepare_frame(
+                    self.loaded, job.source.path, self.names, self.require_aux, low_memory=True, pass_name=self.pass_name)
             except Exception as exc:
                 item = exc
-            _put(read_q, (job, item, cost), stop)
+            _put(self.read_q, (job, item, cost), self.stop)
             del item  # or this thread would hold the frame's planes while waiting for the next
-        _put(read_q, None, stop)
+        _put(self.read_q, None, self.stop)
 
-    def writer() -> None:
-        while (item := write_q.get()) is not None:
+    def write(self) -> None:
+        while (item := self.write_q.get()) is not None:
             job, frame, denoised, cost = item
             try:
-                write_with_pass(frame, job.output, denoised, pass_name=pass_name)
+                write_with_pass(frame, job.output, denoised, pass_name=self.pass_name)
             except Exception as exc:
-                fail(job, exc)
+                self.fail(job, exc)
             else:
-                with lock:
-                    summary.done.append(job)
-                log("info", f"{job.source.path} -> {job.output}")
-                progress(1)
+                with self.lock:
+                    self.summary.done.append(job)
+                self.log("info", f"{job.source.path} -> {job.output}")
+                self.progress(1)
             finally:
                 del frame, denoised, item
-                budget.release(cost)
+                self.budget.release(cost)
 
-    # Frames that fill the memory budget (8K within 2 GiB) run with freed memory returned to
-    # the system at once: the heap that keep_freed_memory keeps for speed measured 2.0-2.1 GiB
-    # on a 2-frame 8K sequence where this peaked at 1.56 GiB.
-    memory_tight = bool(max_memory) and any(n * READ_BYTES_PER_PIXEL > max_memory // 4 for n in pixels)
-    allocator = contextlib.ExitStack()
-    if memory_tight:
-        allocator.enter_context(freed_memory_returned())
-    threads = [threading.Thread(target=reader, name="mcdenoise-read", daemon=True),
-               threading.Thread(target=writer, name="mcdenoise-write", daemon=True)]
-    for t in threads:
-        t.start()
-    try:
-        while not stop.is_set():
+    def run(self, todo: list[Job]) -> None:
+        # Each header is read once, here: the pixel budget and the allocator choice both need it.
+        pixels = [_frame_pixels(job.source.path) for job in todo]
+        # Frames that fill the memory budget run with freed memory returned to the system at
+        # once: the heap kept for speed (keep_freed_memory) would take their peak past it.
+        max_memory = self.runtime.max_memory
+        memory_tight = bool(max_memory) and any(n * READ_BYTES_PER_PIXEL > max_memory // 4 for n in pixels)
+        threads = [threading.Thread(target=self.read, args=(todo, pixels), name="mcdenoise-read", daemon=True),
+                   threading.Thread(target=self.write, name="mcdenoise-write", daemon=True)]
+        with freed_memory_returned() if memory_tight else contextlib.nullcontext():
+            for t in threads:
+                t.start()
             try:
-                item = read_q.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if item is None:
-                break
+                self._denoise_all()
+            finally:
+                self.write_q.put(None)  # the writer finishes what it holds: those frames are done work
+                threads[1].join()
+                self.stop.set()
+                threads[0].join()
+
+    def _denoise_all(self) -> None:
+        """The model's stage: each frame read is denoised and handed to the writer, its input
+        planes let go of first so that they are not alive while the writer re-reads the file."""
+        while (item := self._next_read()) is not None:
             job, prepared, cost = item
             del item
-            if isinstance(prepared, BaseException):
-                budget.release(cost)
-                fail(job, prepared)
-                continue
-            if prepared.aux_warning:
-                with lock:
-                    summary.warnings += 1
-                log("warning", prepared.aux_warning)
-            try:
-                t0 = time.perf_counter()
-                denoised = run_model(loaded, prepared, tile_for_budget(loaded, prepared.inputs, tile, max_memory, prepared.frame.color_dtype.itemsize), **(model_options or {}))
-                summary.model_seconds += time.perf_counter() - t0
-                if on_denoised is not None:
-                    on_denoised(job, prepared, denoised)
-            except Exception as exc:
-                budget.release(cost)
-                fail(job, exc)
+            denoised = self._denoise(job, prepared, cost)
+            if denoised is None:
                 continue
             frame = prepared.frame
-            del prepared  # the input planes go now, before the writer re-reads the file
-            frame.color = frame.albedo = frame.normal = frame.alpha = None
-            if memory_tight or not keeping_freed_memory():
-                _give_back_free_memory()
-            _put(write_q, (job, frame, denoised, cost), stop)
+            del prepared
+            _drop_planes(frame)
+            if not keeping_freed_memory():
+                return_freed_memory()
+            _put(self.write_q, (job, frame, denoised, cost), self.stop)
             del frame, denoised
-    finally:
-        write_q.put(None)  # the writer finishes what it holds: those frames are done work
-        threads[1].join()
-        stop.set()
-        threads[0].join()
-        allocator.close()
-    summary.stopped_early = len(summary.done) + len(summary.skipped) + len(summary.failed) < summary.total
-    summary.seconds = time.perf_counter() - start
-    return summary
+
+    def _next_read(self) -> tuple | None:
+        """The next (job, prepared frame or its error, pixel cost) from the reader; None at the
+        end or when the batch stops."""
+        while not self.stop.is_set():
+            try:
+                return self.read_q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def _denoise(self, job: Job, prepared: PreparedFrame | BaseException, cost: int) -> np.ndarray | None:
+        """The denoised colour of one frame, or None when it failed (counted as failed)."""
+        if isinstance(prepared, BaseException):
+            self.budget.release(cost)
+            self.fail(job, prepared)
+            return None
+        if prepared.aux_warning:
+            with self.lock:
+                self.summary.warnings += 1
+            self.log("warning", prepared.aux_warning)
+        try:
+            t0 = time.perf_counter()
+            denoised = run_model(self.loaded, prepared, self.runtime)
+            self.summary.model_seconds += time.perf_counter() - t0
+            if self.on_denoised is not None:
+                self.on_denoised(job, prepared, denoised)
+        except Exception as exc:
+            self.budget.release(cost)
+            self.fail(job, exc)
+            return None
+        return denoised

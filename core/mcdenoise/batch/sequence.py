@@ -7,6 +7,9 @@ it, over the first to the last frame found on disk. Frames of a pattern that are
 are kept in the list as *missing* rather than dropped, because a gap in a render is something
 the farm must hear about, and because keeping them keeps ``--shard i/n`` assignments stable
 whichever frames happen to exist.
+
+Not ``fileseq``: it refuses a ``#`` in a folder name, takes ``@`` as a pattern, and accepts
+ranges we reject (``10-1``, ``1-10y3``, ``1-10:3``, ``1.5``), so the accepted inputs would change.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcdenoise.errors import InputFileError
+from mcdenoise.io.atomic import is_temp
+from mcdenoise.shard import in_shard
 
 _HASHES = re.compile(r"#+")
 _PRINTF = re.compile(r"%0?(\d*)d")
@@ -83,8 +88,9 @@ def parse_frames(text: str) -> list[int]:
 
 
 def _is_exr(path: Path) -> bool:
-    # Skips the ".<stem>.*.tmp.exr" files an interrupted atomic write may leave behind.
-    return path.suffix.lower() == ".exr" and not path.name.startswith(".")
+    # Hidden files are never inputs, nor are the temps of atomic writes (in flight, or left by a
+    # killed run), which io.atomic names as hidden files too.
+    return path.suffix.lower() == ".exr" and not path.name.startswith(".") and not is_temp(path)
 
 
 def expand_inputs(items: list[str], frames: list[int] | None = None) -> list[FrameSource]:
@@ -101,7 +107,7 @@ def expand_inputs(items: list[str], frames: list[int] | None = None) -> list[Fra
         if pattern is not None and not path.exists():
             numbers = frames if frames is not None else pattern.frames_on_disk()
             if not numbers:
-                raise InputFileError(f"{item}: no frames match this pattern; check the path or pass --frames")
+                raise InputFileError(f"{item}: no frames match this pattern", fix="frame_pattern")
             if frames is None:
                 numbers = list(range(numbers[0], numbers[-1] + 1))
             for n in numbers:
@@ -123,7 +129,7 @@ def expand_inputs(items: list[str], frames: list[int] | None = None) -> list[Fra
 
 
 def select_shard(sources: list[FrameSource], shard: tuple[int, int]) -> list[FrameSource]:
-    """Frames with ``index % n == i``: the same rule as ``render-dataset --shard``, applied to
-    the full list (missing frames included) so each machine's share never depends on others."""
-    i, n = shard
-    return [s for index, s in enumerate(sources) if index % n == i]
+    """This shard's frames (``mcdenoise.shard``, the rule of ``render-dataset --shard``), by
+    position in the full list, missing frames included, so each machine's share never depends
+    on which frames others have."""
+    return [s for index, s in enumerate(sources) if in_shard(index, shard)]

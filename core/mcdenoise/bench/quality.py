@@ -26,14 +26,20 @@ import numpy as np
 import torch
 
 from mcdenoise import hdr
+from mcdenoise.bench.oidn import accurate as oidn_accurate
+from mcdenoise.bench.oidn import colour_only as oidn_colour_only
+from mcdenoise.bench.oidn import require as require_oidn
+from mcdenoise.choices import DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_QUALITY, PRECISIONS, QUALITIES
+from mcdenoise.cli.argtypes import int_list
 from mcdenoise.dataset.layout import list_scenes
 from mcdenoise.errors import InputFileError, McDenoiseError
 from mcdenoise.io.exr import read_frame
 from mcdenoise.inference.denoise import denoise_frame
 from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.inference.runtime import Runtime
 from mcdenoise.models.loader import WEIGHTS_DIR, load_model
 from mcdenoise.metrics import psnr_tonemapped, rel_mse, ssim_tonemapped
-from mcdenoise.models.tiers import DEFAULT_QUALITY, QUALITIES, load_quality, shipped_qualities
+from mcdenoise.models.tiers import load_quality, shipped_qualities
 from mcdenoise.preview import save_png, side_by_side
 
 Method = Callable[[FrameInputs], np.ndarray]
@@ -43,11 +49,11 @@ NOISY, OIDN_AUX, OIDN_COLOR = "noisy", "OIDN albedo+normal", "OIDN colour-only"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("quality benchmark (--data)")
     g.add_argument("--models", nargs="+",
-                   help="weights files and/or quality names (fast, balanced, high) to compare "
+                   help=f"weights files and/or quality names ({', '.join(QUALITIES)}) to compare "
                         "(default: every shipped quality, then dncnn.pt)")
-    g.add_argument("--model-precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+    g.add_argument("--model-precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                    help="precision our models run at (default auto: fp32 on CPU, fp16 on CUDA), to measure what bf16 costs")
-    g.add_argument("--spp", type=lambda s: [int(v) for v in s.split(",")], help="only these sample counts, e.g. 1,4")
+    g.add_argument("--spp", type=int_list, help="only these sample counts, e.g. 1,4")
     g.add_argument("--max-scenes", type=int, default=0, help="use at most N scenes (0 = all)")
     g.add_argument("--no-oidn", action="store_true", help="skip the OIDN rows (pyoidn not installed)")
     g.add_argument("--crop", type=int, default=96, help="side of the comparison crops in pixels (default 96)")
@@ -55,56 +61,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # -- the denoisers -------------------------------------------------------------------------------
 
-def our_method(spec: str | Path, precision: str = "auto") -> tuple[str, Method]:
+def our_method(spec: str | Path, precision: str = DEFAULT_PRECISION) -> tuple[str, Method]:
     """A weights file, or a quality name (which may add a self-ensemble to a file)."""
     if str(spec) in QUALITIES and not Path(spec).exists():
-        loaded = load_quality(str(spec), "auto")
+        loaded = load_quality(str(spec), DEFAULT_DEVICE)
         label = f"ours: --quality {spec}"
     else:
-        loaded = load_model(spec, "auto")
+        loaded = load_model(spec, DEFAULT_DEVICE)
         label = f"ours: {Path(spec).stem} ({loaded.arch})"
-    if precision != "auto":
+    if precision != DEFAULT_PRECISION:
         label += f" [{precision}]"
-    return label, lambda f: denoise_frame(loaded, f, precision=precision)
+    runtime = Runtime.for_model(loaded.model, precision=precision)
+    return label, lambda f: denoise_frame(loaded, f, runtime=runtime)
 
 
 def oidn_methods() -> dict[str, Method]:
-    try:
-        import pyoidn
-    except ImportError as exc:
-        raise McDenoiseError("pyoidn is not installed; pip install pyoidn, or pass --no-oidn") from exc
-    device = pyoidn.Device()
-    device.commit()
-    f3 = pyoidn.OIDN_FORMAT_FLOAT3
-    filters = {slot: pyoidn.Filter(device, "RT") for slot in ("albedo", "normal")}  # live as long as the run
+    """OIDN-Accurate (aux prefiltered, ``clean_aux``) and colour-only, from ``bench.oidn``."""
+    require_oidn()
+    return {OIDN_AUX: oidn_accurate, OIDN_COLOR: oidn_colour_only}
 
-    def prefilter(slot: str, image: np.ndarray) -> np.ndarray:
-        """OIDN denoising an aux pass on its own, as Blender's "Accurate" prefilter does."""
-        image = np.ascontiguousarray(image, np.float32)
-        out = np.empty_like(image)
-        flt = filters[slot]
-        flt.set_image(slot, image, f3)
-        flt.set_image("output", out, f3)
-        flt.set_quality(pyoidn.OIDN_QUALITY_HIGH)
-        flt.commit()
-        flt.execute()
-        return out
 
-    def color(f: FrameInputs) -> np.ndarray:
-        return np.ascontiguousarray(hdr.sanitize(f.color), np.float32)
+def default_models() -> list[str | Path]:
+    """What ``--models`` defaults to: every shipped quality, then the DnCNN baseline."""
+    return [*shipped_qualities(), *sorted(WEIGHTS_DIR.glob("dncnn*.pt"))]
 
-    def accurate(f: FrameInputs) -> np.ndarray:
-        albedo = prefilter("albedo", hdr.prepare_albedo(f.albedo))
-        normal = prefilter("normal", hdr.prepare_normal(f.normal))
-        return pyoidn.denoise(color(f), albedo, normal, hdr=True, clean_aux=True, quality="high")
 
-    return {OIDN_AUX: accurate, OIDN_COLOR: lambda f: pyoidn.denoise(color(f), hdr=True, quality="high")}
+def main_method(methods: list[str]) -> str | None:
+    """The one of our rows the crops (and the suite's gap) show: the default quality if run."""
+    ours_all = [m for m in methods if m.startswith("ours")]
+    return next((m for m in ours_all if f"--quality {DEFAULT_QUALITY}" in m), ours_all[0] if ours_all else None)
+
+
+def measure(out: np.ndarray, ref: np.ndarray, exposure: float) -> dict[str, float]:
+    """Every benchmark's numbers for one output: PSNR and SSIM tonemapped at ``exposure``, relMSE."""
+    return {"psnr": psnr_tonemapped(out, ref, exposure), "ssim": ssim_tonemapped(out, ref, exposure),
+            "relmse": rel_mse(out, ref)}
 
 
 # -- the run -------------------------------------------------------------------------------------
 
 def run(data: Path, models: list[str | Path], spps: list[int] | None, max_scenes: int, oidn: bool, log=print,
-        precision: str = "auto") -> dict:
+        precision: str = DEFAULT_PRECISION) -> dict:
     """Measure every method on every (scene, spp); returns {"frames": [...], "summary": {...}}."""
     scenes = [s for s in list_scenes(data) if s.spps]
     if max_scenes:
@@ -135,9 +132,8 @@ def run(data: Path, models: list[str | Path], spps: list[int] | None, max_scenes
                 out = fn(frame)
                 ms = (time.perf_counter() - t0) * 1000.0
                 frames.append({
-                    "scene": scene.dir.name, "spp": spp, "method": name,
-                    "psnr": psnr_tonemapped(out, ref, exposure), "ssim": ssim_tonemapped(out, ref, exposure),
-                    "relmse": rel_mse(out, ref), "ms_per_mp": 0.0 if name == NOISY else ms / mp,
+                    "scene": scene.dir.name, "spp": spp, "method": name, **measure(out, ref, exposure),
+                    "ms_per_mp": 0.0 if name == NOISY else ms / mp,
                 })
                 keep.setdefault((spp, scene.dir.name), {})[name] = out
             keep[(spp, scene.dir.name)]["reference"] = ref
@@ -222,7 +218,7 @@ def crops(result: dict, spp: int, ours: str | None, size: int, max_rows: int = 4
 
 def main(args: argparse.Namespace) -> None:
     data, report = Path(args.data), Path(args.report)
-    models: list[str | Path] = list(args.models) if args.models else [*shipped_qualities(), *sorted(WEIGHTS_DIR.glob("dncnn*.pt"))]
+    models: list[str | Path] = list(args.models) if args.models else default_models()
     if not models:
         raise McDenoiseError(f"no weights to benchmark in {WEIGHTS_DIR}; pass --models FILE.pt")
     result = run(data, models, args.spp, args.max_scenes, not args.no_oidn, precision=args.model_precision)
@@ -230,8 +226,7 @@ def main(args: argparse.Namespace) -> None:
     (report / "report.md").write_text(markdown(result, data))
     (report / "results.json").write_text(json.dumps({k: v for k, v in result.items() if k != "images"}, indent=1))
     plot(result, report / "psnr_vs_spp.png")
-    ours_all = [m for m in result["methods"] if m.startswith("ours")]
-    ours = next((m for m in ours_all if f"--quality {DEFAULT_QUALITY}" in m), ours_all[0] if ours_all else None)
+    ours = main_method(result["methods"])
     for spp in result["summary"]:
         image = crops(result, spp, ours, args.crop)
         if image is not None:

@@ -10,10 +10,10 @@ the warm-up (first-call oneDNN/OIDN set-up), includes everything a user waits fo
 machines are noisy, so ours and OIDN's runs alternate and repeat in ``--rounds`` rounds and
 the fastest of each is kept; only ratios from the same run should be compared.
 
-Our CPU models are timed twice per size: tiled as the CLI tiles within ``--max-memory`` (what
-an artist's ``mcdenoise denoise`` runs) and with ``tile="auto"`` (a quarter of free memory,
-often the whole frame). The two differ more than one would guess: at 4K the CLI's 2-GiB tiles
-measured faster than the whole frame (docs/speed.md).
+Our CPU models are timed twice per size, both with the tile the runtime's one rule picks
+(:meth:`mcdenoise.inference.runtime.Runtime.tile_for`): within ``--max-memory`` as
+``mcdenoise denoise`` runs them, and without a budget (a quarter of free memory, often the
+whole frame). The two differ more than one would guess (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mcdenoise.choices import DEFAULT_DEVICE, DEFAULT_MAX_MEMORY_GIB, QUALITIES, TORCH_DEVICES
+from mcdenoise.cli.argtypes import names
 from mcdenoise.errors import McDenoiseError
 
 NAMED_SIZES = {"256": (256, 256), "720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
@@ -37,7 +39,7 @@ BIG_FRAME_PIXELS = 1_000_000  # frames this large are timed once per round: a 4K
 
 
 @dataclass(frozen=True)
-class Job:
+class SpeedRun:
     denoiser: str  # "ours" or "oidn"
     quality: str
     width: int
@@ -45,7 +47,7 @@ class Job:
     device: str = "cpu"
     precision: str = "fp32"
     repeat: int = 1
-    max_memory_gib: float = 0.0  # ours: 0 = tile="auto" (25 % of free memory), else the CLI's --max-memory rule
+    max_memory_gib: float = 0.0  # ours on CPU: the budget as --max-memory; 0 = none (a share of free memory)
 
     @property
     def label(self) -> str:
@@ -74,16 +76,18 @@ def parse_size(text: str) -> tuple[int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("speed benchmark (--speed)")
     g.add_argument("--sizes", default="256,1080p,4k", help="comma-separated frame sizes: 256, 720p, 1080p, 4k or WxH (default: %(default)s)")
-    g.add_argument("--qualities", default="fast,balanced,high", help="our model qualities to time (default: %(default)s)")
-    g.add_argument("--oidn-qualities", default=",".join(OIDN_QUALITIES), help="OIDN qualities to time, empty for none (default: %(default)s)")
+    g.add_argument("--qualities", type=names(QUALITIES, "quality"), default=",".join(QUALITIES),
+                   help="our model qualities to time (default: %(default)s)")
+    g.add_argument("--oidn-qualities", type=names(OIDN_QUALITIES, "OIDN quality"), default=",".join(OIDN_QUALITIES),
+                   help="OIDN qualities to time, empty for none (default: %(default)s)")
     g.add_argument("--repeat", type=int, default=3, help="timed runs per measurement for frames under 1 MP; larger frames run once (default: %(default)s)")
     g.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every measurement, fastest kept (default: %(default)s)")
     g.add_argument("--precisions", default="fp16,bf16", help="extra precisions timed on a CUDA GPU when one is present (default: %(default)s)")
-    g.add_argument("--devices", choices=("auto", "cpu", "cuda"), default="auto",
+    g.add_argument("--devices", choices=TORCH_DEVICES, default=DEFAULT_DEVICE,
                    help="where to time: auto = the CPU, plus the GPU when there is one; cuda = the GPU only (default: %(default)s)")
     g.add_argument("--cpu-precisions", help="precisions of our models on CPU (default: fp32, plus bf16 where the CPU has native bf16)")
-    g.add_argument("--max-memory", type=float, default=2.0, metavar="GIB",
-                   help="besides the tile-auto rows (a quarter of free memory), time our models on CPU as `mcdenoise denoise "
+    g.add_argument("--max-memory", type=float, default=DEFAULT_MAX_MEMORY_GIB, metavar="GIB",
+                   help="besides the rows without a budget (a quarter of free memory), time our models on CPU as `mcdenoise denoise "
                    "--max-memory GIB` tiles them, i.e. what the CLI runs (default: %(default)s, the CLI's default; 0 for none)")
 
 
@@ -120,43 +124,40 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def run_job(job: Job) -> dict:
-    """Time one denoiser in this process (the worker side; call it in a fresh interpreter),
-    with the allocator set as the CLI sets it (OIDN's timings do not change with it)."""
+def time_run(run: SpeedRun) -> dict:
+    """Time one denoiser in this process (the worker side: :func:`_spawn` calls it in a fresh
+    interpreter, with the allocator set as the CLI sets it)."""
     import torch
 
-    from mcdenoise.inference.runtime import keep_freed_memory
-
-    keep_freed_memory()
-
-    color, albedo, normal = synthetic_frame(job.width, job.height)
+    color, albedo, normal = synthetic_frame(run.width, run.height)
     # Warm up (oneDNN/OIDN set-up, per-shape kernel choice) on the frame itself when it is
     # small, on a small one otherwise: a big frame's first call is what a user waits for.
-    small = synthetic_frame(128, 128, seed=1) if job.width * job.height >= BIG_FRAME_PIXELS else (color, albedo, normal)
-    cuda = job.device.startswith("cuda")
-    if job.denoiser == "ours":
-        from mcdenoise.inference.runtime import tile_for_budget
+    small = synthetic_frame(128, 128, seed=1) if run.width * run.height >= BIG_FRAME_PIXELS else (color, albedo, normal)
+    cuda = run.device.startswith("cuda")
+    if run.denoiser == "ours":
+        from mcdenoise.features import DEFAULT_INPUTS
         from mcdenoise.inference.denoise import denoise_frame
         from mcdenoise.inference.encode import FrameInputs
+        from mcdenoise.inference.runtime import Runtime
         from mcdenoise.models.loader import LoadedModel, resolve_device
         from mcdenoise.models.tiers import model_for_quality
 
-        device = resolve_device(job.device)
-        loaded = LoadedModel(model_for_quality(job.quality).to(device), "unet", {}, "color+albedo+normal")
+        device = resolve_device(run.device)
+        loaded = LoadedModel(model_for_quality(run.quality).to(device), "unet", {}, DEFAULT_INPUTS)
+        runtime = Runtime(device, precision=run.precision, max_memory=int(run.max_memory_gib * 2**30) if run.max_memory_gib else None)
 
         def call(c, a, n):
             inputs = FrameInputs(c, a, n)
-            tile = tile_for_budget(loaded, inputs, None, int(job.max_memory_gib * 2**30)) if job.max_memory_gib else "auto"
-            return denoise_frame(loaded, inputs, tile=tile, precision=job.precision)
+            return denoise_frame(loaded, inputs, runtime.tile_for(loaded.model, inputs), runtime=runtime)
     else:
         import pyoidn
 
         if cuda:
-            color, albedo, normal = (torch.from_numpy(a).to(job.device) for a in (color, albedo, normal))
-            small = [torch.from_numpy(np.asarray(a)).to(job.device) if isinstance(a, np.ndarray) else a for a in small]
+            color, albedo, normal = (torch.from_numpy(a).to(run.device) for a in (color, albedo, normal))
+            small = [torch.from_numpy(np.asarray(a)).to(run.device) if isinstance(a, np.ndarray) else a for a in small]
 
         def call(c, a, n):
-            return pyoidn.denoise(c, a, n, hdr=True, quality=job.quality)
+            return pyoidn.denoise(c, a, n, hdr=True, quality=run.quality)
 
     def sync():
         if cuda:
@@ -170,20 +171,21 @@ def run_job(job: Job) -> dict:
         torch.cuda.reset_peak_memory_stats()
         cuda_base = torch.cuda.memory_allocated()
     times = []
-    for _ in range(job.repeat):
+    for _ in range(run.repeat):
         start = time.perf_counter()
         call(color, albedo, normal)
         sync()
         times.append(time.perf_counter() - start)
     peak_mib = max(_rss_kib("VmHWM") - base_kib, 0) / 1024 if exact_peak else float("nan")
     if cuda:
-        peak_mib = (torch.cuda.max_memory_allocated() - cuda_base) / 2**20 if job.denoiser == "ours" else float("nan")
+        peak_mib = (torch.cuda.max_memory_allocated() - cuda_base) / 2**20 if run.denoiser == "ours" else float("nan")
     return {"seconds": min(times), "peak_mib": peak_mib, "threads": torch.get_num_threads()}
 
 
-def _spawn(job: Job) -> dict:
-    code = "import json,sys; from mcdenoise.bench.speed import Job, run_job; print(json.dumps(run_job(Job(**json.loads(sys.argv[1])))))"
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(job.__dict__)], capture_output=True, text=True)
+def _spawn(run: SpeedRun) -> dict:
+    code = ("import json,sys; from mcdenoise.inference.allocator import keep_freed_memory; keep_freed_memory(); "
+            "from mcdenoise.bench.speed import SpeedRun, time_run; print(json.dumps(time_run(SpeedRun(**json.loads(sys.argv[1])))))")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(run.__dict__)], capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": tail[:200]}
@@ -211,38 +213,38 @@ def plan(
     cpu_precisions: tuple[str, ...] = ("fp32",),
     cpu: bool = True,
     max_memory_gib: float = 0.0,
-) -> list[Job]:
+) -> list[SpeedRun]:
     """All measurements of one round, ours and OIDN alternating so that a burst of load from
     another process hits both sides rather than one."""
-    jobs = []
+    runs = []
     for w, h in sizes:
         reps = repeat if w * h < BIG_FRAME_PIXELS else 1
         budgets = [0.0, max_memory_gib] if max_memory_gib else [0.0]
-        ours = [Job("ours", q, w, h, precision=p, repeat=reps, max_memory_gib=m) for q in models for p in cpu_precisions for m in budgets] if cpu else []
-        theirs = [Job("oidn", q, w, h, repeat=reps) for q in oidn] if cpu else []
+        ours = [SpeedRun("ours", q, w, h, precision=p, repeat=reps, max_memory_gib=m) for q in models for p in cpu_precisions for m in budgets] if cpu else []
+        theirs = [SpeedRun("oidn", q, w, h, repeat=reps) for q in oidn] if cpu else []
         for i in range(max(len(ours), len(theirs))):
-            jobs += ours[i : i + 1] + theirs[i : i + 1]
+            runs += ours[i : i + 1] + theirs[i : i + 1]
         if gpu:
-            jobs += [Job("ours", q, w, h, "cuda", p, reps) for q in models for p in ["fp32", *precisions]]
-            jobs += [Job("oidn", q, w, h, "cuda", "auto", reps) for q in oidn]
-    return jobs
+            runs += [SpeedRun("ours", q, w, h, "cuda", p, reps) for q in models for p in ["fp32", *precisions]]
+            runs += [SpeedRun("oidn", q, w, h, "cuda", "auto", reps) for q in oidn]
+    return runs
 
 
-def measure(jobs: list[Job], rounds: int, log=print) -> dict[Job, dict]:
-    """Run every job ``rounds`` times, even rounds in reverse order, keeping the fastest."""
-    best: dict[Job, dict] = {}
+def measure(runs: list[SpeedRun], rounds: int, log=print) -> dict[SpeedRun, dict]:
+    """Time every run ``rounds`` times, even rounds in reverse order, keeping the fastest."""
+    best: dict[SpeedRun, dict] = {}
     for r in range(rounds):
-        for job in jobs if r % 2 == 0 else list(reversed(jobs)):
-            result = _spawn(job)
-            old = best.get(job)
+        for run in runs if r % 2 == 0 else list(reversed(runs)):
+            result = _spawn(run)
+            old = best.get(run)
             if old is None or "error" in old or ("error" not in result and result["seconds"] < old["seconds"]):
-                best[job] = result
+                best[run] = result
             shown = result.get("error") or f"{result['seconds'] * 1000:.0f} ms"
-            log(f"round {r + 1}/{rounds}  {job.width}x{job.height}  {job.label} {job.device} {job.precision}: {shown}")
+            log(f"round {r + 1}/{rounds}  {run.width}x{run.height}  {run.label} {run.device} {run.precision}: {shown}")
     return best
 
 
-def table(results: dict[Job, dict]) -> str:
+def table(results: dict[SpeedRun, dict]) -> str:
     """Markdown table, with each row's ms/MP as a ratio to OIDN high on the same frame size
     and device."""
     ref = {(j.width, j.height, j.device): r["seconds"] for j, r in results.items() if j.denoiser == "oidn" and j.quality == "high" and "error" not in r}
@@ -250,17 +252,17 @@ def table(results: dict[Job, dict]) -> str:
         "| size | denoiser | device | precision | ms/frame | ms/MP | peak MiB | ms/MP vs OIDN high |",
         "|---|---|---|---|---:|---:|---:|---:|",
     ]
-    for job, r in results.items():
-        size = f"{job.width}x{job.height}"
+    for run, r in results.items():
+        size = f"{run.width}x{run.height}"
         if "error" in r:
-            lines.append(f"| {size} | {job.label} | {job.device} | {job.precision} | failed: {r['error']} | | | |")
+            lines.append(f"| {size} | {run.label} | {run.device} | {run.precision} | failed: {r['error']} | | | |")
             continue
-        mp = job.width * job.height / 1e6
-        ratio = ref.get((job.width, job.height, job.device))
+        mp = run.width * run.height / 1e6
+        ratio = ref.get((run.width, run.height, run.device))
         ratio_text = f"{r['seconds'] / ratio:.2f}" if ratio else "n/a"
         peak = "n/a" if r["peak_mib"] != r["peak_mib"] else f"{r['peak_mib']:.0f}"
-        precision = job.precision if job.denoiser == "ours" else "OIDN's"
-        lines.append(f"| {size} | {job.label} | {job.device} | {precision} | {r['seconds'] * 1000:.0f} | {r['seconds'] * 1000 / mp:.0f} | {peak} | {ratio_text} |")
+        precision = run.precision if run.denoiser == "ours" else "OIDN's"
+        lines.append(f"| {size} | {run.label} | {run.device} | {precision} | {r['seconds'] * 1000:.0f} | {r['seconds'] * 1000 / mp:.0f} | {peak} | {ratio_text} |")
     return "\n".join(lines) + "\n"
 
 
@@ -268,23 +270,14 @@ def main(args: argparse.Namespace) -> None:
     import torch
 
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
-    models = [q.strip() for q in args.qualities.split(",") if q.strip()]
-    oidn = [q.strip() for q in args.oidn_qualities.split(",") if q.strip()]
+    models, oidn = args.qualities, args.oidn_qualities
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    from mcdenoise.models.tiers import QUALITIES
-
-    for q in models:
-        if q not in QUALITIES:
-            raise McDenoiseError(f"--qualities: unknown quality {q!r}; use {', '.join(QUALITIES)}")
-    for q in oidn:
-        if q not in OIDN_QUALITIES:
-            raise McDenoiseError(f"--oidn-qualities: unknown OIDN quality {q!r}; use {', '.join(OIDN_QUALITIES)}")
     if not sizes or not (models or oidn):
         raise McDenoiseError("nothing to time: give at least one size and one model")
     if args.repeat < 1 or args.rounds < 1:
         raise McDenoiseError("--repeat and --rounds must be at least 1")
     if args.max_memory < 0:
-        raise McDenoiseError("--max-memory must be positive (GiB), or 0 for the tile-auto rows only")
+        raise McDenoiseError("--max-memory must be positive (GiB), or 0 for the rows without a budget only")
     gpu = torch.cuda.is_available() and args.devices != "cpu"
     if args.devices == "cuda" and not gpu:
         raise McDenoiseError("--devices cuda: PyTorch sees no CUDA GPU here; use --devices cpu or auto")
@@ -306,7 +299,7 @@ def main(args: argparse.Namespace) -> None:
         f"Rounds: {args.rounds} (fastest kept); timed runs per measurement: {args.repeat} under 1 MP, else 1. "
         "Peak MiB is the RSS high-water mark over the run minus the RSS before it (GPU rows: torch's peak allocation). "
         "Our CPU rows marked (--max-memory N) are tiled as `mcdenoise denoise --max-memory N` tiles the frame (what the CLI runs); "
-        "the others take the largest tile that fits a quarter of the free memory (tile auto).\n\n"
+        "the others take the largest tile that fits a quarter of the free memory (no budget).\n\n"
         "Our model costs (MAC per pixel): " + ", ".join(f"{q} {macs_per_pixel(model_for_quality(q)) / 1000:.0f}k" for q in models) + ".\n\n"
     )
     text = header + table(results)

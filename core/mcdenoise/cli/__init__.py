@@ -11,30 +11,36 @@ import importlib
 import sys
 
 from mcdenoise import __version__
+from mcdenoise.cli import usage
 from mcdenoise.errors import McDenoiseError
 
-# Verbs that run our networks on the CPU for a whole process (see inference.keep_freed_memory);
+# Verbs that run our networks on the CPU for a whole process (see inference.allocator);
 # render-dataset is Blender's process and keeps Blender's allocator settings.
 TUNED_ALLOCATOR_VERBS = {"denoise", "eval-dncnn", "train", "bench"}
 
 # verb -> (module, one-line help). Order is the order shown in --help.
 VERBS: dict[str, tuple[str, str]] = {
     "denoise": ("mcdenoise.cli.denoise", "denoise EXR frames and write a Denoised pass"),
+    "compare": ("mcdenoise.cli.compare", "score EXR renders against a reference (PSNR, SSIM, relMSE, FLIP)"),
     "eval-dncnn": ("mcdenoise.cli.eval_dncnn", "check DnCNN against the paper's BSD68 table"),
     "render-dataset": ("mcdenoise.cli.render_dataset", "render training pairs with Cycles (needs bpy)"),
+    "render-suite": ("mcdenoise.cli.render_suite", "render the benchmark suite's hand-built scenes (needs bpy)"),
     "train": ("mcdenoise.cli.train", "train a denoiser on a rendered dataset"),
     "bench": ("mcdenoise.cli.bench", "quality/speed benchmark against OIDN"),
 }
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mcdenoise", description=__doc__.splitlines()[0])
+    raw = argparse.RawDescriptionHelpFormatter  # descriptions and examples (cli/usage.py) keep their lines
+    parser = argparse.ArgumentParser(prog="mcdenoise", description=usage.DESCRIPTION,
+                                     epilog=usage.epilog(usage.OVERVIEW), formatter_class=raw)
     parser.add_argument("--version", action="version", version=f"mcdenoise {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     # Only the verb being run is imported; the others get a bare parser for --help listing.
     wanted = next((a for a in argv if a in VERBS), None)
     for verb, (module_name, help_text) in VERBS.items():
-        p = sub.add_parser(verb, help=help_text, description=help_text)
+        p = sub.add_parser(verb, help=help_text, description=help_text,
+                           epilog=usage.epilog(usage.EXAMPLES.get(verb, ())), formatter_class=raw)
         if verb == wanted:
             module = importlib.import_module(module_name)
             module.add_arguments(p)
@@ -46,13 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     if args.verb in TUNED_ALLOCATOR_VERBS:
-        from mcdenoise.inference.runtime import keep_freed_memory
+        from mcdenoise.inference.allocator import keep_freed_memory
 
         keep_freed_memory()
     try:
         return int(args._main(args) or 0)
     except McDenoiseError as exc:
-        print(f"mcdenoise {args.verb}: error: {exc}", file=sys.stderr)
+        from mcdenoise.cli import wording
+
+        # A JSON line when a front end that words the fix itself asked for it (the add-on's worker).
+        print(wording.error_line(args.verb, wording.describer()(exc)), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mcdenoise {args.verb}: interrupted", file=sys.stderr)

@@ -1,13 +1,17 @@
-"""argparse value types shared by several verbs, so a flag like ``--shard`` reads the same way
-in ``render-dataset`` and ``denoise`` (farm scripts use both)."""
+"""argparse value types shared by several verbs, so a flag like ``--shard`` or ``--device``
+reads the same way in every verb that has it (farm scripts use several). A bad value is then
+argparse's usage error, before any work, rather than a check inside a verb's ``main``."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterable
+
+from mcdenoise.choices import TORCH_DEVICES, is_torch_device, spoken
 
 
 def shard(text: str) -> tuple[int, int]:
-    """``i/n`` with 0 <= i < n: this process takes the items whose index % n == i."""
+    """``i/n`` with 0 <= i < n: this process takes the items of ``mcdenoise.shard.in_shard``."""
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
@@ -15,3 +19,49 @@ def shard(text: str) -> tuple[int, int]:
     if n < 1 or not 0 <= i < n:
         raise argparse.ArgumentTypeError(f"shard i/n needs 0 <= i < n, got {text!r}")
     return i, n
+
+
+def torch_device(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, kept as written (whether CUDA is there is
+    checked when the model loads)."""
+    if not is_torch_device(text):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use {spoken(TORCH_DEVICES)}")
+    return text
+
+
+def names(allowed: Iterable[str], what: str) -> Callable[[str], list[str]]:
+    """A comma-separated list of names from ``allowed`` (``fast,high``; empty for none)."""
+    allowed = tuple(allowed)
+
+    def parse(text: str) -> list[str]:
+        picked = [v.strip() for v in text.split(",") if v.strip()]
+        for name in picked:
+            if name not in allowed:
+                raise argparse.ArgumentTypeError(f"unknown {what} {name!r}; use {', '.join(allowed)}")
+        return picked
+
+    return parse
+
+
+def int_list(text: str) -> list[int]:
+    """Comma-separated integers, in the order given: ``1,4``."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An integer ``>= low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"  # argparse names the type in its messages
+    return parse

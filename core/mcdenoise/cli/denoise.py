@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mcdenoise.cli.argtypes import shard
+from mcdenoise.choices import DEFAULT_DEVICE, DEFAULT_MAX_MEMORY_GIB, DEFAULT_PRECISION, DEFAULT_QUALITY, PRECISIONS, QUALITIES, TORCH_DEVICES, spoken
+from mcdenoise.cli.argtypes import shard, torch_device
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.io.passes import DEFAULT_PRESET, PRESETS
 
@@ -29,15 +30,16 @@ def add_pass_arguments(parser: argparse.ArgumentParser) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--weights", type=Path, help="weights file (default: the model shipped with mcdenoise)")
-    g.add_argument("--quality", choices=("fast", "balanced", "high"), help="shipped model size: fast, balanced (the default model) or high; see docs/speed.md")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    g.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+    g.add_argument("--quality", choices=QUALITIES,
+                   help=f"shipped model size: {spoken(QUALITIES)} ({DEFAULT_QUALITY} is the default model); see docs/speed.md")
+    g.add_argument("--device", type=torch_device, default=DEFAULT_DEVICE, help=f"{spoken(TORCH_DEVICES)} (default: %(default)s)")
+    g.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                    help="compute precision: auto = fp16 on CUDA, fp32 on CPU; bf16 on CPU is about 2x faster where the CPU "
                         "has native bf16 (AVX-512 BF16 / AMX) and slightly changes the result; see docs/speed.md")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only; pays off on long sequences)")
     g.add_argument("--tile", type=int, default=0,
-                   help="tile size in pixels (same result, less memory, margins computed twice); 0 = the whole frame, or the "
-                        "largest tile that fits --max-memory on CPU or free memory on a GPU (default: %(default)s)")
+                   help="largest tile side in pixels (same result, less memory, margins computed twice); 0 = the whole frame. "
+                        "Either is cut to the largest tile that fits --max-memory on CPU or free memory on a GPU (default: %(default)s)")
     g.add_argument("--require-aux", action="store_true", help="fail on frames without albedo/normal instead of denoising colour-only")
 
 
@@ -62,22 +64,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="denoise again even where a complete output exists (default: skip it)")
     g.add_argument("--keep-going", action="store_true", help="carry on past bad or missing frames; exit 1 at the end if any failed")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-frame lines; errors and the summary only")
-    g.add_argument("--max-memory", type=float, default=2.0, metavar="GIB",
+    g.add_argument("--max-memory", type=float, default=DEFAULT_MAX_MEMORY_GIB, metavar="GIB",
                    help="on CPU, use smaller tiles for frames too large for this many GiB (an 8K frame); 0 = no limit (default: %(default)s)")
     g.add_argument("--stats", action="store_true", help="print wall time, frames/s and the model's share of the time")
     add_model_arguments(parser)
     add_pass_arguments(parser)
 
 
-def check_model_options(loaded, precision: str, compile: bool) -> None:
-    """Refuse impossible speed options before any frame is read, not as a failure per frame."""
-    from mcdenoise.errors import DeviceError
-    from mcdenoise.inference.runtime import choose_dtype
+def runtime_from_args(args: argparse.Namespace, model):
+    """The :class:`~mcdenoise.inference.runtime.Runtime` that ``--precision``, ``--compile``,
+    ``--tile`` and ``--max-memory`` ask for, on the device the model loaded on (``--device``).
+    Building it refuses impossible options before any frame is read, not as a failure per frame."""
+    from mcdenoise.inference.runtime import Runtime
 
-    device = next(loaded.model.parameters()).device
-    choose_dtype(device, precision)
-    if compile and device.type != "cuda":
-        raise DeviceError("--compile is for CUDA only; on CPU leave it off")
+    return Runtime.for_model(model, precision=args.precision, max_memory=int(args.max_memory * 2**30),
+                             max_tile=args.tile or None, compile=args.compile)
 
 
 def pass_names_from_args(args: argparse.Namespace):
@@ -90,6 +91,7 @@ def main(args: argparse.Namespace) -> int:
     from mcdenoise.batch.plan import plan_jobs
 
     from mcdenoise.batch.runner import run_batch
+    from mcdenoise.cli import wording
     from mcdenoise.preview import save_png, side_by_side
     from mcdenoise.batch.sequence import expand_inputs, select_shard
 
@@ -101,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
     from mcdenoise.models.tiers import load_for_cli
 
     loaded = load_for_cli(args.weights, args.quality, device=args.device)
-    check_model_options(loaded, args.precision, args.compile)
+    runtime = runtime_from_args(args, loaded.model)
     names = pass_names_from_args(args)
     bar = tqdm(total=len(jobs), unit="frame", file=sys.stderr, disable=args.quiet or len(jobs) < 2, dynamic_ncols=True)
 
@@ -109,6 +111,8 @@ def main(args: argparse.Namespace) -> int:
         if level == "info":
             if not args.quiet:
                 bar.write(message, file=sys.stdout)
+        elif level == "error":  # worded by wording.describer(): a JSON line when the add-on asked for one
+            bar.write(wording.error_line("denoise", message), file=sys.stderr)
         else:
             bar.write(f"mcdenoise denoise: {level}: {message}", file=sys.stderr)
 
@@ -117,10 +121,9 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         summary = run_batch(
-            loaded, jobs, names, args.pass_name, args.tile or None, args.require_aux, args.keep_going,
+            loaded, jobs, runtime, names, args.pass_name, args.require_aux, args.keep_going,
             overwrite=args.overwrite or args.output is not None, log=log, progress=bar.update,
-            on_denoised=preview if args.preview else None, max_memory=int(args.max_memory * 2**30) or None,
-            model_options={"precision": args.precision, "compile": args.compile},
+            on_denoised=preview if args.preview else None, describe=wording.describer(),
         )
     finally:
         bar.close()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mcdenoise.choices import DEFAULT_DEVICE, TORCH_DEVICES, spoken
+from mcdenoise.cli.argtypes import torch_device
 from mcdenoise.errors import InputFileError, WeightsError
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma", type=float, default=25.0, help="noise std on the 0-255 scale (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", type=torch_device, default=DEFAULT_DEVICE, help=f"{spoken(TORCH_DEVICES)} (default: %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="print each image's PSNR")
 
 
@@ -36,7 +38,7 @@ def psnr_uint8(clean: np.ndarray, test: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def evaluate(weights: Path, images: list[Path], sigma: float, seed: int, device: str = "auto", verbose: bool = False) -> float:
+def evaluate(weights: Path, images: list[Path], sigma: float, seed: int, device: str = DEFAULT_DEVICE, verbose: bool = False) -> float:
     import torch
     from PIL import Image
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mcdenoise.cli.argtypes import shard
+from mcdenoise.choices import CYCLES_DEVICES, DEFAULT_CYCLES_DEVICE
+from mcdenoise.cli.argtypes import at_least, shard
 from mcdenoise.errors import McDenoiseError
 
 
@@ -23,34 +24,20 @@ def _spp_list(text: str) -> list[int]:
     return values
 
 
-def _positive(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _non_negative(text: str) -> int:
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="dataset folder (created if missing)")
-    parser.add_argument("--scenes", type=_non_negative, required=True, help="number of scene indices")
-    parser.add_argument("--start", type=_non_negative, default=0, help="first scene index (default 0)")
-    parser.add_argument("--seed-offset", type=_non_negative, default=0,
+    parser.add_argument("--scenes", type=at_least(0), required=True, help="number of scene indices")
+    parser.add_argument("--start", type=at_least(0), default=0, help="first scene index (default 0)")
+    parser.add_argument("--seed-offset", type=at_least(0), default=0,
                         help="scene seed = offset + index; use e.g. 1000000 for a validation set")
-    parser.add_argument("--res", type=_positive, default=256, help="square resolution (default 256)")
+    parser.add_argument("--res", type=at_least(1), default=256, help="square resolution (default 256)")
     parser.add_argument("--spp", type=_spp_list, default=[1, 2, 4, 8, 16],
                         help="noisy sample counts, comma-separated (default 1,2,4,8,16)")
-    parser.add_argument("--ref-spp", type=_positive, default=256, help="samples of the target (default 256)")
+    parser.add_argument("--ref-spp", type=at_least(1), default=256, help="samples of the target (default 256)")
     parser.add_argument("--shard", type=shard, default=(0, 1),
                         help="i/n: render only indices with index %% n == i (default 0/1)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="Cycles device")
-    parser.add_argument("--threads", type=_non_negative, default=0, help="render threads, 0 = all cores")
+    parser.add_argument("--device", choices=CYCLES_DEVICES, default=DEFAULT_CYCLES_DEVICE, help="Cycles device")
+    parser.add_argument("--threads", type=at_least(0), default=0, help="render threads, 0 = all cores")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
 

@@ -13,14 +13,17 @@ import argparse
 import json
 from pathlib import Path
 
+from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, TORCH_DEVICES, UNET_WIDTHS, spoken
+from mcdenoise.cli.argtypes import torch_device
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Every default is None so that only flags actually given override the config file.
     parser.add_argument("--config", type=Path, help="JSON file of TrainConfig fields (flags override it)")
     parser.add_argument("--data", help="training dataset folder (render-dataset layout), default data/train")
     parser.add_argument("--run-dir", dest="run_dir", help="run folder: config.json, checkpoints/, log/ (default runs/unet)")
-    parser.add_argument("--arch", choices=("unet", "dncnn"), help="network (default unet)")
-    parser.add_argument("--widths", choices=("fast", "balanced", "high"), help="U-Net width table (default balanced)")
+    parser.add_argument("--arch", choices=ARCHITECTURES, help=f"network (default {DEFAULT_ARCH})")
+    parser.add_argument("--widths", choices=tuple(UNET_WIDTHS), help=f"U-Net width table (default {DEFAULT_WIDTHS})")
     parser.add_argument("--steps", type=int, help="total steps = length of the LR schedule (default 2000)")
     parser.add_argument("--minutes", type=float, help="wall-clock budget of this call; a checkpoint is left on stop")
     parser.add_argument("--stop-after", type=int, default=0, help="stop this call after N steps (schedule unchanged)")
@@ -33,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=float, help="checkpoint interval (default 3)")
     parser.add_argument("--seed", type=int, help="seed of weights init and crop sampling (default 0)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
-    parser.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--device", type=torch_device, help=f"{spoken(TORCH_DEVICES)} (default {DEFAULT_DEVICE})")
     parser.add_argument("--workers", type=int, help="threads building crops, prefetched during each step (default: 0 on CPU, up to 8 with CUDA)")
     parser.add_argument("--init", help="weights file a new run starts from, e.g. the shipped model to fine-tune (ignored when resuming)")
     parser.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar (for logs)")

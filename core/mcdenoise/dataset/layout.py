@@ -7,9 +7,19 @@ themselves, so a rename can never silently split a dataset into files nobody rea
     DIR/scene_00042/scene_00042_0001spp.exr   noisy render at 1 spp (and 0002, 0004, ...)
     DIR/scene_00042/scene_00042_ref.exr       high-sample target, independent Cycles seed
 
+The benchmark suite (``dataset.suite``, ``mcdenoise render-suite``) uses the same scheme with a
+scene *name* (lower-case letters, digits, ``_``) in place of ``scene_NNNNN``, and a second,
+independent reference, so the references' own noise can be measured (ref vs ref2)::
+
+    SUITE/fog_spot/fog_spot.json              kind + render settings, written LAST
+    SUITE/fog_spot/fog_spot_0004spp.exr       noisy render at 4 spp (and 0001, 0002, ...)
+    SUITE/fog_spot/fog_spot_ref.exr           reference A: what every method is scored against
+    SUITE/fog_spot/fog_spot_ref2.exr          reference B: same samples, another Cycles seed
+
 The JSON is the "done" marker: it is written (atomically) only after every EXR of the scene is
 in place, so a scene without it is unfinished and must be ignored by readers. Files being
-written carry ``TMP_SUFFIX`` and are moved into place with ``os.replace``.
+written are temps of :mod:`mcdenoise.io.atomic` (hidden, matching none of the names below) and
+are moved into place with ``os.replace``.
 
 Pure Python on purpose (no bpy, no numpy): training code imports it on machines without Blender.
 """
@@ -24,8 +34,6 @@ from pathlib import Path
 PASSES: tuple[str, ...] = ("Combined", "Denoising Albedo", "Denoising Normal", "Depth")
 #: Part/channel prefix Blender uses for the default view layer.
 VIEW_LAYER = "ViewLayer"
-#: Suffix of a file still being written; never a valid dataset file.
-TMP_SUFFIX = ".partial"
 #: Exclusive claim on a scene folder while a process renders it (holds "host pid").
 LOCK_NAME = ".lock"
 
@@ -58,16 +66,6 @@ def ref_path(root: str | Path, idx: int) -> Path:
 
 def desc_path(root: str | Path, idx: int) -> Path:
     return scene_dir(root, idx) / f"{scene_name(idx)}.json"
-
-
-def tmp_path(final: str | Path) -> Path:
-    """Where ``final`` is written before being renamed: same folder, so ``os.replace`` is atomic."""
-    final = Path(final)
-    return final.with_name(final.name + TMP_SUFFIX)
-
-
-def is_tmp(path: str | Path) -> bool:
-    return Path(path).name.endswith(TMP_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -119,4 +117,82 @@ def list_scenes(root: str | Path) -> list[SceneEntry]:
         )
         entries.append(SceneEntry(index=idx, dir=d, spps=tuple(spps)))
     entries.sort(key=lambda e: e.index)
+    return entries
+
+
+# -- the benchmark suite: named scenes, two references -------------------------------------------
+
+SUITE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _suite_name(name: str) -> str:
+    if not SUITE_NAME_RE.match(name):
+        raise ValueError(f"suite scene names are lower-case letters, digits and '_', got {name!r}")
+    return name
+
+
+def suite_dir(root: str | Path, name: str) -> Path:
+    return Path(root) / _suite_name(name)
+
+
+def suite_noisy_path(root: str | Path, name: str, spp: int) -> Path:
+    if spp < 1:
+        raise ValueError(f"spp must be >= 1, got {spp}")
+    return suite_dir(root, name) / f"{name}_{spp:04d}spp.exr"
+
+
+def suite_ref_path(root: str | Path, name: str, second: bool = False) -> Path:
+    """Reference A (``_ref.exr``), or with ``second`` reference B (``_ref2.exr``)."""
+    return suite_dir(root, name) / f"{name}_{'ref2' if second else 'ref'}.exr"
+
+
+def suite_desc_path(root: str | Path, name: str) -> Path:
+    return suite_dir(root, name) / f"{name}.json"
+
+
+def is_suite_render(folder_name: str, file_name: str) -> bool:
+    """Whether ``file_name`` is one of the renders (noisy or reference) of suite scene ``folder_name``."""
+    m = re.fullmatch(r"(.+)_(?:\d{4,}spp|ref|ref2)\.exr", file_name)
+    return m is not None and m.group(1) == folder_name
+
+
+@dataclass(frozen=True)
+class SuiteEntry:
+    """A finished suite scene: its name, folder and the noisy sample counts present on disk."""
+
+    name: str
+    dir: Path
+    spps: tuple[int, ...]
+
+    @property
+    def ref(self) -> Path:
+        return self.dir / f"{self.name}_ref.exr"
+
+    @property
+    def ref2(self) -> Path:
+        return self.dir / f"{self.name}_ref2.exr"
+
+    @property
+    def desc(self) -> Path:
+        return self.dir / f"{self.name}.json"
+
+    def noisy(self, spp: int) -> Path:
+        return self.dir / f"{self.name}_{spp:04d}spp.exr"
+
+
+def list_suite(root: str | Path) -> list[SuiteEntry]:
+    """Finished suite scenes under ``root`` (JSON and both references present), sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    entries: list[SuiteEntry] = []
+    for d in sorted(root.iterdir()):
+        if not d.is_dir() or not SUITE_NAME_RE.match(d.name):
+            continue
+        e = SuiteEntry(d.name, d, ())
+        if not (e.desc.is_file() and e.ref.is_file() and e.ref2.is_file()):
+            continue
+        spps = sorted(int(m.group(1)) for m in (re.fullmatch(rf"{re.escape(d.name)}_(\d{{4,}})spp\.exr", f.name)
+                                                 for f in d.iterdir()) if m)
+        entries.append(SuiteEntry(d.name, d, tuple(spps)))
     return entries

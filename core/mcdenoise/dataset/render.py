@@ -3,8 +3,8 @@
 Built to run unattended for hours and be killed at any moment:
 
 * resumable: a scene whose JSON exists is skipped; the JSON is written last, atomically;
-* atomic: every file is written under a ``.partial`` name in its scene folder and moved into
-  place with ``os.replace``, so readers never see a half-written EXR;
+* atomic: every file is written to a temp beside it (:mod:`mcdenoise.io.atomic`) and moved
+  into place with ``os.replace``, so readers never see a half-written EXR;
 * sharded: ``shard=(i, n)`` keeps indices with ``index % n == i`` so several processes or
   machines can share one dataset folder without coordination;
 * deterministic: the scene and every Cycles seed derive from the scene seed only.
@@ -26,6 +26,8 @@ from mcdenoise.dataset import layout
 from mcdenoise.dataset.blender_scene import build_scene, import_bpy
 from mcdenoise.dataset.scene_description import describe_scene
 from mcdenoise.errors import OutputError
+from mcdenoise.io.atomic import atomic_output, is_stale, pid_alive
+from mcdenoise.shard import in_shard
 
 #: Bounce limits: Blender's defaults, plus one volume bounce so fog scatters light.
 BOUNCES = {"max_bounces": 12, "diffuse_bounces": 4, "glossy_bounces": 4,
@@ -38,8 +40,7 @@ REF_ADAPTIVE_THRESHOLD = 0.01
 
 def select_indices(start: int, count: int, shard: tuple[int, int] = (0, 1)) -> list[int]:
     """Scene indices ``start .. start+count-1`` that belong to shard ``i`` of ``n``."""
-    i, n = shard
-    return [k for k in range(start, start + count) if k % n == i]
+    return [k for k in range(start, start + count) if in_shard(k, shard)]
 
 
 def cycles_seed(scene_seed: int, role: str) -> int:
@@ -116,37 +117,39 @@ def configure(scene: Any, res: int, threads: int) -> None:
 
 def render_exr(bpy: Any, scene: Any, final: Path, samples: int, seed: int, adaptive: bool = False) -> None:
     """Render once and move the EXR into place; the final name appears only when complete."""
-    tmp = layout.tmp_path(final)
     scene.cycles.samples = samples
     scene.cycles.use_adaptive_sampling = adaptive
     scene.cycles.seed = seed
-    scene.render.filepath = str(tmp)
-    with _quiet_stdout():
-        bpy.ops.render.render(write_still=True)
-    if not tmp.is_file():
-        raise OutputError(f"Blender did not write {tmp} (disk full or folder not writable?)")
-    os.replace(tmp, final)
+    with atomic_output(final) as tmp:
+        scene.render.filepath = str(tmp)
+        with _quiet_stdout():
+            bpy.ops.render.render(write_still=True)
+        if not tmp.is_file() or tmp.stat().st_size == 0:  # the temp is created empty
+            raise OutputError(f"Blender did not write {tmp} (disk full or folder not writable?)")
 
 
 def _mean_luminance(path: Path) -> float:
     """Mean luminance of the Combined pass, ignoring the brightest 1 % (lamps, fireflies)."""
     import numpy as np  # noqa: PLC0415
-    import OpenEXR  # noqa: PLC0415
 
-    with OpenEXR.File(str(path), separate_channels=True) as f:
-        ch = {k: v for p in f.parts for k, v in p.channels.items()}
-    rgb = [np.asarray(ch[f"{layout.VIEW_LAYER}.Combined.{c}"].pixels, dtype=np.float64) for c in "RGB"]
-    lum = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
-    lum = np.nan_to_num(lum, nan=0.0, posinf=0.0)
+    from mcdenoise import hdr  # noqa: PLC0415 (imports torch, which rendering needs only here)
+    from mcdenoise.io.exr import read_frame  # noqa: PLC0415
+    from mcdenoise.io.passes import PassNames  # noqa: PLC0415
+
+    color = read_frame(path, PassNames(color=("Combined",), layer=layout.VIEW_LAYER)).color
+    rgb = hdr.sanitize(color, lo=None).astype(np.float64)
+    lum = 0.2126 * rgb[..., 0] + 0.7152 * rgb[..., 1] + 0.0722 * rgb[..., 2]
     return float(np.minimum(lum, np.percentile(lum, 99)).mean())
 
 
-def calibrate_exposure(bpy: Any, scene: Any, folder: Path, scene_seed: int, res: int) -> dict[str, float]:
+def calibrate_exposure(bpy: Any, scene: Any, folder: Path, scene_seed: int, res: int,
+                       jitter_stops: tuple[float, float] = (-1.5, 0.75)) -> dict[str, float]:
     """Pick ``film_exposure`` from a tiny probe render so no frame comes out black or blown.
 
     Light energies are sampled blindly, so the raw brightness spans many stops; a probe of a few
     samples at low resolution costs well under a second and fixes that. The target is jittered
-    by a seed-derived amount so the dataset still covers dark and bright frames.
+    by a seed-derived amount within ``jitter_stops`` so the dataset still covers dark and bright
+    frames; the benchmark suite passes (0, 0) and exposes every scene alike.
     """
     probe = folder / "exposure_probe.exr"
     scene.render.resolution_percentage = max(1, min(100, round(100 * 64 / res)))
@@ -156,32 +159,26 @@ def calibrate_exposure(bpy: Any, scene: Any, folder: Path, scene_seed: int, res:
     finally:
         scene.render.resolution_percentage = 100
         probe.unlink(missing_ok=True)
-    target = EXPOSURE_TARGET * 2 ** random.Random(f"mcdenoise:{scene_seed}:exposure").uniform(-1.5, 0.75)
+    target = EXPOSURE_TARGET * 2 ** random.Random(f"mcdenoise:{scene_seed}:exposure").uniform(*jitter_stops)
     exposure = min(64.0, max(1 / 128, target / mean)) if mean > 0 else 1.0
     scene.cycles.film_exposure = exposure
     return {"probe_mean": round(mean, 6), "target": round(target, 6), "exposure": round(exposure, 6)}
 
 
 def clean_partial(folder: Path) -> list[Path]:
-    """Remove what an interrupted run left behind; its scene is redone from scratch."""
+    """Remove what an interrupted run left behind; its scene is redone from scratch.
+
+    Called with the scene's lock held, so no live process of this host writes here; temps are
+    still removed only when stale (io.atomic's rule), which keeps those of other hosts.
+    """
     removed = []
     if folder.is_dir():
         for f in folder.iterdir():
-            if f.is_file() and (layout.is_tmp(f) or f.name == "exposure_probe.exr"
+            if f.is_file() and (is_stale(f) or f.name == "exposure_probe.exr"
                                 or layout.NOISY_RE.match(f.name) or layout.REF_RE.match(f.name)):
                 f.unlink()
                 removed.append(f)
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def acquire_scene(folder: Path) -> bool:
@@ -200,7 +197,7 @@ def acquire_scene(folder: Path) -> bool:
         except FileExistsError:
             try:
                 host, pid = lock.read_text().split()
-                stale = host == me and not _pid_alive(int(pid))
+                stale = host == me and not pid_alive(int(pid))
             except (OSError, ValueError):  # vanished, or its owner is still writing it
                 stale = False
             if not stale:
@@ -259,10 +256,8 @@ def render_scene(root: Path, index: int, seed: int, res: int, spps: list[int], r
             **exposure, "seconds": seconds,
         },
     }
-    final = layout.desc_path(root, index)
-    tmp = layout.tmp_path(final)
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, final)
+    with atomic_output(layout.desc_path(root, index)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 

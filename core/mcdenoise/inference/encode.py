@@ -1,5 +1,6 @@
 """The network's input for one window of a frame: each pass uploaded raw and prepared on the
-model's device, written straight into the (h, w, C) buffer the network reads."""
+model's device, written straight into the (h, w, C) buffer the network reads. Which passes, in
+which channels and prepared how comes from the layout's row in :mod:`mcdenoise.features`."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mcdenoise import hdr
+from mcdenoise.features import channel_count, channel_slices, layout_features
 
 
 @dataclass
 class FrameInputs:
-    """Radiance and aux passes of one frame, as read from the EXR (float32, H x W x C)."""
+    """The passes of one frame the network may read, as read from the EXR (H x W x C, any float
+    type); one field per non-grey feature of :data:`mcdenoise.features.FEATURES`, None where the
+    frame has no such pass."""
 
     color: np.ndarray
     albedo: np.ndarray | None = None
     normal: np.ndarray | None = None
+    vector: np.ndarray | None = None
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -28,32 +32,36 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
-def fill_input(buf: torch.Tensor, frame: FrameInputs, exposure: float, uses_aux: bool, ys: slice, xs: slice) -> torch.Tensor:
-    """Write the network input of one window into ``buf`` (h, w, C), on any device.
+def fill_input(buf: torch.Tensor, frame: FrameInputs, exposure: float, inputs: str, ys: slice, xs: slice) -> torch.Tensor:
+    """Write the network input of one window for layout ``inputs`` into ``buf`` (h, w, C), on
+    any device.
 
-    Each pass is uploaded raw and transformed on the device, in a contiguous 3-channel
-    scratch tensor (vectorised log1p on a 3-of-9-channel strided view is ~20x slower on CPU),
-    then copied into its channels of the buffer the network reads. Missing aux passes become
-    zeros, which the shipped models are trained to treat as "no aux" (aux dropout).
+    Each pass is uploaded raw and transformed on the device, in a contiguous scratch tensor of
+    its own width (vectorised log1p on a 3-of-9-channel strided view is ~20x slower on CPU),
+    then copied into its channels of the buffer the network reads. Missing passes become zeros,
+    which the shipped models are trained to treat as "no aux" (aux dropout).
     """
-    scratch = torch.empty(buf.shape[:2] + (3,), device=buf.device)
-    buf[..., 0:3] = hdr.forward_(scratch.copy_(_tensor(frame.color[ys, xs])), exposure)
-    if uses_aux:
-        for lo, hi, passes, prepare in ((3, 6, frame.albedo, hdr.prepare_albedo_), (6, 9, frame.normal, hdr.prepare_normal_)):
-            if passes is None:
-                buf[..., lo:hi] = 0.0
-            else:
-                buf[..., lo:hi] = prepare(scratch.copy_(_tensor(passes[ys, xs])))
+    scratch: dict[int, torch.Tensor] = {}
+    slices = channel_slices(inputs)
+    for feature in layout_features(inputs):
+        channels = slices[feature.name]
+        passes = getattr(frame, feature.name)
+        if passes is None:
+            buf[..., channels] = 0.0
+            continue
+        if feature.channels not in scratch:
+            scratch[feature.channels] = torch.empty(buf.shape[:2] + (feature.channels,), device=buf.device)
+        buf[..., channels] = feature.prepare(scratch[feature.channels].copy_(_tensor(passes[ys, xs])), exposure)
     return buf
 
 
-def build_input_hwc(frame: FrameInputs, exposure: float, uses_aux: bool, ys: slice, xs: slice) -> np.ndarray:
+def build_input_hwc(frame: FrameInputs, exposure: float, inputs: str, ys: slice, xs: slice) -> np.ndarray:
     """Network input (h, w, C) for one window, C-contiguous, which is exactly an NHWC
     (channels-last) tensor."""
     h, w = frame.color[ys, xs].shape[:2]
-    return fill_input(torch.empty((h, w, 9 if uses_aux else 3)), frame, exposure, uses_aux, ys, xs).numpy()
+    return fill_input(torch.empty((h, w, channel_count(inputs))), frame, exposure, inputs, ys, xs).numpy()
 
 
-def build_input(frame: FrameInputs, exposure: float, uses_aux: bool, ys: slice, xs: slice) -> np.ndarray:
+def build_input(frame: FrameInputs, exposure: float, inputs: str, ys: slice, xs: slice) -> np.ndarray:
     """Network input (C, h, w) for one window, for callers (training) that want NCHW."""
-    return np.ascontiguousarray(build_input_hwc(frame, exposure, uses_aux, ys, xs).transpose(2, 0, 1))
+    return np.ascontiguousarray(build_input_hwc(frame, exposure, inputs, ys, xs).transpose(2, 0, 1))

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mcdenoise import hdr
+from mcdenoise import features, hdr
 from mcdenoise.errors import MissingPassError, OutputError, WeightsError
-from mcdenoise.io.exr import Frame, read_frame, write_with_pass
+from mcdenoise.io.exr import Frame, read_frame
+from mcdenoise.io.write import check_pass_name, write_with_pass
 from mcdenoise.inference.denoise import ProgressFn, denoise_frame
 from mcdenoise.inference.encode import FrameInputs
-from mcdenoise.inference.runtime import DEFAULT_TILE
+from mcdenoise.inference.runtime import Runtime
 from mcdenoise.models.loader import LoadedModel
 from mcdenoise.io.passes import PassNames
 
@@ -51,37 +52,51 @@ def prepare_frame(
     names: PassNames = PassNames(),
     require_aux: bool = False,
     low_memory: bool = False,
+    pass_name: str | None = None,
 ) -> PreparedFrame:
     """Read ``in_path`` and decide what the model gets; a missing aux pass is an error with
     ``require_aux`` and otherwise a warning message returned (not raised: threads share the
-    warnings filter, so the caller reports it)."""
+    warnings filter, so the caller reports it). A ``pass_name`` the result could not be written
+    under (:func:`mcdenoise.io.write.check_pass_name`) is refused here, before the model runs."""
     in_path = Path(in_path)
-    if loaded.inputs == "grey":
+    if features.layout_features(loaded.inputs)[0] is not features.COLOR:
         raise WeightsError(f"{loaded.path}: a greyscale DnCNN (for eval-dncnn) cannot denoise colour renders; use a render model")
-    frame = read_frame(in_path, names, low_memory=low_memory)
-    has_aux = frame.albedo is not None and frame.normal is not None
+    wanted = features.passes_to_read(loaded.inputs)
+    frame = read_frame(in_path, names, low_memory=low_memory, features=wanted)
+    if pass_name is not None:
+        check_pass_name(frame, pass_name)
+    passes = {name: getattr(frame, name) for name in wanted}
+    has_aux = all(passes[name] is not None for name in features.AUX_FEATURES)
     warning = None
     if loaded.uses_aux and not has_aux:
-        missing = " and ".join(n for n, a in (("albedo", frame.albedo), ("normal", frame.normal)) if a is None)
+        missing = " and ".join(name for name in features.AUX_FEATURES if passes[name] is None)
         if require_aux:
-            raise MissingPassError(
-                f"{in_path}: no {missing} pass; enable Denoising Data passes in Blender "
-                "(View Layer > Passes > Data > Denoising Data) or drop --require-aux"
-            )
+            raise MissingPassError(f"{in_path}: no {missing} pass", fix="require_aux")
         warning = f"{in_path}: no {missing} pass, denoising from colour only (lower quality)"
-    inputs = FrameInputs(frame.color, frame.albedo if has_aux else None, frame.normal if has_aux else None)
+    if not has_aux:  # aux passes come together or not at all, as in training's aux dropout
+        passes.update(dict.fromkeys(features.AUX_FEATURES))
+    inputs = FrameInputs(frame.color, **passes)
     return PreparedFrame(frame, inputs, hdr.autoexposure(frame.color), loaded.uses_aux and has_aux, warning)
 
 
-def run_model(loaded: LoadedModel, prepared: PreparedFrame, tile: int | str | None = DEFAULT_TILE, progress: ProgressFn | None = None, **options) -> np.ndarray:
-    """Denoise a prepared frame with its full-frame exposure (so tiles never disagree).
+def run_model(loaded: LoadedModel, prepared: PreparedFrame, runtime: Runtime | None = None, progress: ProgressFn | None = None) -> np.ndarray:
+    """Denoise a prepared frame with its full-frame exposure (so tiles never disagree), in the
+    tile ``runtime`` picks for it (default: the model's device, a share of free memory).
 
     The result comes back in half when the colour is stored in half: it is written in the
-    colour's pixel type anyway, and on an 8K frame that saves 200 MB. ``options`` go to
-    :func:`mcdenoise.inference.denoise_frame` (precision, compile).
+    colour's pixel type anyway, and the budget then counts it at half size.
     """
+    runtime = runtime or Runtime.for_model(loaded.model)
     out_dtype = np.float16 if prepared.frame.color_dtype == np.float16 else np.float32
-    return denoise_frame(loaded, prepared.inputs, tile=tile, exposure=prepared.exposure, progress=progress, out_dtype=out_dtype, **options)
+    tile = runtime.tile_for(loaded.model, prepared.inputs, np.dtype(out_dtype).itemsize)
+    denoised = denoise_frame(loaded, prepared.inputs, tile, prepared.exposure, progress, runtime=runtime, out_dtype=out_dtype)
+    # The network's inputs are made finite and its result clipped to the pass's range, so a
+    # NaN here comes from the network itself: never write it.
+    if not all(np.isfinite(denoised[y : y + 256]).all() for y in range(0, len(denoised), 256)):
+        weights = f"the weights ({loaded.path})" if loaded.path is not None else "the model's weights"
+        raise WeightsError(f"{prepared.frame.path}: the denoised image is not finite (NaN pixels) though its inputs were; "
+                           f"{weights} are the likely cause: re-export or re-download them")
+    return denoised
 
 
 def check_output_path(out_path: str | os.PathLike) -> Path:
@@ -97,15 +112,16 @@ def denoise_file(
     out_path: str | os.PathLike,
     names: PassNames = PassNames(),
     pass_name: str = "Denoised",
-    tile: int | None = DEFAULT_TILE,
+    runtime: Runtime | None = None,
     require_aux: bool = False,
     progress: ProgressFn | None = None,
 ) -> DenoiseResult:
-    """Denoise ``in_path`` into ``out_path`` (which may be the same file: the write is atomic)."""
+    """Denoise ``in_path`` into ``out_path`` (which may be the same file: the write is atomic),
+    run as ``runtime`` says (see :func:`run_model`)."""
     in_path, out_path = Path(in_path), check_output_path(out_path)
-    prepared = prepare_frame(loaded, in_path, names, require_aux)
+    prepared = prepare_frame(loaded, in_path, names, require_aux, pass_name=pass_name)
     if prepared.aux_warning:
         warnings.warn(prepared.aux_warning, AuxMissingWarning, stacklevel=2)
-    denoised = run_model(loaded, prepared, tile, progress)
+    denoised = run_model(loaded, prepared, runtime, progress)
     write_with_pass(prepared.frame, out_path, denoised, pass_name=pass_name)
     return DenoiseResult(in_path, out_path, prepared.frame, denoised, prepared.used_aux)

@@ -1,29 +1,40 @@
-"""Which EXR channels hold colour, albedo, normal and alpha.
+"""Which EXR channels hold each input feature (colour, albedo, normal, motion vectors).
 
 Renderers name their AOVs differently, so the lookup is driven by a small table of candidate
 pass names (a *preset*) that users can override per pass. Blender's names are the default
-because the add-on and the training data both come from Blender.
+because the add-on and the training data both come from Blender. The features themselves, and
+the component names each may have, are in :mod:`mcdenoise.features`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from mcdenoise.features import RGB, XYZ  # noqa: F401 (component names, imported from here by the EXR code)
+
 # A channel's full name is "<layer>.<pass>.<component>" (Blender multilayer), "<pass>.<component>"
 # (single-part layered files) or just "<component>" (plain RGB/RGBA files, pass name "").
-RGB = ("R", "G", "B")
-XYZ = ("X", "Y", "Z")
 
 
 @dataclass(frozen=True)
 class PassNames:
-    """Candidate pass names, tried in order and case-insensitively. ``layer`` picks a view layer
-    when a file holds several (None: the first layer that has a colour pass)."""
+    """Candidate pass names per feature, tried in order and case-insensitively. ``layer`` picks
+    a view layer when a file holds several (None: the first layer that has a colour pass).
 
-    color: tuple[str, ...] = ("Combined", "Image", "")
+    Blender's colour candidates start with ``Noisy Image``: with Cycles' own denoiser on,
+    ``Combined`` is already denoised and the raw render is in ``Noisy Image`` of the same layer.
+    An explicit colour pass (``with_overrides``) replaces the whole list.
+    """
+
+    color: tuple[str, ...] = ("Noisy Image", "Combined", "Image", "")
     albedo: tuple[str, ...] = ("Denoising Albedo", "DenoisingAlbedo", "Albedo")
     normal: tuple[str, ...] = ("Denoising Normal", "DenoisingNormal", "Normal")
+    vector: tuple[str, ...] = ("Vector",)
     layer: str | None = None
+
+    def candidates(self, feature: str) -> tuple[str, ...]:
+        """The candidate pass names of a feature of :data:`mcdenoise.features.FEATURES`."""
+        return getattr(self, feature)
 
     def with_overrides(
         self,
@@ -45,13 +56,15 @@ class PassNames:
 PRESETS: dict[str, PassNames] = {
     "blender": PassNames(),
     # Arnold / Karma / RenderMan style AOVs written by most DCCs: beauty "RGBA", "albedo", "N".
-    "arnold": PassNames(color=("RGBA", ""), albedo=("albedo", "diffuse_albedo"), normal=("N", "normal")),
+    # Their motion AOVs are 2-D with other conventions than Blender's Vector, so none is mapped.
+    "arnold": PassNames(color=("RGBA", ""), albedo=("albedo", "diffuse_albedo"), normal=("N", "normal"), vector=()),
     "vray": PassNames(
-        color=("", "RGBA", "RGB color"), albedo=("VRayDiffuseFilter", "diffuseFilter"), normal=("VRayNormals", "normals")
+        color=("", "RGBA", "RGB color"), albedo=("VRayDiffuseFilter", "diffuseFilter"), normal=("VRayNormals", "normals"),
+        vector=(),
     ),
-    "redshift": PassNames(color=("", "RGBA", "Beauty"), albedo=("DiffuseFilter", "Albedo"), normal=("N", "BumpNormals")),
+    "redshift": PassNames(color=("", "RGBA", "Beauty"), albedo=("DiffuseFilter", "Albedo"), normal=("N", "BumpNormals"), vector=()),
     # OIDN's own training-set naming: one feature per file, so plain channels everywhere.
-    "plain": PassNames(color=("",), albedo=("albedo",), normal=("normal", "N")),
+    "plain": PassNames(color=("",), albedo=("albedo",), normal=("normal", "N"), vector=()),
 }
 DEFAULT_PRESET = "blender"
 

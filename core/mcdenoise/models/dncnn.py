@@ -21,7 +21,11 @@ from torch import nn
 
 
 class DnCNN(nn.Module):
-    alignment = 1  # fully convolutional, no pooling: any size works
+    # The tiling contract (``models.check_contract``): no pooling, so any size and tile origin
+    # works; each 3x3 conv widens the receptive field by one pixel on each side, so a kept pixel
+    # depends on ``depth`` pixels each side (set in ``__init__``).
+    alignment = 1
+    receptive_radius: int
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, depth: int = 17, features: int = 64):
         super().__init__()
@@ -39,7 +43,6 @@ class DnCNN(nn.Module):
             ]
         layers.append(nn.Conv2d(features, out_channels, 3, padding=1, bias=True))
         self.dncnn = nn.Sequential(*layers)
-        # Each 3x3 conv widens the receptive field by one pixel on each side.
         self.receptive_radius = depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

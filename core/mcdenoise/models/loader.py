@@ -15,14 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from mcdenoise import features
+from mcdenoise.choices import DEFAULT_QUALITY, TIERS, TORCH_DEVICES, spoken
 from mcdenoise.errors import DeviceError, WeightsError
+from mcdenoise.io.atomic import atomic_output
 from mcdenoise.models import build_model
 
 FORMAT = "mcdenoise-weights/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
-# Input layouts a network can be trained for; aux channels are zero when a frame lacks them.
-INPUTS = {"color": 3, "color+albedo+normal": 9, "grey": 1}
+DEFAULT_WEIGHTS = WEIGHTS_DIR / TIERS[DEFAULT_QUALITY].weights
 
 
 @dataclass
@@ -30,13 +31,13 @@ class LoadedModel:
     model: nn.Module
     arch: str
     config: dict[str, Any]
-    inputs: str
+    inputs: str  # input layout, a name from mcdenoise.features ("color+albedo+normal")
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
     @property
     def uses_aux(self) -> bool:
-        return self.inputs != "color"
+        return features.uses_aux(self.inputs)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -47,11 +48,11 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DeviceError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
+            raise DeviceError(f"device {name!r} was asked for but PyTorch sees no CUDA GPU", fix="device_cuda")
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")
-    raise DeviceError(f"unknown device {name!r}; use auto, cpu or cuda")
+    raise DeviceError(f"unknown device {name!r}; use {spoken(TORCH_DEVICES)}")
 
 
 def save_weights(
@@ -62,23 +63,22 @@ def save_weights(
     inputs: str,
     meta: dict[str, Any] | None = None,
 ) -> None:
-    """Write a weights file atomically (temp + rename), in fp32 on CPU."""
-    if inputs not in INPUTS:
-        raise ValueError(f"inputs must be one of {list(INPUTS)}")
+    """Write a weights file atomically (temp + rename), in fp32 on CPU. ``inputs`` names the
+    input layout; the file also lists its channels so it explains itself without mcdenoise."""
+    channels = features.channel_names(inputs)  # ValueError for an unknown layout
     path = Path(path)
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "arch": arch, "config": dict(config), "inputs": inputs, "state_dict": state, "meta": dict(meta or {})}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    payload = {"format": FORMAT, "arch": arch, "config": dict(config), "inputs": inputs, "channels": channels,
+               "state_dict": state, "meta": dict(meta or {})}
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a weights file (the shipped default when ``path`` is None) in eval mode."""
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     if not path.is_file():
-        hint = "reinstall mcdenoise" if path == DEFAULT_WEIGHTS else "check the --weights path"
-        raise WeightsError(f"{path}: weights file not found; {hint}")
+        raise WeightsError(f"{path}: weights file not found", fix="reinstall" if path == DEFAULT_WEIGHTS else "weights_path")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -86,9 +86,9 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     if isinstance(payload, dict) and "dncnn.0.weight" in payload:
         return _load_reference_dncnn(payload, path, device)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise WeightsError(f"{path}: not an mcdenoise weights file (expected format {FORMAT!r}); train one with 'mcdenoise train'")
+        raise WeightsError(f"{path}: not an mcdenoise weights file (expected format {FORMAT!r})", fix="weights_format")
     arch, config, inputs = payload.get("arch"), payload.get("config", {}), payload.get("inputs")
-    if inputs not in INPUTS:
+    if not features.is_layout(inputs):
         raise WeightsError(f"{path}: unknown input layout {inputs!r}")
     try:
         model = build_model(arch, **config)
@@ -119,5 +119,5 @@ def _load_reference_dncnn(state: dict, path: Path, device: str | torch.device) -
         raise WeightsError(f"{path}: DnCNN reference weights do not fit depth {depth} ({str(exc).splitlines()[0][:200]})") from exc
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     model.to(dev).eval()
-    inputs = "grey" if config["in_channels"] == 1 else "color"
+    inputs = "grey" if config["in_channels"] == features.channel_count("grey") else "color"
     return LoadedModel(model, "dncnn", config, inputs, {"source": "DnCNN authors' weights"}, path)

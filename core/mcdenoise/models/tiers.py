@@ -1,14 +1,15 @@
-"""The user-facing quality/speed choice: ``--quality fast|balanced|high``.
+"""The user-facing quality/speed choice, ``--quality``: the shipped model of a tier.
 
-Each quality is a shipped weights file plus a self-ensemble size (``QUALITY_MODELS``):
+Each quality is a row of ``mcdenoise.choices.TIERS``: a shipped weights file, the U-Net width
+row it holds, and a self-ensemble size.
 
-* ``fast``: the small U-Net (``WIDTHS["fast"]``), ``weights/fast.pt``; about half the cost.
+* ``fast``: the small U-Net, ``weights/fast.pt``, for previews.
 * ``balanced``: the default U-Net, ``weights/default.pt``.
-* ``high``: the wide U-Net (``WIDTHS["high"]``), ``weights/high.pt``, averaged over 4 rotations
-  (``models.ensemble``): about 5x the time of balanced for a cleaner final frame. The wide
-  network was grown from the balanced one (``models.unet.widen``) and trained further, which
-  is what made it better than balanced on a CPU-only budget. The 4 rotations add 0.4 dB at
-  4 spp; all 8 flips/rotations added only 0.03 dB more for twice the time.
+* ``high``: the wide U-Net, ``weights/high.pt``, averaged over 4 rotations (``models.ensemble``)
+  for a cleaner final frame. The wide network was grown from the balanced one
+  (``models.unet.widen``) and trained further, which is what made it better than balanced on a
+  CPU-only budget. Four rotations rather than all eight flips/rotations: the other four added
+  little for twice the time.
 
 A quality whose weights are not shipped is an error that says which qualities are, never a
 silent switch to another model: an artist who picked ``high`` for a final frame must not get
@@ -24,34 +25,30 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mcdenoise.choices import DEFAULT_QUALITY, QUALITIES, TIERS, Tier
 from mcdenoise.errors import WeightsError
-from mcdenoise.models.loader import DEFAULT_WEIGHTS, WEIGHTS_DIR, LoadedModel, load_model
+from mcdenoise.features import DEFAULT_INPUTS, channel_count
 from mcdenoise.models import WIDTHS, build_model
 from mcdenoise.models.ensemble import SelfEnsemble
+from mcdenoise.models.loader import WEIGHTS_DIR, LoadedModel, load_model
 
-# quality -> (weights file in WEIGHTS_DIR, U-Net width row of that file, self-ensemble size)
-QUALITY_MODELS: dict[str, tuple[str, str, int]] = {
-    "fast": ("fast.pt", "fast", 1),
-    "balanced": (DEFAULT_WEIGHTS.name, "balanced", 1),
-    "high": ("high.pt", "high", 4),
-}
-QUALITIES = tuple(QUALITY_MODELS)
-DEFAULT_QUALITY = "balanced"
+__all__ = ["DEFAULT_QUALITY", "QUALITIES", "WEIGHTS_DIR", "WIDTHS", "ensemble_size", "load_for_cli", "load_quality",
+           "macs_per_pixel", "model_for_quality", "shipped_qualities", "weights_path"]
 
 
-def _check(quality: str) -> tuple[str, str, int]:
-    if quality not in QUALITY_MODELS:
+def _tier(quality: str) -> Tier:
+    if quality not in TIERS:
         raise WeightsError(f"unknown quality {quality!r}; use one of {', '.join(QUALITIES)}")
-    return QUALITY_MODELS[quality]
+    return TIERS[quality]
 
 
 def weights_path(quality: str) -> Path:
     """Where the shipped weights of a quality live (the file may be missing)."""
-    return WEIGHTS_DIR / _check(quality)[0]
+    return WEIGHTS_DIR / _tier(quality).weights
 
 
 def ensemble_size(quality: str) -> int:
-    return _check(quality)[2]
+    return _tier(quality).ensemble
 
 
 def shipped_qualities() -> list[str]:
@@ -62,15 +59,13 @@ def load_quality(quality: str = DEFAULT_QUALITY, device: str | torch.device = "c
     """Load the shipped model of a quality, or fail saying what is shipped."""
     path = weights_path(quality)
     if not path.is_file():
-        shipped = ", ".join(shipped_qualities()) or "none (reinstall mcdenoise)"
-        raise WeightsError(
-            f"no weights are shipped for --quality {quality} ({path} is missing); shipped qualities: {shipped}. "
-            "Pick one of those, or pass a trained file with --weights"
-        )
+        shipped = shipped_qualities()
+        raise WeightsError(f"no weights are shipped for quality {quality!r} ({path} is missing); "
+                           f"shipped qualities: {', '.join(shipped) or 'none'}", fix="quality_shipped" if shipped else "reinstall")
     loaded = load_model(path, device=device)
     n = ensemble_size(quality)
     if n > 1:
-        loaded = replace(loaded, model=SelfEnsemble(loaded.model, n).eval(), meta={**loaded.meta, "self_ensemble": n})
+        loaded = replace(loaded, model=SelfEnsemble(loaded.model, n, inputs=loaded.inputs).eval(), meta={**loaded.meta, "self_ensemble": n})
     return loaded
 
 
@@ -78,18 +73,19 @@ def load_for_cli(weights: str | os.PathLike | None, quality: str | None, device:
     """``--weights`` and ``--quality`` name a model two ways, so giving both is an error
     rather than one silently winning; giving neither loads the default (balanced)."""
     if weights is not None and quality is not None:
-        raise WeightsError("give --weights or --quality, not both (a weights file already fixes the model size)")
+        raise WeightsError("both a weights file and a quality were given (a weights file already fixes the model size)",
+                           fix="weights_or_quality")
     if weights is not None:
         return load_model(weights, device=device)
     return load_quality(quality or DEFAULT_QUALITY, device=device)
 
 
-def model_for_quality(quality: str, in_channels: int = 9) -> nn.Module:
-    """An untrained network of a quality's cost (self-ensemble included), for speed
-    benchmarks: speed does not depend on the weight values."""
-    _, widths, n = _check(quality)
-    model = build_model("unet", in_channels=in_channels, out_channels=3, widths=WIDTHS[widths]).eval()
-    return SelfEnsemble(model, n).eval() if n > 1 else model
+def model_for_quality(quality: str, inputs: str = DEFAULT_INPUTS) -> nn.Module:
+    """An untrained network of a quality's cost (self-ensemble included) reading layout
+    ``inputs``, for speed benchmarks: speed does not depend on the weight values."""
+    tier = _tier(quality)
+    model = build_model("unet", in_channels=channel_count(inputs), out_channels=3, widths=tier.widths).eval()
+    return SelfEnsemble(model, tier.ensemble, inputs=inputs).eval() if tier.ensemble > 1 else model
 
 
 def macs_per_pixel(model: nn.Module, size: int = 64) -> float:

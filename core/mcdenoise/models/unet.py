@@ -12,7 +12,8 @@ fast kernels on CPU (oneDNN) and GPU, and no normalisation layer makes results d
 tile or batch. Channel widths come from a small table so quality/speed variants share code.
 
 Args:
-    in_channels: 3 (colour) or 9 (colour + albedo + normal).
+    in_channels: the width of its input layout (``mcdenoise.features.channel_count``); by default
+        colour + albedo + normal, the layout of every shipped model.
     out_channels: 3.
     widths: channels per level, full resolution first, bottleneck last (5 entries).
 """
@@ -23,11 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-WIDTHS = {
-    "fast": (16, 24, 32, 48, 64),
-    "balanced": (24, 32, 48, 64, 80),
-    "high": (32, 48, 64, 80, 96),
-}
+from mcdenoise.choices import DEFAULT_WIDTHS, UNET_WIDTHS
+from mcdenoise.features import DEFAULT_INPUTS, channel_count
+
+WIDTHS = UNET_WIDTHS  # the width rows, by name (``mcdenoise.choices``)
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
@@ -35,9 +35,13 @@ def _conv(cin: int, cout: int) -> nn.Conv2d:
 
 
 class ResidualUNet(nn.Module):
-    alignment = 16  # four 2x poolings: sizes must divide by 16, tile origins too
+    # The tiling contract (``models.check_contract``). Four 2x poolings: sizes and tile origins
+    # must be multiples of 16. Receptive radius, a bound whatever the widths: two 3x3 convs per
+    # level at scale s add 2*s each, a 2x2 pool at scale s adds s, the output conv 1.
+    alignment = 16
+    receptive_radius = 2 * (1 + 2 + 4 + 8) + (1 + 2 + 4 + 8) + 2 * 16 + 2 * (8 + 4 + 2 + 1) + 1
 
-    def __init__(self, in_channels: int = 9, out_channels: int = 3, widths: tuple[int, ...] | list[int] = WIDTHS["balanced"]):
+    def __init__(self, in_channels: int = channel_count(DEFAULT_INPUTS), out_channels: int = 3, widths: tuple[int, ...] | list[int] = WIDTHS[DEFAULT_WIDTHS]):
         super().__init__()
         if len(widths) != 5:
             raise ValueError("widths needs 5 entries (4 levels + bottleneck)")
@@ -53,8 +57,6 @@ class ResidualUNet(nn.Module):
         self.dec2 = nn.ModuleList([_conv(c3 + c2, c2), _conv(c2, c2)])
         self.dec1 = nn.ModuleList([_conv(c2 + c1, c1), _conv(c1, c1)])
         self.out = _conv(c1, out_channels)
-        # Two 3x3 convs per level at scale s add 2*s each; a 2x2 pool at scale s adds s.
-        self.receptive_radius = 2 * (1 + 2 + 4 + 8) + (1 + 2 + 4 + 8) + 2 * 16 + 2 * (8 + 4 + 2 + 1) + 1
 
     @staticmethod
     def _block(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ so they load with ``weights_only=True`` too.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import random
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mcdenoise.errors import McDenoiseError
-from mcdenoise.io.exr import atomic_output
+from mcdenoise.io.atomic import atomic_output, is_stale
 
 LATEST = "latest"
 
@@ -86,9 +86,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def tidy_temp_files(run_dir: str | Path) -> None:
-    """Remove temp files a killed run may have left (atomic_output names them .<name>.tmp*)."""
-    for p in checkpoint_dir(run_dir).glob(".*tmp*"):
-        try:
-            os.unlink(p)
-        except OSError:
-            pass
+    """Remove the temp files of checkpoints a killed run was writing (see :mod:`mcdenoise.io.atomic`)."""
+    folder = checkpoint_dir(run_dir)
+    for p in folder.iterdir() if folder.is_dir() else ():
+        if is_stale(p):
+            with contextlib.suppress(OSError):
+                p.unlink()

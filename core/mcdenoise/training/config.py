@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from mcdenoise import features
+from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, UNET_WIDTHS, spoken
 from mcdenoise.errors import McDenoiseError
 
 
@@ -16,8 +18,9 @@ from mcdenoise.errors import McDenoiseError
 class TrainConfig:
     data: str = "data/train"
     run_dir: str = "runs/unet"
-    arch: str = "unet"  # "unet" (ResidualUNet) or "dncnn" (DnCNN, 9 input channels)
-    widths: str = "balanced"  # U-Net width table entry: fast | balanced | high
+    arch: str = DEFAULT_ARCH  # one of choices.ARCHITECTURES
+    widths: str = DEFAULT_WIDTHS  # U-Net width row: a key of choices.UNET_WIDTHS
+    inputs: str = features.DEFAULT_INPUTS  # input layout (mcdenoise.features), written into the weights
     dncnn_depth: int = 17
     steps: int = 2000  # length of the LR schedule and the step budget
     minutes: float = 0.0  # wall-clock budget of this invocation, 0 = none
@@ -35,22 +38,27 @@ class TrainConfig:
     reload_minutes: float = 5.0  # re-scan the dataset for newly finished scenes
     seed: int = 0
     threads: int = 2
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     workers: int = -1  # threads building crops; -1 = none on CPU, up to 8 on a GPU (see loop)
     init: str = ""  # weights file a fresh run starts from (fine-tuning); ignored on resume
     progress: bool = True
 
     def model_kwargs(self) -> dict[str, Any]:
         """Constructor kwargs for :func:`mcdenoise.models.build_model` (stored in weights files)."""
-        from mcdenoise.models import WIDTHS
-
+        try:
+            renders = features.layout_features(self.inputs)[0] is features.COLOR
+        except ValueError as exc:
+            raise McDenoiseError(f"config inputs: {exc}") from None
+        if not renders:
+            raise McDenoiseError(f"config inputs {self.inputs!r}: training denoises colour renders, so the layout starts with color")
+        in_channels, out_channels = features.channel_count(self.inputs), features.COLOR.channels
         if self.arch == "unet":
-            if self.widths not in WIDTHS:
-                raise McDenoiseError(f"unknown --widths {self.widths!r}; use one of {', '.join(WIDTHS)}")
-            return {"in_channels": 9, "out_channels": 3, "widths": list(WIDTHS[self.widths])}
+            if self.widths not in UNET_WIDTHS:
+                raise McDenoiseError(f"config widths {self.widths!r}: unknown; use one of {', '.join(UNET_WIDTHS)}")
+            return {"in_channels": in_channels, "out_channels": out_channels, "widths": list(UNET_WIDTHS[self.widths])}
         if self.arch == "dncnn":
-            return {"in_channels": 9, "out_channels": 3, "depth": self.dncnn_depth}
-        raise McDenoiseError(f"unknown --arch {self.arch!r}; use unet or dncnn")
+            return {"in_channels": in_channels, "out_channels": out_channels, "depth": self.dncnn_depth}
+        raise McDenoiseError(f"config arch {self.arch!r}: unknown; use {spoken(ARCHITECTURES)}")
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))

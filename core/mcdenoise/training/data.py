@@ -4,7 +4,8 @@ Inputs are built by :func:`mcdenoise.inference.encode.build_input`, the very fun
 so the network is trained in exactly the space it will see: ``hdr.forward(colour, exposure)``
 with the exposure of the *full noisy frame* (jittered by 2^U(-1,1): scaling radiance alone would
 do nothing since autoexposure cancels it), albedo and normal from the *noisy* file (what users
-have), and the target ``hdr.forward(reference, same exposure)``.
+have), and the target ``hdr.forward(reference, same exposure)``. Which passes a crop holds, and
+how each is augmented, comes from the run's input layout (:mod:`mcdenoise.features`).
 
 All randomness comes from one ``numpy.random.Generator`` whose state is saved in checkpoints,
 which is what makes a resumed run draw the same crops as an uninterrupted one.
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mcdenoise import hdr
+from mcdenoise import features, hdr
 from mcdenoise.dataset.layout import SceneEntry, list_scenes
 from mcdenoise.errors import InputFileError
 from mcdenoise.io.exr import read_frame
@@ -30,7 +31,7 @@ from mcdenoise.models import ensemble
 @dataclass
 class SceneData:
     """One scene decoded in RAM: per sample count colour (float32, fireflies need the range),
-    albedo and normal (float16), its full-frame exposure, and the reference colour."""
+    the layout's other passes prepared (float16), its full-frame exposure, and the reference colour."""
 
     entry: SceneEntry
     noisy: dict[int, FrameInputs]
@@ -42,17 +43,25 @@ class SceneData:
         return self.ref.shape[:2]
 
 
-def load_scene(entry: SceneEntry) -> SceneData:
+def _prepared(feature: features.Feature, a: np.ndarray) -> np.ndarray:
+    """NumPy form of the feature's preparation, on a float32 copy."""
+    return feature.prepare(torch.from_numpy(np.array(a, dtype=np.float32)), 1.0).numpy()
+
+
+def load_scene(entry: SceneEntry, inputs: str = features.DEFAULT_INPUTS) -> SceneData:
+    guides = features.layout_features(inputs)[1:]
     noisy: dict[int, FrameInputs] = {}
     exposure: dict[int, float] = {}
     for spp in entry.spps:
-        f = read_frame(entry.noisy(spp))
-        if f.albedo is None or f.normal is None:
-            raise InputFileError(f"{entry.noisy(spp)}: dataset file lacks albedo/normal passes; re-render it with render-dataset")
-        # Clipped to the network's range before the cast: Cycles albedo can exceed fp16's 65504
-        # (seen on one of 400 rendered scenes), and inf in the cache is a warning per load.
-        albedo, normal = hdr.prepare_albedo(f.albedo), hdr.prepare_normal(f.normal)
-        noisy[spp] = FrameInputs(hdr.sanitize(f.color), albedo.astype(np.float16), normal.astype(np.float16))
+        f = read_frame(entry.noisy(spp), features=[g.name for g in guides])
+        missing = [g.name for g in guides if getattr(f, g.name) is None]
+        if missing:
+            raise InputFileError(f"{entry.noisy(spp)}: dataset file lacks {'/'.join(missing)} passes; re-render it with render-dataset")
+        # Prepared (clipped to the network's range) before the cast: Cycles albedo can exceed
+        # fp16's 65504 (seen on one of 400 rendered scenes), and inf in the cache is a warning
+        # per load. Preparing is idempotent, so build_input preparing them again changes nothing.
+        passes = {g.name: _prepared(g, getattr(f, g.name)).astype(np.float16) for g in guides}
+        noisy[spp] = FrameInputs(hdr.sanitize(f.color), **passes)
         exposure[spp] = hdr.autoexposure(f.color)
     ref = hdr.sanitize(read_frame(entry.ref).color)
     return SceneData(entry, noisy, exposure, ref)
@@ -69,17 +78,24 @@ def split_scenes(entries: list[SceneEntry], val_fraction: float) -> tuple[list[S
     return train, val
 
 
-def transform_planes(x: np.ndarray, op: int) -> np.ndarray:
-    """One of the 8 flips/rotations of a (9, h, w) input or (3, h, w) target, normals rotated
-    with the picture: the same transform the ``high`` quality self-ensembles over."""
-    return np.ascontiguousarray(ensemble.transform(torch.from_numpy(np.ascontiguousarray(x)), op).numpy())
+def transform_planes(x: np.ndarray, op: int, vectors: tuple[tuple[int, int], ...] = ()) -> np.ndarray:
+    """One of the 8 flips/rotations of a (C, h, w) input or (3, h, w) target, the ``vectors``
+    channel pairs (:func:`mcdenoise.features.vector_pairs`) rotated with the picture: the same
+    transform the ``high`` quality self-ensembles over."""
+    return np.ascontiguousarray(ensemble.transform(torch.from_numpy(np.ascontiguousarray(x)), op, vectors).numpy())
 
 
 class CropSampler:
-    """Draws augmented training crops; its whole state is ``rng`` (see :meth:`state`)."""
+    """Draws augmented training crops of input layout ``inputs``; its whole state is ``rng``
+    (see :meth:`state`)."""
 
-    def __init__(self, root: str | Path, val_fraction: float, crop: int, aux_dropout: float, seed: int):
+    def __init__(self, root: str | Path, val_fraction: float, crop: int, aux_dropout: float, seed: int,
+                 inputs: str = features.DEFAULT_INPUTS):
         self.root = Path(root)
+        self.inputs = inputs
+        self.guides = features.layout_features(inputs)[1:]
+        self.vectors = features.vector_pairs(inputs)
+        self.aux_channels = features.aux_channels(inputs)
         self.val_fraction = val_fraction
         self.crop = crop
         self.aux_dropout = aux_dropout
@@ -94,14 +110,12 @@ class CropSampler:
         entries = [e for e in list_scenes(self.root) if e.spps]
         self.train, self.val = split_scenes(entries, self.val_fraction)
         if not self.train:
-            raise InputFileError(
-                f"{self.root}: no finished training scenes ({len(entries)} found in all); "
-                "render some with 'mcdenoise render-dataset --out DIR --scenes N'"
-            )
+            raise InputFileError(f"{self.root}: no finished training scenes ({len(entries)} found in all)",
+                                 fix="render_dataset", root=self.root)
 
     def scene(self, entry: SceneEntry) -> SceneData:
         if entry.index not in self._cache:
-            self._cache[entry.index] = load_scene(entry)
+            self._cache[entry.index] = load_scene(entry, self.inputs)
         return self._cache[entry.index]
 
     def state(self) -> dict:
@@ -121,30 +135,29 @@ class CropSampler:
         c = min(self.crop, h, w)
         y, x = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
         op = int(rng.integers(8))
-        perm = rng.permutation(3)
+        perm = rng.permutation(features.COLOR.channels)
         exposure = s.exposure[spp] * float(2.0 ** rng.uniform(-1.0, 1.0))
         drop = bool(rng.random() < self.aux_dropout)
         return s, spp, y, x, c, op, perm, exposure, drop
 
-    @staticmethod
-    def build(choice: tuple) -> tuple[np.ndarray, np.ndarray]:
-        """One (input 9xcxc, target 3xcxc) float32 pair from :meth:`draw`'s choices."""
+    def build(self, choice: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """One (input Cxcxc, target 3xcxc) float32 pair from :meth:`draw`'s choices."""
         s, spp, y, x, c, op, perm, exposure, drop = choice
         n = s.noisy[spp]
         ys, xs = slice(y, y + c), slice(x, x + c)
-        crop = FrameInputs(
-            n.color[ys, xs][..., perm],
-            n.albedo[ys, xs][..., perm].astype(np.float32),
-            n.normal[ys, xs].astype(np.float32),
-        )
-        inp = build_input(crop, exposure, True, slice(None), slice(None))
+        passes = {}
+        for g in self.guides:
+            window = getattr(n, g.name)[ys, xs]
+            passes[g.name] = (window[..., perm] if g.permute_with_color else window).astype(np.float32)
+        crop = FrameInputs(n.color[ys, xs][..., perm], **passes)
+        inp = build_input(crop, exposure, self.inputs, slice(None), slice(None))
         if drop:
-            inp[3:] = 0.0  # what inference feeds for a file without aux passes
+            inp[self.aux_channels] = 0.0  # what inference feeds for a file without aux passes
         target = hdr.forward(s.ref[ys, xs][..., perm], exposure).transpose(2, 0, 1)
-        return transform_planes(inp, op), transform_planes(target, op)
+        return transform_planes(inp, op, self.vectors), transform_planes(target, op)
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """One (input 9xcxc, target 3xcxc) float32 pair."""
+        """One (input Cxcxc, target 3xcxc) float32 pair."""
         return self.build(self.draw())
 
     def batch(self, size: int, pool: Executor | None = None) -> tuple[np.ndarray, np.ndarray]:

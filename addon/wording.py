@@ -1,0 +1,64 @@
+"""How the add-on words the core's errors: each fix key of ``mcdenoise.errors.FIXES`` in terms of
+Blender's and this add-on's own controls (the CLI words the same keys as flags). Pure Python, so
+it can be imported and tested without ``bpy``."""
+
+from __future__ import annotations
+
+import json
+
+# What the worker adds to the external CLI's environment to get its errors as JSON lines
+# (``mcdenoise.cli.wording.FORMAT_VARIABLE``).
+JSON_ERRORS = {"MCDENOISE_ERROR_FORMAT": "json"}
+
+FIXES: dict[str, str] = {
+    "color_pass": "render with Combined (or Noisy Image) in the view layer's passes and save as OpenEXR MultiLayer",
+    "require_aux": "click 'Set up passes' (enables Denoising Data), or untick 'Require albedo/normal'",
+    "out_dir": "choose another output folder in Output Properties",
+    "out_dir_create": "create it or choose another output folder in Output Properties",
+    "out_dir_permissions": "fix its permissions or choose another output folder in Output Properties",
+    "one_output": "denoise one image at a time",
+    "output_clash": "give each image its own output file",
+    "frames_missing": "re-render the missing frames or narrow the frame range",
+    "frame_pattern": "check the output path and frame range",
+    "weights_path": "check 'Weights' in the mcdenoise preferences",
+    "weights_format": "set 'Weights' in the mcdenoise preferences to an mcdenoise weights file, or clear it to use Quality",
+    "reinstall": "reinstall the mcdenoise extension",
+    "quality_shipped": "pick another Quality, or set 'Weights' in the mcdenoise preferences",
+    "weights_or_quality": "clear 'Weights' in the preferences to use Quality",
+    "device_cuda": "set Device to CPU or Automatic in the mcdenoise preferences",
+    "precision_fp16": "use fp16 precision on this GPU",
+    "compile_cuda": "compiling is for CUDA only",
+    "train_widths": "pick a model size that matches or grows the base model's",
+    "train_arch": "pick a matching model, or start from another weights file",
+    "train_run_dir": "use another training folder",
+    "train_lr": "lower the learning rate and resume",
+    "render_dataset": "render a dataset into {root} first",
+}
+
+
+def describe(exc: BaseException) -> str:
+    """The core error's problem with the fix in the add-on's terms."""
+    worded = getattr(exc, "worded", None)
+    return worded(FIXES) if callable(worded) else str(exc)
+
+
+def describe_json_line(line: str) -> str | None:
+    """An error the external Python's CLI printed as JSON (``MCDENOISE_ERROR_FORMAT=json``),
+    worded here; None when the line is not such an error."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or "problem" not in data:
+        return None
+    fix = data.get("fix")
+    try:  # an external mcdenoise of another version may send a key or a detail unknown here
+        return f"{data['problem']}; {FIXES[fix].format(**data.get('details') or {})}"
+    except (KeyError, IndexError):
+        return str(data["problem"])
+
+
+def cli_warnings(stderr: str) -> list[str]:
+    """The warnings an external ``mcdenoise denoise`` printed ("mcdenoise denoise: warning: ..."),
+    without the prefix, so the add-on can report them like its in-Blender runs do."""
+    return [line.split(": warning: ", 1)[1] for line in stderr.splitlines() if ": warning: " in line]
