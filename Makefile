@@ -14,10 +14,21 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The add-on is also tested on the oldest Blender its manifest claims and on the newest LTS
+# before .venv's (tests/test_addon.py): bpy and numpy only, no torch, since those tests
+# run the model through the add-on's External Python backend, i.e. .venv's mcdenoise.
+BPY_VENVS := .venv-bpy42/.installed .venv-bpy45/.installed
+
+.venv-bpy%/.installed: tests/requirements-bpy%.txt
+	rm -rf $(@D)
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
 demo: install
 	mkdir -p out
 	$(BIN)/mcdenoise denoise examples/suzanne_4spp.exr -o out/suzanne_denoised.exr --preview out/suzanne_side_by_side.png
 
 # pytest exits 5 when it collected no test; make then fails, so an empty run never passes.
-test: install
+test: install $(BPY_VENVS)
 	$(BIN)/python -m pytest

@@ -1,13 +1,17 @@
 """Build the installable Blender extension: ``python build_addon.py`` -> dist/mcdenoise-<version>.zip.
 
-The zip holds ``addon/`` at its root, the core package vendored as ``vendor/mcdenoise`` (with the
-shipped weights) and, when PyPI is reachable, OpenEXR wheels listed in the manifest so Blender
-installs them with the extension. Plain Python only: no Blender or torch is needed to build.
+The zip holds ``addon/`` at its root, the part of the core package the add-on imports vendored as
+``vendor/mcdenoise`` (with the weights of each quality) and, when PyPI is reachable, OpenEXR
+wheels listed in the manifest so Blender installs them with the extension. Training, benchmark,
+dataset and CLI code stays out: the add-on never imports it, and its external Python runs its own
+mcdenoise. Plain Python only: no Blender or torch is needed to build (the core's ``io.atomic``,
+which writes the zip, and ``choices`` are standard library only).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import subprocess
 import sys
@@ -18,6 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 ADDON = ROOT / "addon"
 CORE = ROOT / "core" / "mcdenoise"
+sys.path.insert(0, str(CORE.parent))
+from mcdenoise.choices import TIERS  # noqa: E402
+from mcdenoise.io.atomic import atomic_output, is_temp  # noqa: E402
+
 # One wheel per platform Blender 4.2+ ships (all on Python 3.11); the manifest's ``platforms``
 # must then list exactly these, or Blender refuses a zip whose wheels do not cover a platform.
 WHEEL_PLATFORMS = {
@@ -72,9 +80,46 @@ def add_tree(zf: zipfile.ZipFile, src: Path, arc_root: str, skip: set[str] = fro
         rel = path.relative_to(src)
         if path.is_dir() or SKIP_PARTS & set(rel.parts) or path.suffix == ".pyc" or rel.parts[0] in skip:
             continue
-        if path.name.startswith(".") and ".tmp" in path.name:  # half-written weights of a training run
+        if is_temp(path):  # e.g. weights a training run is still writing
             continue
         zf.write(path, f"{arc_root}/{rel.as_posix()}" if arc_root else rel.as_posix())
+
+
+def _core_imports(path: Path) -> set[str]:
+    """The ``mcdenoise`` modules a file imports, lazy imports inside functions included; for
+    ``from mcdenoise.x import y`` both ``mcdenoise.x`` and ``mcdenoise.x.y`` (y may be a module)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {n for n in names if n == "mcdenoise" or n.startswith("mcdenoise.")}
+
+
+def _module_file(name: str) -> Path | None:
+    rel = Path(*name.split(".")[1:])
+    for path in (CORE / rel / "__init__.py", (CORE / rel).with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def core_files() -> list[Path]:
+    """What the add-on needs of the core: every module it imports, followed through the core's
+    own imports (a package's ``__init__`` with each of its modules), and the weights of each
+    quality of ``choices.TIERS``."""
+    todo = {"mcdenoise"}.union(*(_core_imports(p) for p in ADDON.glob("*.py")))
+    found: set[Path] = set()
+    while todo:
+        parts = todo.pop().split(".")
+        for depth in range(1, len(parts) + 1):
+            path = _module_file(".".join(parts[:depth]))
+            if path is not None and path not in found:
+                found.add(path)
+                todo |= _core_imports(path)
+    weights = {CORE / "weights" / tier.weights for tier in TIERS.values()}
+    return sorted(found | {w for w in weights if w.is_file()})
 
 
 def build(out_dir: Path, with_wheels: bool) -> Path:
@@ -86,14 +131,13 @@ def build(out_dir: Path, with_wheels: bool) -> Path:
     out = out_dir / f"mcdenoise-{version}.zip"
     with tempfile.TemporaryDirectory() as tmp:
         wheels = download_wheels(Path(tmp)) if with_wheels else []
-        partial = out.with_name(f".{out.name}.partial")
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+        with atomic_output(out) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("blender_manifest.toml", manifest_text(version, wheels))
             add_tree(zf, ADDON, "", skip={"blender_manifest.toml"})
-            add_tree(zf, CORE, "vendor/mcdenoise")
+            for path in core_files():
+                zf.write(path, f"vendor/mcdenoise/{path.relative_to(CORE).as_posix()}")
             for wheel in wheels:
                 zf.write(wheel, f"wheels/{wheel.name}")
-        partial.replace(out)
     return out
 
 

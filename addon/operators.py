@@ -10,17 +10,19 @@ from pathlib import Path
 import bpy
 from bpy.props import StringProperty
 
-from . import runtime, scene_io, worker
+from . import runtime, scene_io, wording, worker
 
 
 def describe(exc: BaseException) -> str:
-    """Core and add-on errors already say what to do; anything else is a bug worth its type name."""
+    """Core errors worded with this add-on's own controls, add-on errors as they are; anything
+    else is a bug worth its type name."""
     runtime.core()
     from mcdenoise.errors import McDenoiseError  # noqa: PLC0415
 
-    if isinstance(exc, (McDenoiseError, worker.AddonError)):
-        # The core words its hints for the CLI; name the add-on's own control instead.
-        return str(exc).replace("drop --require-aux", "untick 'Require albedo/normal'")
+    if isinstance(exc, McDenoiseError):
+        return wording.describe(exc)
+    if isinstance(exc, worker.AddonError):
+        return str(exc)
     return f"denoising failed ({type(exc).__name__}: {exc}); see the system console"
 
 
@@ -172,7 +174,7 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
 
 
 class MCDENOISE_OT_setup_passes(bpy.types.Operator):
-    """Switch to Cycles, enable Denoising Data passes and set the output to multilayer EXR"""
+    """Switch to Cycles with its own denoiser off, enable Denoising Data passes and set the output to multilayer EXR"""
 
     bl_idname = "mcdenoise.setup_passes"
     bl_label = "Set up passes"
@@ -181,10 +183,11 @@ class MCDENOISE_OT_setup_passes(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         scene = context.scene
         scene.render.engine = "CYCLES"
+        # Cycles' denoiser only costs render time here: mcdenoise reads the raw render (Noisy
+        # Image, or Combined when that denoiser is off). The viewport's denoiser is left alone.
+        scene.cycles.use_denoising = False
         for view_layer in scene.view_layers:
             view_layer.cycles.denoising_store_passes = True
-        im = scene.render.image_settings
-        im.media_type = "MULTI_LAYER_IMAGE"  # Blender 5: must be set before file_format
-        im.file_format = "OPEN_EXR_MULTILAYER"
-        self.report({"INFO"}, "Cycles, Denoising Data passes and multilayer EXR output are on")
+        scene_io.use_multilayer_exr(scene.render.image_settings)
+        self.report({"INFO"}, "Cycles with its own denoiser off, Denoising Data passes and multilayer EXR output are on")
         return {"FINISHED"}

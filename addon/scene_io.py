@@ -25,23 +25,34 @@ def is_multilayer_exr(scene: bpy.types.Scene) -> bool:
     return scene.render.image_settings.file_format == "OPEN_EXR_MULTILAYER"
 
 
+def _format_fields(im: bpy.types.ImageFormatSettings) -> tuple[str, ...]:
+    """The output-format settings in the order they must be set: Blender 5.0 added
+    ``media_type``, which picks the formats ``file_format`` may take; 4.2 to 4.5 have none."""
+    return ("media_type", "file_format", "color_depth") if hasattr(im, "media_type") else ("file_format", "color_depth")
+
+
+def use_multilayer_exr(im: bpy.types.ImageFormatSettings) -> None:
+    """Set an output format to multilayer EXR on every Blender the manifest claims."""
+    if hasattr(im, "media_type"):
+        im.media_type = "MULTI_LAYER_IMAGE"
+    im.file_format = "OPEN_EXR_MULTILAYER"
+
+
 @contextlib.contextmanager
 def multilayer_exr_settings(scene: bpy.types.Scene):
     """Switch the scene's output format to multilayer EXR for a ``save_render`` and put it back:
     ``save_render`` always writes in the scene's format, and a PNG would lose the passes."""
     im = scene.render.image_settings
-    before = (im.media_type, im.file_format, im.color_depth)
+    before = {name: getattr(im, name) for name in _format_fields(im)}
     try:
         if not is_multilayer_exr(scene):
-            im.media_type = "MULTI_LAYER_IMAGE"  # Blender 5: must come before file_format
-            im.file_format = "OPEN_EXR_MULTILAYER"
+            use_multilayer_exr(im)
             im.color_depth = "32"
         yield
     finally:
-        if (im.media_type, im.file_format, im.color_depth) != before:
-            im.media_type = before[0]
-            im.file_format = before[1]
-            im.color_depth = before[2]
+        for name, value in before.items():
+            if getattr(im, name) != value:
+                setattr(im, name, value)
 
 
 def save_render_result(scene: bpy.types.Scene, folder: Path) -> Path:
@@ -98,6 +109,8 @@ def setup_problems(context: bpy.types.Context) -> list[str]:
     scene, problems = context.scene, []
     if scene.render.engine != "CYCLES":
         problems.append("Render engine is not Cycles")
+    elif scene.cycles.use_denoising:
+        problems.append("Cycles' own denoiser is on: it costs render time, and mcdenoise reads Noisy Image, not its result")
     if not all(getattr(vl, "cycles", None) and vl.cycles.denoising_store_passes for vl in scene.view_layers if vl.use):
         problems.append("Denoising Data passes are off (albedo/normal)")
     if not is_multilayer_exr(scene):

@@ -1,5 +1,7 @@
 """The Blender extension, end to end in real Blender (bpy 5.0.1): build the zip, install and enable
-it in a throw-away user folder, render, press the button, and check the EXRs it wrote.
+it in a throw-away user folder, render, press the button, and check the EXRs it wrote. The oldest
+Blender the manifest claims and the newest LTS before 5.0 run the same add-on from their own bpy
+(``.venv-bpy42``, ``.venv-bpy45``, which ``make test`` builds from ``tests/requirements-bpy*.txt``).
 
 Each Blender session runs in its own subprocess: bpy state is process-global (installed
 extensions, handlers, scenes), so a subprocess per test is the only clean isolation, and a crash
@@ -9,6 +11,7 @@ there fails one test instead of the run. The scripts print one ``RESULT {json}``
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -19,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcdenoise.io.exr import open_exr, read_frame, write_exr
+from mcdenoise.io.exr import open_exr, read_frame
+from mcdenoise.io.write import write_exr
 from mcdenoise.models.loader import DEFAULT_WEIGHTS
 from mcdenoise.io.passes import PassNames
 from mcdenoise.preview import tonemap
@@ -42,7 +46,8 @@ prefs.device = "CPU"
 out = {}
 
 def tiny_scene(samples, seed, path, store_passes=True, size=64):
-    """A cube on a plane lit by a point light: size x size, plain Cycles path tracing, no denoiser."""
+    """A cube on a plane lit by a point light: size x size, plain Cycles path tracing. Cycles' own
+    denoiser stays as it is: on in factory settings, off after Set up passes."""
     import bmesh
     from mathutils import Vector
     sc = bpy.context.scene
@@ -62,7 +67,7 @@ def tiny_scene(samples, seed, path, store_passes=True, size=64):
         light.data.energy = 500; light.location = (1, -2, 3); sc.collection.objects.link(light)
     sc.render.engine = "CYCLES"
     sc.cycles.device = "CPU"
-    sc.cycles.samples, sc.cycles.seed, sc.cycles.use_denoising = samples, seed, False
+    sc.cycles.samples, sc.cycles.seed = samples, seed
     sc.cycles.use_adaptive_sampling = False
     sc.render.resolution_x = sc.render.resolution_y = size
     sc.render.resolution_percentage = 100
@@ -76,13 +81,14 @@ def finish():
 '''
 
 
-def run_blender(script: str, tmp_path: Path, weights: Path | str = "", **args) -> dict:
-    """Run PRELUDE + script in a fresh process with Blender's user folder inside ``tmp_path``;
-    ``weights`` empty means the model shipped in the zip."""
+def run_blender(script: str, tmp_path: Path, weights: Path | str = "", blender: Path = Path(sys.executable), **args) -> dict:
+    """Run PRELUDE + script in a fresh process of the Python whose bpy is ``blender`` (.venv's:
+    5.0), with Blender's user folder inside ``tmp_path``; ``weights`` empty means the model
+    shipped in the zip."""
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
     path = tmp_path / "blender_script.py"
     path.write_text(PRELUDE + script + "\nfinish()\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, str(path), json.dumps({"weights": str(weights), **args})], env=env,
+    proc = subprocess.run([str(blender), str(path), json.dumps({"weights": str(weights), **args})], env=env,
                           capture_output=True, text=True, timeout=300)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, f"Blender script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -119,14 +125,25 @@ def tonemapped_mse(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_zip_is_a_blender_extension_with_the_core_inside(addon_zip):
+    """The zip holds the add-on and the part of the core it runs (every test here that denoises
+    inside Blender runs that copy); training, benchmark, dataset and CLI code and the DnCNN
+    weights stay out."""
     import zipfile
 
+    from mcdenoise import __version__
+    from mcdenoise.choices import TIERS
+
     names = set(zipfile.ZipFile(addon_zip).namelist())
-    assert {"blender_manifest.toml", "__init__.py", "vendor/mcdenoise/inference/frames.py"} <= names
+    vendored = {n.removeprefix("vendor/mcdenoise/") for n in names if n.startswith("vendor/mcdenoise/")}
+    assert {"blender_manifest.toml", "__init__.py", "scene_io.py", "worker.py"} <= names
+    assert {"__init__.py", "choices.py", "errors.py", "features.py", "hdr.py", "inference/frames.py", "inference/runtime.py",
+            "io/exr.py", "io/write.py", "io/splice.py", "models/tiers.py", "models/unet.py"} <= vendored
+    assert {f"weights/{tier.weights}" for tier in TIERS.values()} <= vendored
+    top = {n.split("/")[0] for n in vendored}
+    assert not top & {"training", "bench", "dataset", "cli", "__main__.py"}, sorted(top)
+    assert "weights/dncnn.pt" not in vendored and not any(n.endswith((".pyc", ".tmp")) for n in names)
     manifest = zipfile.ZipFile(addon_zip).read("blender_manifest.toml").decode()
     assert 'id = "mcdenoise"' in manifest
-    from mcdenoise import __version__
-
     assert addon_zip.name == f"mcdenoise-{__version__}.zip" and f'version = "{__version__}"' in manifest
 
 
@@ -245,6 +262,103 @@ def test_quality_setting_picks_the_shipped_model(addon_zip, tmp_path, repo_root,
     assert np.abs(got - balanced).max() > 1e-3  # the setting really changed the model
 
 
+def blender_versions() -> dict[str, tuple[Path, str]]:
+    """Blender version -> (the Python whose bpy it is, the bpy release it must be): .venv's 5.0
+    and one venv per ``tests/requirements-bpy*.txt``."""
+    versions = {".".join(importlib.metadata.version("bpy").split(".")[:2]): (Path(sys.executable), importlib.metadata.version("bpy"))}
+    for req in sorted((REPO / "tests").glob("requirements-bpy*.txt")):
+        (pin,) = [ln.split("==")[1].strip() for ln in req.read_text().splitlines() if ln.startswith("bpy==")]
+        venv = REPO / f".venv-bpy{req.stem.removeprefix('requirements-bpy')}"
+        versions[".".join(pin.split(".")[:2])] = (venv / "bin" / "python", pin)
+    return versions
+
+
+BLENDERS = blender_versions()
+
+
+def blender_python(version: str) -> Path:
+    python = BLENDERS[version][0]
+    if not python.is_file():
+        missing = f"{python} is missing: `make test` builds it (make {python.parents[1].name}/.installed)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return python
+
+
+def test_the_version_matrix_spans_what_the_manifest_claims():
+    import tomllib
+
+    manifest = tomllib.loads((REPO / "addon" / "blender_manifest.toml").read_text(encoding="utf-8"))
+    tested = sorted(tuple(map(int, v.split("."))) for v in BLENDERS)
+    assert tested[0] == tuple(map(int, manifest["blender_version_min"].split(".")))[:2]
+    # The maximum is exclusive: the next minor release after the newest tested one.
+    assert tuple(map(int, manifest["blender_version_max"].split("."))) == (tested[-1][0], tested[-1][1] + 1, 0)
+
+
+DENOISER_ON = r'''
+# Nothing turns Cycles' own denoiser off before rendering: Combined is then its result and the
+# raw render is in Noisy Image, which is what the add-on must denoise.
+prefs.backend, prefs.python_path = args["backend"], args["python"]
+scene_io = sys.modules["bl_ext.user_default.mcdenoise.scene_io"]
+sc = tiny_scene(4, 1, args["frame"])
+out["version"] = bpy.app.version_string
+out["denoiser_factory"] = sc.cycles.use_denoising
+out["problems_factory"] = scene_io.setup_problems(bpy.context)
+# F12 without saving, PNG output: Denoise on the Render Result goes through a temporary EXR.
+bpy.ops.render.render()
+out["button"] = sorted(bpy.ops.mcdenoise.denoise_image(image_name="Render Result"))
+out["button_status"] = sc.mcdenoise.status
+out["format_after_button"] = sc.render.image_settings.file_format
+bpy.ops.mcdenoise.setup_passes()
+out["after_setup"] = [sc.render.engine, sc.cycles.use_denoising, sc.render.image_settings.file_format,
+                      all(vl.cycles.denoising_store_passes for vl in sc.view_layers)]
+out["problems_after_setup"] = scene_io.setup_problems(bpy.context)
+# An artist who wants Cycles' result in Combined turns its denoiser back on; auto-denoise still
+# denoises the raw render.
+sc.cycles.use_denoising = True
+out["problems_denoiser_on"] = scene_io.setup_problems(bpy.context)
+sc.mcdenoise.auto_denoise = True
+bpy.ops.render.render(write_still=True)
+out["auto_status"] = sc.mcdenoise.status
+'''
+
+
+@pytest.mark.parametrize(("version", "backend"), [("4.2", "EXTERNAL"), ("4.5", "EXTERNAL"), ("5.0", "BLENDER")])
+def test_with_cycles_denoiser_on_the_noisy_image_is_denoised(addon_zip, untrained, tmp_path, version, backend):
+    """On each Blender the manifest claims: install, register, the panel's problems, Set up
+    passes, Denoise on the Render Result and auto-denoise of a written EXR, with Cycles' own
+    denoiser on at render time. 4.2 and 4.5 have no PyTorch in their bpy: the model runs in this
+    Python's mcdenoise as the add-on's External Python; 5.0 runs it inside Blender."""
+    from mcdenoise.inference.frames import denoise_file
+    from mcdenoise.models.loader import load_model
+
+    frame = tmp_path / "frame.exr"
+    out = run_blender(DENOISER_ON, tmp_path, untrained, blender=blender_python(version), zip=str(addon_zip),
+                      frame=str(frame), backend=backend, python=sys.executable)
+
+    assert out["version"].startswith(BLENDERS[version][1]), out["version"]
+    note = "Cycles' own denoiser is on"
+    assert out["denoiser_factory"] and any(p.startswith(note) for p in out["problems_factory"]), out["problems_factory"]
+    assert out["after_setup"] == ["CYCLES", False, "OPEN_EXR_MULTILAYER", True] and out["problems_after_setup"] == []
+    assert [p for p in out["problems_denoiser_on"] if p.startswith(note)], out["problems_denoiser_on"]
+    assert out["button"] == ["FINISHED"] and out["format_after_button"] == "PNG", out["button_status"]
+    assert "Denoised" in out["auto_status"] and not out["auto_status"].startswith("Error"), out["auto_status"]
+
+    loaded = load_model(untrained, device="cpu")
+    from_render_result = Path(out["button_status"].split(" in ")[-1].rstrip(")"))
+    for written in (frame, from_render_result):
+        assert {"ViewLayer.Noisy Image.R", "ViewLayer.Combined.R", "ViewLayer.Denoised.R"} <= channels(written)
+        got = read_frame(written, PassNames(color=("Denoised",))).color
+        # What `mcdenoise denoise` makes of the same file (it reads Noisy Image first) ...
+        cli = denoise_file(loaded, written, tmp_path / "cli.exr").denoised
+        np.testing.assert_allclose(got, cli, rtol=1e-4, atol=1e-5)
+        # ... and not what denoising Cycles' own result would give.
+        from_combined = denoise_file(loaded, written, tmp_path / "combined.exr", PassNames(color=("Combined",))).denoised
+        assert np.abs(got - from_combined).max() > 1e-2
+    from_render_result.unlink()
+
+
 MISSING_PASS = r'''
 sc = bpy.context.scene
 # Installed and enabled without torch/OpenEXR (hidden before install): the button explains.
@@ -267,6 +381,13 @@ try:
 except RuntimeError as exc:
     out["button"], out["report"] = "reported", str(exc)
 out["button_status"] = sc.mcdenoise.status
+# The same refusal from the external Python: the CLI's JSON error line, worded by the add-on.
+prefs.backend, prefs.python_path = "EXTERNAL", args["python"]
+try:
+    bpy.ops.mcdenoise.denoise_image(image_name=img.name)
+except RuntimeError as exc:
+    out["external_report"] = str(exc)
+prefs.backend = "AUTO"
 # The handler path: passes switched off, auto-denoise on; the render must still finish.
 sc.mcdenoise.status = ""
 sc.mcdenoise.auto_denoise = True
@@ -284,12 +405,17 @@ def test_missing_torch_and_missing_passes_are_reported_not_raised(addon_zip, unt
     write_exr(rgb_only, {"": rng.random((32, 32, 3), dtype=np.float32)})
     render = tmp_path / "render.exr"
     out = run_blender(MISSING_PASS, tmp_path, untrained, zip=str(addon_zip), rgb_only=str(rgb_only), render=str(render),
-                      hide=["torch", "OpenEXR"])
+                      hide=["torch", "OpenEXR"], python=sys.executable)
 
     assert out["missing"] == ["torch", "OpenEXR"]
     assert "Install PyTorch" in out["no_torch"] and "External Python" in out["no_torch"], out["no_torch"]
     assert "blender-user" in out["site"]  # 'Install PyTorch' targets the extension's user folder
     assert out["button"] == "reported" and out["report"].startswith("Error: ") and "albedo" in out["report"]
+    # Inside Blender and from the external Python alike, the fix names the add-on's own control,
+    # never the CLI's flag.
+    for report in (out["report"], out["external_report"]):
+        assert f"{rgb_only}: no albedo and normal pass" in report and "untick 'Require albedo/normal'" in report, report
+        assert "--require-aux" not in report, report
     assert out["button_status"].startswith("Error") and "albedo" in out["button_status"], out["button_status"]
     assert out["render"] == ["FINISHED"] and render.is_file()
     assert out["render_status"].startswith("Error") and "Denoising Data" in out["render_status"], out["render_status"]
