@@ -324,7 +324,7 @@ def _build_camera(bpy: Any, spec: dict[str, Any]) -> None:
 def _build_volume(bpy: Any, spec: dict[str, Any], meshes: dict[_MeshKey, Any]) -> None:
     mesh = _make_mesh("volume_box", False)
     s = spec["scale"]
-    obj = _link(bpy, "volume", mesh, spec["location"], scale=(s, s, s))
+    _link(bpy, "volume", mesh, spec["location"], scale=(s, s, s))
     mat = bpy.data.materials.new("volume")
     nt = _node_tree(mat)
     for n in list(nt.nodes):

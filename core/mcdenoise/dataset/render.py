@@ -20,7 +20,8 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from mcdenoise.dataset import layout
 from mcdenoise.dataset.blender_scene import build_scene, import_bpy
@@ -214,6 +215,20 @@ def release_scene(folder: Path) -> None:
     (folder / layout.LOCK_NAME).unlink(missing_ok=True)
 
 
+def render_noisy(bpy: Any, scene: Any, seed: int, spps: list[int], path_for: Callable[[int], Path]) -> tuple[dict[str, float], dict[str, int]]:
+    """Render the noisy inputs of one scene, each sample count with its own Cycles seed (derived
+    from the scene seed, so a re-render is the same image): returns seconds per render
+    (``"4spp"``) and the seeds used, for the scene's JSON record."""
+    seconds: dict[str, float] = {}
+    seeds: dict[str, int] = {}
+    for spp in spps:
+        t = time.perf_counter()
+        seeds[str(spp)] = cycles_seed(seed, f"noisy:{spp}")
+        render_exr(bpy, scene, path_for(spp), spp, seeds[str(spp)])
+        seconds[f"{spp}spp"] = round(time.perf_counter() - t, 3)
+    return seconds, seeds
+
+
 def render_scene(root: Path, index: int, seed: int, res: int, spps: list[int], ref_spp: int,
                  device: str = "cpu", threads: int = 0) -> dict[str, Any]:
     """Render one scene completely and write its JSON marker last; returns the JSON record."""
@@ -228,13 +243,7 @@ def render_scene(root: Path, index: int, seed: int, res: int, spps: list[int], r
     configure(scene, res, threads)
     t_build = time.perf_counter() - t0
     exposure = calibrate_exposure(bpy, scene, folder, seed, res)
-    seconds: dict[str, float] = {}
-    noisy_seeds = {}
-    for spp in spps:
-        t = time.perf_counter()
-        noisy_seeds[str(spp)] = cycles_seed(seed, f"noisy:{spp}")
-        render_exr(bpy, scene, layout.noisy_path(root, index, spp), spp, noisy_seeds[str(spp)])
-        seconds[f"{spp}spp"] = round(time.perf_counter() - t, 3)
+    seconds, noisy_seeds = render_noisy(bpy, scene, seed, spps, lambda spp: layout.noisy_path(root, index, spp))
     t = time.perf_counter()
     ref_seed = cycles_seed(seed, "ref")
     # Adaptive sampling only for the target: it stays zero-mean noise (all Noise2Noise needs)

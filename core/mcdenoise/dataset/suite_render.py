@@ -32,6 +32,7 @@ from mcdenoise.dataset.render import (
     cycles_seed,
     release_scene,
     render_exr,
+    render_noisy,
 )
 from mcdenoise.dataset.suite import SCENES, SUITE_VERSION, build
 from mcdenoise.errors import McDenoiseError, OutputError
@@ -77,13 +78,7 @@ def render_suite_scene(root: Path, name: str, res: int, spps: list[int], ref_spp
     seed = suite_seed(name)
     t_build = time.perf_counter() - t0
     exposure = calibrate_exposure(bpy, scene, folder, seed, res, jitter_stops=(0.0, 0.0))
-    seconds: dict[str, float] = {}
-    noisy_seeds = {}
-    for spp in spps:
-        t = time.perf_counter()
-        noisy_seeds[str(spp)] = cycles_seed(seed, f"noisy:{spp}")
-        render_exr(bpy, scene, layout.suite_noisy_path(root, name, spp), spp, noisy_seeds[str(spp)])
-        seconds[f"{spp}spp"] = round(time.perf_counter() - t, 3)
+    seconds, noisy_seeds = render_noisy(bpy, scene, seed, spps, lambda spp: layout.suite_noisy_path(root, name, spp))
     ref_seeds = {}
     for role, second in (("ref", False), ("ref2", True)):
         t = time.perf_counter()
