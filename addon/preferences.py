@@ -25,7 +25,7 @@ class McDenoisePreferences(bpy.types.AddonPreferences):
     backend: EnumProperty(name="Run the model", items=BACKENDS, default="AUTO")
     python_path: StringProperty(
         name="External Python",
-        description="Python of an environment where 'pip install mcdenoise' was done (e.g. ~/mcdenoise-env/bin/python)",
+        description="Python of an environment where mcdenoise is installed from a clone ('pip install -e .' or its built wheel), e.g. ~/mcdenoise-env/bin/python",
         subtype="FILE_PATH",
     )
     device: EnumProperty(name="Device", items=DEVICES, default="AUTO")
