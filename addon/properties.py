@@ -10,9 +10,16 @@ from . import runtime
 # The menu reads the core's own table of tiers. ``mcdenoise.choices`` is pure Python, so this
 # works on a Blender without PyTorch; ``runtime.core()`` makes it the vendored copy's table.
 runtime.core()
-from mcdenoise.choices import DEFAULT_MAX_MEMORY_GIB, DEFAULT_QUALITY, TIERS
+from mcdenoise.choices import DEFAULT_MAX_MEMORY_GIB, DEFAULT_QUALITY, MIN_TILE_SIDE, TIERS
 
 QUALITIES = [(tier.name, tier.label, tier.description) for tier in TIERS.values()]
+
+
+def tile_side(settings) -> int:
+    """The scene's tile size as the core takes it: 0 is the whole frame, other sides below the
+    core's minimum become the minimum (the CLI refuses them, and they would be tens of times
+    slower for the same result); a .blend saved with such a value still works."""
+    return settings.tile if settings.tile == 0 else max(settings.tile, MIN_TILE_SIDE)
 
 
 class McDenoiseSceneSettings(bpy.types.PropertyGroup):

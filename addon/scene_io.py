@@ -11,14 +11,14 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import preferences, runtime
+from . import preferences, properties, runtime
 from .worker import Job
 
 
 def make_job(scene: bpy.types.Scene, in_path: Path, out_path: Path) -> Job:
     prefs, settings = preferences.get(), scene.mcdenoise
     return Job(in_path, out_path, prefs.backend, prefs.python_path, prefs.device, prefs.weights_path,
-               settings.pass_name, settings.tile, settings.require_aux, settings.quality)
+               settings.pass_name, properties.tile_side(settings), settings.require_aux, settings.quality)
 
 
 def is_multilayer_exr(scene: bpy.types.Scene) -> bool:

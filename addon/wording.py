@@ -13,6 +13,7 @@ JSON_ERRORS = {"MCDENOISE_ERROR_FORMAT": "json"}
 FIXES: dict[str, str] = {
     "color_pass": "render with Combined (or Noisy Image) in the view layer's passes and save as OpenEXR MultiLayer",
     "require_aux": "click 'Set up passes' (enables Denoising Data), or untick 'Require albedo/normal'",
+    "aux_missing": "for full quality, click 'Set up passes' (enables Denoising Data) and render again",
     "out_dir": "choose another output folder in Output Properties",
     "out_dir_create": "create it or choose another output folder in Output Properties",
     "out_dir_permissions": "fix its permissions or choose another output folder in Output Properties",
@@ -32,6 +33,7 @@ FIXES: dict[str, str] = {
     "train_arch": "pick a matching model, or start from another weights file",
     "train_run_dir": "use another training folder",
     "train_lr": "lower the learning rate and resume",
+    "max_memory": "denoise it outside Blender with a memory budget of at least {need_gib} GiB, on a machine that has it",
     "render_dataset": "render a dataset into {root} first",
 }
 

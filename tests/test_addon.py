@@ -441,6 +441,11 @@ scene_io = sys.modules["bl_ext.user_default.mcdenoise.scene_io"]
 sc.render.engine = "BLENDER_EEVEE"
 sc.view_layers[0].cycles.denoising_store_passes = False
 out["problems_before"] = scene_io.setup_problems(bpy.context)  # the panel's warnings
+out["tiles"] = []
+for side in (10, 0, 200):  # a side below the core's minimum is taken as it; 0 (whole frame) stays
+    sc.mcdenoise.tile = side
+    out["tiles"].append(scene_io.make_job(sc, scene_io.Path("in.exr"), scene_io.Path("out.exr")).tile)
+sc.mcdenoise.tile = 1024
 bpy.ops.mcdenoise.setup_passes()
 out["problems_after"] = scene_io.setup_problems(bpy.context)
 sc.mcdenoise.auto_denoise = True
@@ -465,4 +470,5 @@ def test_png_output_f12_and_render_result_are_denoised_through_a_temporary_exr(a
     assert out["problems_before"] == ["Render engine is not Cycles", "Denoising Data passes are off (albedo/normal)",
                                       "Output is not multilayer EXR (passes not written)"]
     assert out["problems_after"] == []
+    assert out["tiles"] == [64, 0, 200]
     assert out["f12_image"] and "no EXR was written" in out["f12_status"], out["f12_status"]

@@ -73,7 +73,7 @@ def test_bad_frames_fail_alone_with_keep_going(corpus, weights, tmp_path):
     legal frames (NaN/Inf/negative colour, an offset data window) give finite outputs, and the
     job exits 1."""
     out = tmp_path / "out"
-    run = run_cli("denoise", corpus["dir"], "--out-dir", out, "--weights", weights, "--keep-going", "-q")
+    run = run_cli("denoise", corpus["dir"], "--out", out, "--weights", weights, "--keep-going", "-q")
     assert run.returncode == 1, run.stderr
     assert "done 5 / skipped 0 / failed 4 of 9" in run.stdout
     expected = {
@@ -101,7 +101,7 @@ def test_bad_frames_fail_alone_with_keep_going(corpus, weights, tmp_path):
 
 def test_first_bad_frame_stops_the_job_without_keep_going(corpus, weights, tmp_path, cli):
     out = tmp_path / "out"
-    code, stdout, stderr = cli("denoise", corpus["good"][0], corpus["not_exr"], corpus["good"][1], "--out-dir", out, "--weights", weights)
+    code, stdout, stderr = cli("denoise", corpus["good"][0], corpus["not_exr"], corpus["good"][1], "--out", out, "--weights", weights)
     assert code == 2
     assert f"{corpus['not_exr']}: not an OpenEXR file" in stderr
     assert "failed 1" in stdout
@@ -109,10 +109,10 @@ def test_first_bad_frame_stops_the_job_without_keep_going(corpus, weights, tmp_p
 
 
 def test_unwritable_output_folder_fails_before_any_work(corpus, weights, tmp_path, cli):
-    # An --out-dir under a plain file can never be created, root or not.
+    # An --out under a plain file can never be created, root or not.
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code, _, stderr = cli("denoise", corpus["good"][0], "--out-dir", blocker / "out", "--weights", weights)
+    code, _, stderr = cli("denoise", corpus["good"][0], "--out", blocker / "out", "--weights", weights)
     assert code == 2 and f"{blocker / 'out'}: cannot create output folder" in stderr
 
     ro = tmp_path / "readonly"
@@ -124,9 +124,9 @@ def test_unwritable_output_folder_fails_before_any_work(corpus, weights, tmp_pat
         if not immutable:
             pytest.skip("running as root without chattr: a read-only folder cannot be made")
     try:
-        code, _, stderr = cli("denoise", *corpus["good"], "--out-dir", ro, "--weights", weights)
+        code, _, stderr = cli("denoise", *corpus["good"], "--out", ro, "--weights", weights)
         assert code == 2
-        assert f"{ro}: output folder is not writable" in stderr and "--out-dir" in stderr
+        assert f"{ro}: output folder is not writable" in stderr and "choose another --out" in stderr
         assert list(ro.iterdir()) == []
     finally:
         if immutable:

@@ -65,7 +65,7 @@ def test_frame_syntax_accepted_and_refused(tmp_path):
 def test_sequence_to_out_dir_keeps_every_pass_and_resumes(tmp_path, weights):
     src = write_sequence(tmp_path / "in", [1001, 1002, 1003])
     out = tmp_path / "out"
-    run = run_cli("denoise", tmp_path / "in" / "shot_####.exr", "--frames", "1001-1003", "--out-dir", out, "--weights", weights)
+    run = run_cli("denoise", tmp_path / "in" / "shot_####.exr", "--frames", "1001-1003", "--out", out, "--weights", weights)
     assert run.returncode == 0, run.stderr
     assert "done 3 / skipped 0 / failed 0" in run.stdout
     for path in src:
@@ -74,10 +74,10 @@ def test_sequence_to_out_dir_keeps_every_pass_and_resumes(tmp_path, weights):
         assert all(after[name] == before[name] for name in before)  # every other part byte-identical
         assert np.all(np.isfinite(denoised_pass(out / path.name)))
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    run = run_cli("denoise", tmp_path / "in", "--out-dir", out, "--weights", weights, "--quiet")
+    run = run_cli("denoise", tmp_path / "in", "--out", out, "--weights", weights, "--quiet")
     assert run.returncode == 0 and "done 0 / skipped 3 / failed 0" in run.stdout
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
-    run = run_cli("denoise", tmp_path / "in", "--out-dir", out, "--weights", weights, "--quiet", "--overwrite")
+    run = run_cli("denoise", tmp_path / "in", "--out", out, "--weights", weights, "--quiet", "--overwrite")
     assert "done 3 / skipped 0" in run.stdout
 
 
@@ -97,10 +97,10 @@ def test_gap_in_pattern_fails_before_work_unless_keep_going(tmp_path, weights):
     write_sequence(tmp_path / "in", [1, 2, 4])
     out = tmp_path / "out"
     pattern = tmp_path / "in" / "shot_####.exr"
-    run = run_cli("denoise", pattern, "--out-dir", out, "--weights", weights)
+    run = run_cli("denoise", pattern, "--out", out, "--weights", weights)
     assert run.returncode == 2 and "missing from the sequence: 3" in run.stderr and "--keep-going" in run.stderr
     assert not out.exists() or not list(out.iterdir())
-    run = run_cli("denoise", pattern, "--out-dir", out, "--weights", weights, "--keep-going")
+    run = run_cli("denoise", pattern, "--out", out, "--weights", weights, "--keep-going")
     assert run.returncode == 1 and "done 3 / skipped 0 / failed 1" in run.stdout
     assert sorted(p.name for p in out.iterdir()) == ["shot_0001.exr", "shot_0002.exr", "shot_0004.exr"]
 
@@ -108,14 +108,14 @@ def test_gap_in_pattern_fails_before_work_unless_keep_going(tmp_path, weights):
 def test_killed_batch_resumes_to_the_uninterrupted_result(tmp_path, weights):
     frames = range(1, 9)
     # Small tiles make each frame take a while, so the kill lands mid-batch.
-    write_sequence(tmp_path / "in", frames, h=96, w=96)
-    args = [tmp_path / "in" / "shot_####.exr", "--weights", weights, "--tile", "16", "-q"]
-    reference = run_cli("denoise", *args, "--out-dir", tmp_path / "ref")
+    write_sequence(tmp_path / "in", frames, h=192, w=192)
+    args = [tmp_path / "in" / "shot_####.exr", "--weights", weights, "--tile", "64", "-q"]
+    reference = run_cli("denoise", *args, "--out", tmp_path / "ref")
     assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "out"
     env = dict(os.environ, MCDENOISE_THREADS="1")
-    cmd = [sys.executable, "-m", "mcdenoise", "denoise", *map(str, args), "--out-dir", str(out)]
+    cmd = [sys.executable, "-m", "mcdenoise", "denoise", *map(str, args), "--out", str(out)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (out.is_dir() and any(p.name.startswith("shot_") for p in out.iterdir())):
@@ -130,7 +130,7 @@ def test_killed_batch_resumes_to_the_uninterrupted_result(tmp_path, weights):
         assert output_is_complete(out / name, "Denoised")
     temp_path(out / "shot_0008.exr", pid=proc.pid).write_bytes(b"partial write of a killed run")
 
-    run = run_cli("denoise", *args, "--out-dir", out)
+    run = run_cli("denoise", *args, "--out", out)
     assert run.returncode == 0, run.stderr
     assert f"skipped {len(finished)} /" in run.stdout
     assert leftovers(out) == []

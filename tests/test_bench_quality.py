@@ -28,7 +28,7 @@ def bench_run(tmp_path_factory) -> tuple[Path, Path, dict]:
     data = root / "data"
     subprocess.run(
         [sys.executable, "-m", "mcdenoise", "render-dataset", "--out", str(data), "--scenes", "2",
-         "--res", "32", "--spp", "1,4", "--ref-spp", "16", "--no-progress", "--threads", "1"],
+         "--res", "32", "--spp", "1,4", "--ref-spp", "16", "--quiet", "--threads", "1"],
         check=True, capture_output=True, timeout=300,
     )
     cfg = TrainConfig(data=str(data), run_dir=str(root / "run"), widths="fast", steps=2, batch=2, crop=32,
@@ -36,7 +36,7 @@ def bench_run(tmp_path_factory) -> tuple[Path, Path, dict]:
     train(cfg)
     export(cfg.run_dir, root / "tiny.pt")
     report = root / "report"
-    cmd = [sys.executable, "-m", "mcdenoise", "bench", "--data", str(data), "--report", str(report),
+    cmd = [sys.executable, "-m", "mcdenoise", "bench", "--data", str(data), "--out", str(report),
            "--models", str(root / "tiny.pt"), "high", "--crop", "16"] + ([] if HAS_OIDN else ["--no-oidn"])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -82,8 +82,8 @@ def test_model_precision_is_measured_as_its_own_row(bench_run, tmp_path):
     data, _, result = bench_run
     report = tmp_path / "bf16"
     weights = next(data.parent.glob("tiny.pt"))
-    proc = subprocess.run([sys.executable, "-m", "mcdenoise", "bench", "--data", str(data), "--report", str(report), "--no-oidn",
-                           "--models", str(weights), "--model-precision", "bf16", "--crop", "16"],
+    proc = subprocess.run([sys.executable, "-m", "mcdenoise", "bench", "--data", str(data), "--out", str(report), "--no-oidn",
+                           "--models", str(weights), "--precision", "bf16", "--crop", "16"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     bf16 = json.loads((report / "results.json").read_text())["summary"]

@@ -28,10 +28,11 @@ def _option(argv: list[str], flag: str) -> argparse.Action:
     ("denoise", "--quality", choices.QUALITIES),
     ("denoise", "--precision", choices.PRECISIONS),
     ("train", "--arch", choices.ARCHITECTURES),
-    ("train", "--widths", tuple(choices.UNET_WIDTHS)),
-    ("render-dataset", "--device", choices.CYCLES_DEVICES),
-    ("bench", "--model-precision", choices.PRECISIONS),
-    ("bench", "--devices", choices.TORCH_DEVICES),
+    ("train", "--quality", tuple(choices.UNET_WIDTHS)),
+    ("render-dataset", "--render-device", choices.CYCLES_DEVICES),
+    ("render-suite", "--render-device", choices.CYCLES_DEVICES),
+    ("bench", "--precision", choices.PRECISIONS),
+    ("bench", "--device", choices.TORCH_DEVICES),
 ])
 def test_each_verb_offers_the_table(verb, flag, table):
     assert tuple(_option([verb], flag).choices) == table
@@ -41,7 +42,7 @@ def test_defaults_come_from_the_table():
     args = build_parser(["denoise", "x.exr"]).parse_args(["denoise", "x.exr"])
     assert (args.device, args.precision, args.quality) == (choices.DEFAULT_DEVICE, choices.DEFAULT_PRECISION, None)
     args = build_parser(["bench"]).parse_args(["bench"])
-    assert args.qualities == list(choices.QUALITIES) and args.devices == choices.DEFAULT_DEVICE
+    assert args.quality == list(choices.QUALITIES) and args.device == choices.DEFAULT_DEVICE
 
 
 def test_device_flag_reads_what_the_loader_accepts():

@@ -94,7 +94,7 @@ def test_pass_option_scores_the_denoised_pass_of_a_multilayer_file(files, tmp_pa
 
 def test_images_and_no_flip(files, tmp_path, capsys, monkeypatch):
     images = tmp_path / "cmp" / "nested"
-    rc, out, _ = run([files["low"], "--ref", files["ref"], "--images", images], capsys)
+    rc, out, _ = run([files["low"], "--ref", files["ref"], "--out", images], capsys)
     assert rc == 0
     side, diff, flip = (Image.open(images / f"low_noise_{k}.png") for k in ("vs_ref", "diff", "flip"))
     assert side.size == (2 * W + 4, H) and diff.size == flip.size == (W, H)

@@ -149,7 +149,7 @@ def test_cli_prints_flags_or_a_json_line_the_addon_words(cli, tmp_path, monkeypa
     code, _, err = cli("denoise", *frames, "-o", tmp_path / "out.exr")
     assert code == 2
     assert err.strip() == ("mcdenoise denoise: error: 2 input frames but one output file; "
-                           "-o/--output takes one input, so for several use --out-dir or --suffix")
+                           "-o/--output takes one input, so for several use --out or --suffix")
 
     monkeypatch.setenv(cli_wording.FORMAT_VARIABLE, "json")
     code, _, err = cli("denoise", *frames, "-o", tmp_path / "out.exr")

@@ -91,13 +91,13 @@ def test_resume_redoes_a_cut_single_part_output(cli, weights, tmp_path):
     inputs.mkdir()
     for n in (1, 2):
         _write_single_part(inputs / f"shot_{n:04d}.exr")
-    code, stdout, err = cli("denoise", inputs, "--out-dir", out, "--weights", weights, "-q", "--device", "cpu")
+    code, stdout, err = cli("denoise", inputs, "--out", out, "--weights", weights, "-q", "--device", "cpu")
     assert code == 0 and "done 2 / skipped 0" in stdout, err
     first = out / "shot_0001.exr"
     whole = first.read_bytes()
     first.write_bytes(whole[: len(whole) * 2 // 3])
 
-    code, stdout, err = cli("denoise", inputs, "--out-dir", out, "--weights", weights, "-q", "--device", "cpu")
+    code, stdout, err = cli("denoise", inputs, "--out", out, "--weights", weights, "-q", "--device", "cpu")
     assert code == 0 and "done 1 / skipped 1" in stdout, (stdout, err)
     assert first.read_bytes() == whole  # the re-run's result is the uninterrupted one
 
@@ -315,3 +315,244 @@ def test_an_albedo_with_a_shifted_data_window_is_refused(tmp_path):
     for low_memory in (False, True):
         with pytest.raises(PassShapeError, match=r"albedo pass is 24x16 at \(5, 2\) but colour is 24x16 at \(0, 0\)"):
             read_frame(path, low_memory=low_memory)
+
+
+# ----------------------------------------------------------------- issue 18, items 6-8, 12, 13
+
+
+def _argparse_refuses(cli, capfd, *args) -> str:
+    """stderr of a CLI run that argparse refuses (exit 2, before any work)."""
+    with pytest.raises(SystemExit) as exited:
+        cli(*args)
+    assert exited.value.code == 2
+    return capfd.readouterr().err
+
+
+def test_a_symlink_loop_input_is_refused_without_a_traceback(cli, weights, tmp_path):
+    (tmp_path / "a.exr").symlink_to(tmp_path / "b.exr")
+    (tmp_path / "b.exr").symlink_to(tmp_path / "a.exr")
+    code, _out, err = cli("denoise", tmp_path / "a.exr", "--weights", weights, "-q")
+    assert code == 2
+    assert "a.exr" in err and "symbolic links" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e-9", "0.1"])
+def test_impossible_memory_budgets_are_refused(cli, capfd, tmp_path, value):
+    err = _argparse_refuses(cli, capfd, "denoise", tmp_path / "in.exr", "--max-memory", value)
+    assert "--max-memory" in err and "0 (no limit)" in err
+
+
+@pytest.mark.parametrize("value", ["7", "-5", "63"])
+def test_tiles_below_the_smallest_useful_side_are_refused(cli, capfd, tmp_path, value):
+    err = _argparse_refuses(cli, capfd, "denoise", tmp_path / "in.exr", "--tile", value)
+    assert "--tile" in err and ">= 64" in err
+
+
+def _weights_payload(weights: Path) -> dict:
+    return torch.load(weights, weights_only=True)
+
+
+@pytest.mark.parametrize("case", ["width_100000", "width_-8", "width_bool", "unknown_arg", "tensor", "list",
+                                  "empty_state", "string_entry", "config_not_dict", "reference_not_tensor"])
+def test_malformed_weights_are_a_weights_error_before_any_network_is_built(weights, tmp_path, monkeypatch, case):
+    from mcdenoise.models import loader
+
+    payload = _weights_payload(weights)
+    config = payload["config"]
+    bad = {
+        "width_100000": lambda: {**payload, "config": {**config, "widths": [100000] * 5}},
+        "width_-8": lambda: {**payload, "config": {**config, "widths": [-8] * 5}},
+        "width_bool": lambda: {**payload, "config": {**config, "in_channels": True}},
+        "unknown_arg": lambda: {**payload, "config": {**config, "dropout": 1}},
+        "tensor": lambda: torch.zeros(3),
+        "list": lambda: [payload["state_dict"]],
+        "empty_state": lambda: {**payload, "state_dict": {}},
+        "string_entry": lambda: {**payload, "state_dict": {**payload["state_dict"], "enc1.0.weight": "x"}},
+        "config_not_dict": lambda: {**payload, "config": [8, 8]},
+        "reference_not_tensor": lambda: {"dncnn.0.weight": 3, "dncnn.2.weight": torch.zeros(1)},
+    }[case]()
+    path = tmp_path / "bad.pt"
+    torch.save(bad, path)
+
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("a network was built from a malformed file")
+
+    monkeypatch.setattr(loader, "build_model", must_not_build)
+    with pytest.raises(McDenoiseError) as caught:
+        load_model(path)
+    assert type(caught.value).__name__ == "WeightsError" and "bad.pt" in str(caught.value)
+
+
+def test_an_oversized_weights_file_is_refused_before_torch_reads_it(weights, tmp_path, monkeypatch):
+    from mcdenoise.models import loader
+
+    big = tmp_path / "big.pt"
+    big.write_bytes(weights.read_bytes() + b"\0" * (1 << 20))
+    monkeypatch.setattr(loader, "MAX_FILE_BYTES", 1 << 20)
+    monkeypatch.setattr(loader.torch, "load", lambda *a, **k: pytest.fail("torch.load read an oversized file"))
+    with pytest.raises(McDenoiseError, match="too large for a weights file"):
+        load_model(big)
+
+
+def _finishes(fn, seconds: float = 20.0):
+    """Run ``fn`` in a thread and return what it raised (None for nothing); fail if it blocks."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def call():
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, "blocked on a special file"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_special_files_named_exr_are_refused_without_blocking(tmp_path, kind):
+    import os
+
+    path = tmp_path / "frame.exr"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    raised = _finishes(lambda: read_frame(path))
+    assert isinstance(raised, InputFileError), raised
+    assert {"fifo": "named pipe", "device": "a device", "directory": "directory"}[kind] in str(raised)
+
+
+def test_the_cli_refuses_a_fifo_among_its_inputs_and_denoises_the_rest(cli, weights, tmp_path):
+    import os
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write_blender_like(src / "a.exr")
+    os.mkfifo(src / "b.exr")
+    out = tmp_path / "out"
+    result: list = []
+    raised = _finishes(lambda: result.append(
+        cli("denoise", src / "a.exr", src / "b.exr", "--out", out, "--weights", weights, "--keep-going", "-q")))
+    assert raised is None
+    code, _out, err = result[0]
+    assert code == 1 and "b.exr" in err and "named pipe" in err
+    assert output_is_complete(out / "a.exr", "Denoised")
+
+
+def test_sigterm_ends_the_job_keeping_finished_frames_and_leaving_no_temps(cli, weights, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from batch_fixtures import write_sequence
+    from mcdenoise.batch import runner
+
+    write_sequence(tmp_path / "src", [1, 2, 3])
+    out = tmp_path / "out"
+    calls = []
+    real = runner.run_model
+
+    def run_model(loaded, prepared, runtime=None, progress=None):
+        calls.append(prepared.frame.path.name)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # what a farm manager sends to cancel
+        return real(loaded, prepared, runtime, progress)
+
+    monkeypatch.setattr(runner, "run_model", run_model)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _out, err = cli("denoise", tmp_path / "src" / "shot_####.exr", "--out", out, "--weights", weights, "-q")
+    assert code == 143 and "terminated" in err and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is before  # the CLI's handler is gone again
+    assert output_is_complete(out / "shot_0001.exr", "Denoised")
+    assert sorted(p.name for p in out.iterdir()) == ["shot_0001.exr"]  # no frame 2, no temp
+
+
+def _write_with_extra_part(path: Path) -> None:
+    """A multi-part file with a part no read needs, so a low-memory read decodes a temp copy."""
+    s = _scene(32, 32)
+    write_exr(path, {"ViewLayer.Combined": np.dstack([s["color"], np.ones((32, 32), np.float32)]),
+                     "ViewLayer.Denoising Albedo": s["albedo"], "ViewLayer.Denoising Normal": s["normal"],
+                     "ViewLayer.Emit": s["color"]}, multipart=True)
+
+
+def test_the_low_memory_temp_copy_follows_the_owner_rule_and_stale_ones_go(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from mcdenoise.io import atomic, exr, splice
+
+    temp_dir = tmp_path / "system-temp"
+    temp_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_dir))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True).stdout
+    stale = atomic.temp_path(temp_dir / exr.READ_TEMP_NAME, pid=int(dead))
+    stale.write_bytes(b"left by a killed run")
+    live = atomic.temp_path(temp_dir / exr.READ_TEMP_NAME)  # this process's: in flight, must stay
+    live.write_bytes(b"in flight")
+    used = []
+    real = splice.splice
+    monkeypatch.setattr(splice, "splice", lambda src, drop, extra, dst: (used.append(dst), real(src, drop, extra, dst))[1])
+    path = tmp_path / "frame.exr"
+    _write_with_extra_part(path)
+    frame = read_frame(path, low_memory=True)
+    assert frame.albedo is not None and frame.normal is not None
+    assert len(used) == 1 and used[0].parent == temp_dir and atomic.is_temp(used[0])
+    assert not stale.exists() and live.exists() and not used[0].exists()
+
+
+def _window_patched(src: Path, dst: Path, x1: int) -> None:
+    """Copy a single-part file with its data window's right edge moved to ``x1``."""
+    data = bytearray(src.read_bytes())
+    at = data.index(b"dataWindow\0box2i\0") + len(b"dataWindow\0box2i\0") + 4
+    struct.pack_into("<i", data, at + 8, x1)
+    dst.write_bytes(bytes(data))
+
+
+def test_an_implausible_data_window_is_refused_before_decoding(tmp_path):
+    src = tmp_path / "small.exr"
+    write_exr(src, {"": np.zeros((16, 16, 3), np.float16)}, header={"compression": OpenEXR.ZIP_COMPRESSION})
+    hostile = tmp_path / "huge.exr"
+    _window_patched(src, hostile, 70000)
+    with pytest.raises(InputFileError, match="70001x16 pixels.*at most 65536"):
+        read_frame(hostile)
+
+
+def test_a_frame_that_cannot_fit_the_memory_budget_fails_before_decoding(cli, weights, tmp_path, monkeypatch):
+    """4096x4096 half zeros (a small file): its read arrays alone take the 0.75 GiB budget."""
+    from mcdenoise.batch import runner
+
+    path = tmp_path / "zeros.exr"
+    write_exr(path, {"": np.zeros((4096, 4096, 3), np.float16)}, header={"compression": OpenEXR.ZIP_COMPRESSION})
+    monkeypatch.setattr(runner, "prepare_frame", lambda *a, **k: pytest.fail("the frame was decoded"))
+    code, _out, err = cli("denoise", path, "--out", tmp_path / "out", "--weights", weights, "--max-memory", "0.75", "-q")
+    assert code == 2
+    assert "zeros.exr" in err and "17 megapixels" in err and "--max-memory 1 or more" in err
+
+
+def test_frame_ranges_are_bounded(cli, capfd, tmp_path):
+    from mcdenoise.batch.sequence import MAX_FRAMES, parse_frames
+
+    assert len(parse_frames(f"1-{MAX_FRAMES}")) == MAX_FRAMES
+    for frames in (f"1-{MAX_FRAMES + 1}", "1-1000000000", "1-600000,700001-1300000"):
+        err = _argparse_refuses(cli, capfd, "denoise", tmp_path / "shot_####.exr", "--frames", frames)
+        assert "more than 1,000,000 frames" in err
+
+
+def test_a_preview_must_be_a_png_and_not_the_output(cli, capfd, weights, tmp_path):
+    src = tmp_path / "in.exr"
+    write_blender_like(src)
+    err = _argparse_refuses(cli, capfd, "denoise", src, "-o", tmp_path / "out.exr", "--preview", tmp_path / "p.exr")
+    assert "--preview" in err and ".png" in err
+    (tmp_path / "p.png").symlink_to(tmp_path / "out.exr")
+    code, _out, err = cli("denoise", src, "-o", tmp_path / "out.exr", "--preview", tmp_path / "p.png", "--weights", weights)
+    assert code == 2 and "same file" in err
+    assert not (tmp_path / "out.exr").exists()

@@ -130,7 +130,7 @@ def test_registry_builds_each_named_architecture():
 
 
 def test_each_tier_names_the_network_its_shipped_file_holds():
-    """Speed benchmarks and ``train --widths`` build networks from the tier table's width row;
+    """Speed benchmarks and ``train --quality`` build networks from the tier table's width row;
     it must be what the shipped weights file of that tier really is."""
     for tier in TIERS.values():
         payload = torch.load(WEIGHTS_DIR / tier.weights, weights_only=True)

@@ -17,7 +17,7 @@ from mcdenoise.io.atomic import is_temp, temp_path
 from mcdenoise.dataset.render import cycles_seed, select_indices
 from mcdenoise.dataset.scene_description import describe_scene
 
-SMALL = ["--res", "32", "--spp", "1,2", "--ref-spp", "8", "--no-progress"]
+SMALL = ["--res", "32", "--spp", "1,2", "--ref-spp", "8", "--quiet"]
 REQUIRED = ("Combined", "Denoising Albedo", "Denoising Normal")
 
 

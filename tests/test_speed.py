@@ -355,15 +355,15 @@ def test_bench_speed_tiles_as_the_cli_does(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_bench_speed_cuda_only_without_a_gpu_is_refused(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "mcdenoise", "bench", "--speed", "--devices", "cuda", "--report", str(tmp_path)],
+    run = subprocess.run([sys.executable, "-m", "mcdenoise", "bench", "--speed", "--device", "cuda", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "no CUDA GPU" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_bench_speed_writes_a_report(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "mcdenoise", "bench", "--speed", "--sizes", "48x32", "--qualities", "fast", "--oidn-qualities", "high", "--cpu-precisions", "fp32",
-         "--repeat", "1", "--rounds", "1", "--report", str(tmp_path)],
+        [sys.executable, "-m", "mcdenoise", "bench", "--speed", "--sizes", "48x32", "--quality", "fast", "--oidn-quality", "high", "--cpu-precision", "fp32",
+         "--repeat", "1", "--rounds", "1", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stderr

@@ -23,7 +23,7 @@ HAS_OIDN = importlib.util.find_spec("pyoidn") is not None
 #: The kinds of content issue 16 names, written out here rather than read from the code.
 ISSUE_KINDS = {"texture", "volume", "dof", "textured_diffuse", "fireflies", "sss", "glass", "metal",
                "interior", "hair", "motion_blur", "sky", "mixed"}
-SMALL = ["--res", "32", "--spp", "1,2", "--ref-spp", "8", "--no-progress"]
+SMALL = ["--res", "32", "--spp", "1,2", "--ref-spp", "8", "--quiet"]
 TWO = "checker_brick,hair_ball"
 
 
@@ -179,7 +179,7 @@ def test_render_suite_resumes_and_repeats_pixels(rendered: Path, tmp_path: Path,
 @pytest.mark.slow
 def test_bench_suite_report(rendered: Path, tmp_path: Path) -> None:
     report = tmp_path / "report"
-    argv = ["bench", "--suite", str(rendered), "--report", str(report), "--models", "fast", "--crop", "16"]
+    argv = ["bench", "--suite", str(rendered), "--out", str(report), "--models", "fast", "--crop", "16"]
     args = build_parser(argv).parse_args(argv + ([] if HAS_OIDN else ["--no-oidn"]))
     assert args._main(args) == 0  # not cli.main: that would tune pytest's own allocator
 

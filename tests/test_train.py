@@ -42,7 +42,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_dataset")
     subprocess.run(
         [sys.executable, "-m", "mcdenoise", "render-dataset", "--out", str(out), "--scenes", "3",
-         "--res", "32", "--spp", "1,2", "--ref-spp", "8", "--no-progress", "--threads", "1"],
+         "--res", "32", "--spp", "1,2", "--ref-spp", "8", "--quiet", "--threads", "1"],
         check=True, capture_output=True, timeout=300,
     )
     return out
@@ -162,7 +162,7 @@ def test_init_starts_a_new_run_from_a_weights_file(tiny_dataset, tmp_path):
     tuned = load_checkpoint(latest_checkpoint(tmp_path / "tuned"))["model"]
     for k in base:
         assert torch.equal(base[k], tuned[k]), k
-    # A wider --widths grows the file's U-Net: the run starts computing what the file computes.
+    # A wider --quality grows the file's U-Net: the run starts computing what the file computes.
     train(tiny_config(tiny_dataset, tmp_path / "wide", widths="balanced", steps=1, lr=0.0, init=str(tmp_path / "base.pt")))
     wide = load_checkpoint(latest_checkpoint(tmp_path / "wide"))
     assert wide["model"]["mid.1.weight"].shape[0] == 80
@@ -184,7 +184,7 @@ def test_init_starts_a_new_run_from_a_weights_file(tiny_dataset, tmp_path):
 def test_export_loads_weights_only_and_denoises_files(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     train(tiny_config(tiny_dataset, run, steps=2, val_every=2))
-    rc = subprocess.run([sys.executable, "-m", "mcdenoise", "train", "--run-dir", str(run), "--no-train",
+    rc = subprocess.run([sys.executable, "-m", "mcdenoise", "train", "--out", str(run), "--no-train",
                          "--export", str(tmp_path / "m.pt")], capture_output=True, text=True, timeout=120)
     assert rc.returncode == 0, rc.stderr
     payload = torch.load(tmp_path / "m.pt", weights_only=True)

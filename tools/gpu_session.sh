@@ -29,9 +29,9 @@ done
 echo "data: $(ls -d "$DATA"/scene_* 2>/dev/null | wc -l) scenes; $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null)"
 "$PY" -c "import torch, numpy, OpenEXR; print('torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 
-COMMON=(--data "$DATA" --device "$DEVICE" --no-progress --val-every 0 --warmup 200 --batch 32 --workers 5 --threads 2 --checkpoint-minutes 2)
-UNET=(--arch unet --widths balanced --crop 128 --lr 1e-3 --init core/mcdenoise/weights/default.pt)
-FAST=(--arch unet --widths fast --crop 128 --lr 2e-3)
+COMMON=(--data "$DATA" --device "$DEVICE" --quiet --val-every 0 --warmup 200 --batch 32 --workers 5 --threads 2 --checkpoint-minutes 2)
+UNET=(--arch unet --quality balanced --crop 128 --lr 1e-3 --init core/mcdenoise/weights/default.pt)
+FAST=(--arch unet --quality fast --crop 128 --lr 2e-3)
 DNCNN=(--arch dncnn --crop 96 --lr 1e-3 --init core/mcdenoise/weights/dncnn.pt)
 
 rate() {  # steps per second of a run, from its log's last two records
@@ -47,11 +47,11 @@ print(f\"{sys.argv[2]}: step {b['step']}, {(b['step'] - a['step']) / (b['train_s
 
 case "$MODE" in
 bench)
-    "$PY" -m mcdenoise bench --speed --devices "$DEVICE" --sizes "${SIZES:-1080p,4k}" --qualities fast,balanced,high \
-        --oidn-qualities "" --precisions fp16,bf16 --rounds 2 --report "$OUT" 2>&1 | tail -n 30
+    "$PY" -m mcdenoise bench --speed --device "$DEVICE" --sizes "${SIZES:-1080p,4k}" --quality fast,balanced,high \
+        --oidn-quality "" --gpu-precision fp16,bf16 --rounds 2 --out "$OUT" 2>&1 | tail -n 30
     for m in unet fast dncnn; do
         declare -n args=${m^^}
-        "$PY" -m mcdenoise train "${COMMON[@]}" "${args[@]}" --run-dir /tmp/probe_$m --steps 100000 --minutes "${PROBE_MIN:-0.7}" --log-every 10 \
+        "$PY" -m mcdenoise train "${COMMON[@]}" "${args[@]}" --out /tmp/probe_$m --steps 100000 --minutes "${PROBE_MIN:-0.7}" --log-every 10 \
             >"$OUT/probe_$m.log" 2>&1 &
     done
     wait
@@ -62,7 +62,7 @@ train)
     declare -A STEPS=([unet]=$4 [fast]=$5 [dncnn]=$6)
     for m in unet fast dncnn; do
         declare -n args=${m^^}
-        "$PY" -m mcdenoise train "${COMMON[@]}" "${args[@]}" --run-dir "/tmp/run_$m" --steps "${STEPS[$m]}" \
+        "$PY" -m mcdenoise train "${COMMON[@]}" "${args[@]}" --out "/tmp/run_$m" --steps "${STEPS[$m]}" \
             --minutes "$MIN" --export "$OUT/$m.pt" >"$OUT/train_$m.log" 2>&1 &
     done
     wait

@@ -31,7 +31,7 @@ render() {  # render OUT START END [extra args...]: scene indices START..END-1 i
         echo "[$(date -Is)] $out scenes $s..$((s + n - 1))"
         local try
         for try in 1 2 3; do  # a crash is retried; a scene that always fails does not stall the rest
-            "$PY" -m mcdenoise render-dataset --out "$out" --start "$s" --scenes "$n" --no-progress "$@" && break
+            "$PY" -m mcdenoise render-dataset --out "$out" --start "$s" --scenes "$n" --quiet "$@" && break
             echo "[$(date -Is)] render-dataset failed (rc=$?, try $try/3)"
             sleep 5
         done

@@ -25,15 +25,15 @@ fi
 cd "$REPO"
 MC=".venv/bin/mcdenoise"
 DATA="${DATA:-data/train}"
-COMMON=(--data "$DATA" --batch 4 --warmup 50 --threads 2 --no-progress)
+COMMON=(--data "$DATA" --batch 4 --warmup 50 --threads 2 --quiet)
 
 echo "[$(date -Is)] unet balanced: ${UNET_STEPS:=28000} steps, ${UNET_MIN:=115} min"
-"$MC" train "${COMMON[@]}" --run-dir runs/unet --arch unet --widths balanced --steps "$UNET_STEPS" --crop 128 \
+"$MC" train "${COMMON[@]}" --out runs/unet --arch unet --quality balanced --steps "$UNET_STEPS" --crop 128 \
     --lr "${UNET_LR:-1e-3}" --val-every 2000 --minutes "$UNET_MIN" --export runs/unet/default.pt
 echo "[$(date -Is)] unet fast: ${FAST_STEPS:=9000} steps, ${FAST_MIN:=27} min"
-"$MC" train "${COMMON[@]}" --run-dir runs/fast --arch unet --widths fast --steps "$FAST_STEPS" --crop 128 \
+"$MC" train "${COMMON[@]}" --out runs/fast --arch unet --quality fast --steps "$FAST_STEPS" --crop 128 \
     --lr 2e-3 --val-every 0 --minutes "$FAST_MIN" --export runs/fast/fast.pt
 echo "[$(date -Is)] dncnn: ${DNCNN_STEPS:=800} steps, ${DNCNN_MIN:=16} min"
-"$MC" train "${COMMON[@]}" --run-dir runs/dncnn --arch dncnn --steps "$DNCNN_STEPS" --crop 96 \
+"$MC" train "${COMMON[@]}" --out runs/dncnn --arch dncnn --steps "$DNCNN_STEPS" --crop 96 \
     --lr 1e-3 --val-every 0 --minutes "$DNCNN_MIN" --export runs/dncnn/dncnn.pt
 echo "[$(date -Is)] done"

@@ -82,3 +82,8 @@ def is_torch_device(name: str) -> bool:
     """Whether ``--device NAME`` names a device: one of TORCH_DEVICES (any case) or cuda:N."""
     base, colon, index = name.lower().partition(":")
     return base in TORCH_DEVICES and (not colon or (base == "cuda" and index.isdigit()))
+
+# The smallest tile side anyone may ask for (0 is the whole frame): a tile is cut on the model's
+# 16-pixel grid and computes a margin of its receptive radius on each side, so below this almost
+# all the work is margin (tens of times slower for the same result).
+MIN_TILE_SIDE = 64

@@ -17,6 +17,8 @@ FIXES: dict[str, str] = {
     "color_pass": "name the colour pass explicitly, or pick another pass preset",
     "require_aux": "enable the Denoising Data passes in Blender (View Layer > Passes > Data > Denoising Data), "
     "or allow colour-only denoising",
+    "aux_missing": "for full quality, enable the Denoising Data passes in Blender (View Layer > Passes > Data > "
+    "Denoising Data) and render again",
     "out_dir": "choose another output folder",
     "out_dir_create": "create it or choose another output folder",
     "out_dir_permissions": "fix its permissions or choose another output folder",
@@ -36,6 +38,7 @@ FIXES: dict[str, str] = {
     "train_arch": "pick a matching architecture and widths (or wider widths, to grow a U-Net), or start from another weights file",
     "train_run_dir": "use another run folder",
     "train_lr": "lower the learning rate and resume",
+    "max_memory": "raise the memory budget to at least {need_gib} GiB (0 = no limit) on a machine that has it",
     "render_dataset": "render some into {root} with mcdenoise.dataset.render.render_dataset",
 }
 

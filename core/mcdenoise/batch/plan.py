@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcdenoise.batch.sequence import FrameSource
-from mcdenoise.errors import McDenoiseError, OutputError
+from mcdenoise.errors import InputFileError, McDenoiseError, OutputError
 from mcdenoise.inference.frames import check_output_path
 from mcdenoise.io.exr import open_exr
 from mcdenoise.io.passes import split_channel_name
@@ -44,11 +44,11 @@ def plan_jobs(sources: list[FrameSource], output: Path | None = None, out_dir: P
                 raise OutputError(f"{out_dir}: cannot create output folder ({exc.strerror})", fix="out_dir") from exc
         jobs = [Job(s, output_path(s.path, out_dir, suffix)) for s in sources]
         # A folder or glob re-run beside its own outputs must not denoise those outputs again.
-        outputs = {j.output.resolve() for j in jobs}
-        jobs = [j for j in jobs if j.source.path.resolve() not in outputs or j.output.resolve() == j.source.path.resolve()]
+        outputs = {_resolved(j.output) for j in jobs}
+        jobs = [j for j in jobs if _resolved(j.source.path) not in outputs or _resolved(j.output) == _resolved(j.source.path)]
     seen: dict[Path, Path] = {}
     for job in jobs:
-        key = job.output.resolve()
+        key = _resolved(job.output)
         if key in seen and seen[key] != job.source.path:
             raise OutputError(f"{job.output}: both {seen[key]} and {job.source.path} would be written here", fix="output_clash")
         seen[key] = job.source.path
@@ -58,6 +58,15 @@ def plan_jobs(sources: list[FrameSource], output: Path | None = None, out_dir: P
         if not os.access(folder, os.W_OK):
             raise OutputError(f"{folder}: output folder is not writable", fix="out_dir_permissions")
     return jobs
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` with its links followed, refusing one that cannot be (a symlink loop), which
+    ``Path.resolve`` raises as RuntimeError or OSError depending on the Python version."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise InputFileError(f"{path}: cannot follow its symbolic links ({getattr(exc, 'strerror', None) or exc})") from exc
 
 
 def output_is_complete(path: Path, pass_name: str) -> bool:

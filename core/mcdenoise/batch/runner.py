@@ -33,7 +33,8 @@ from mcdenoise.models.loader import LoadedModel
 
 # Pixels of frames read but not yet written. Two 4K frames fit; an 8K frame runs alone.
 PIPELINE_PIXELS = 2 * 3840 * 2160
-LogFn = Callable[[str, str], None]  # (level: "info" | "warning" | "error", message)
+# (level: "info" | "warning" | "error", message); a warning with a fix comes as an error for the front end to word
+LogFn = Callable[[str, "str | McDenoiseError"], None]
 DescribeFn = Callable[[McDenoiseError], str]  # a front end's wording of an error (fix in its own terms)
 # A frame between read and write (low-memory read: half colour and albedo, float normal, result).
 READ_BYTES_PER_PIXEL = 24
@@ -120,7 +121,10 @@ def _triage(jobs: list[Job], pass_name: str, overwrite: bool, keep_going: bool, 
 
 
 def _frame_pixels(path: Path) -> int:
-    if not path.is_file():
+    """Pixels of the largest part a frame's header declares (0 when it cannot be read). Only a
+    regular file is peeked at: a FIFO or device named ``*.exr`` would block the open; the
+    reader refuses it (:func:`mcdenoise.io.exr.check_regular_file`)."""
+    if not path.is_file():  # False for anything but a regular file, links followed
         return 0  # OpenEXR would print its own line for it; the reader reports it once, worded
     try:
         parts = OpenEXR.File(str(path), header_only=True).parts
@@ -207,6 +211,7 @@ class _Pipeline:
                 break
             cost = self.budget.acquire(frame_pixels)
             try:
+                self.runtime.check_frame_fits(frame_pixels, READ_BYTES_PER_PIXEL, job.source.path)
                 item: PreparedFrame | BaseException = prepare_frame(
                     self.loaded, job.source.path, self.names, self.require_aux, low_memory=True, pass_name=self.pass_name)
             except Exception as exc:

@@ -71,6 +71,11 @@ def parse_pattern(text: str) -> FramePattern | None:
     return None
 
 
+# The most frames one --frames may list: far above any shot, below lists that would take
+# gigabytes and minutes to build before the first frame.
+MAX_FRAMES = 1_000_000
+
+
 def parse_frames(text: str) -> list[int]:
     """``1001-1240``, ``1-100x2`` (every 2nd), ``1,5,9-12`` -> sorted unique frame numbers."""
     frames: set[int] = set()
@@ -83,6 +88,8 @@ def parse_frames(text: str) -> list[int]:
         step = int(m.group(3) or 1)
         if last < first or step < 1:
             raise ValueError(f"frame range {item!r} is empty; write first-last with first <= last")
+        if (last - first) // step + 1 + len(frames) > MAX_FRAMES:
+            raise ValueError(f"frame range {text!r} holds more than {MAX_FRAMES:,} frames; split the job")
         frames.update(range(first, last + 1, step))
     return sorted(frames)
 

@@ -29,7 +29,7 @@ from mcdenoise import hdr
 from mcdenoise.bench.oidn import accurate as oidn_accurate
 from mcdenoise.bench.oidn import colour_only as oidn_colour_only
 from mcdenoise.bench.oidn import require as require_oidn
-from mcdenoise.choices import DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_QUALITY, PRECISIONS, QUALITIES
+from mcdenoise.choices import DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_QUALITY, QUALITIES
 from mcdenoise.cli.argtypes import int_list
 from mcdenoise.dataset.layout import list_scenes
 from mcdenoise.errors import InputFileError, McDenoiseError
@@ -51,8 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--models", nargs="+",
                    help=f"weights files and/or quality names ({', '.join(QUALITIES)}) to compare "
                         "(default: every shipped quality, then dncnn.pt)")
-    g.add_argument("--model-precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                   help="precision our models run at (default auto: fp32 on CPU, fp16 on CUDA), to measure what bf16 costs")
     g.add_argument("--spp", type=int_list, help="only these sample counts, e.g. 1,4")
     g.add_argument("--max-scenes", type=int, default=0, help="use at most N scenes (0 = all)")
     g.add_argument("--no-oidn", action="store_true", help="skip the OIDN rows (pyoidn not installed)")
@@ -221,7 +219,7 @@ def main(args: argparse.Namespace) -> None:
     models: list[str | Path] = list(args.models) if args.models else default_models()
     if not models:
         raise McDenoiseError(f"no weights to benchmark in {WEIGHTS_DIR}; pass --models FILE.pt")
-    result = run(data, models, args.spp, args.max_scenes, not args.no_oidn, precision=args.model_precision)
+    result = run(data, models, args.spp, args.max_scenes, not args.no_oidn, precision=args.precision)
     report.mkdir(parents=True, exist_ok=True)
     (report / "report.md").write_text(markdown(result, data))
     (report / "results.json").write_text(json.dumps({k: v for k, v in result.items() if k != "images"}, indent=1))

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mcdenoise.choices import DEFAULT_DEVICE, DEFAULT_MAX_MEMORY_GIB, QUALITIES, TORCH_DEVICES
-from mcdenoise.cli.argtypes import names
+from mcdenoise.choices import DEFAULT_MAX_MEMORY_GIB, QUALITIES
+from mcdenoise.cli import options
+from mcdenoise.cli.argtypes import memory_gib, names
 from mcdenoise.errors import McDenoiseError
 
 NAMED_SIZES = {"256": (256, 256), "720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
@@ -76,17 +77,20 @@ def parse_size(text: str) -> tuple[int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("speed benchmark (--speed)")
     g.add_argument("--sizes", default="256,1080p,4k", help="comma-separated frame sizes: 256, 720p, 1080p, 4k or WxH (default: %(default)s)")
-    g.add_argument("--qualities", type=names(QUALITIES, "quality"), default=",".join(QUALITIES),
-                   help="our model qualities to time (default: %(default)s)")
-    g.add_argument("--oidn-qualities", type=names(OIDN_QUALITIES, "OIDN quality"), default=",".join(OIDN_QUALITIES),
-                   help="OIDN qualities to time, empty for none (default: %(default)s)")
+    options.add_quality(g, many=True, default=list(QUALITIES), old=("--qualities",),
+                        help=f"our model qualities to time, comma-separated (default: {','.join(QUALITIES)})")
+    options.add_alias(g, "--oidn-qualities", g.add_argument(
+        "--oidn-quality", type=names(OIDN_QUALITIES, "OIDN quality"), default=list(OIDN_QUALITIES), metavar="Q[,Q...]",
+        help=f"OIDN qualities to time, comma-separated, empty for none (default: {','.join(OIDN_QUALITIES)})"))
     g.add_argument("--repeat", type=int, default=3, help="timed runs per measurement for frames under 1 MP; larger frames run once (default: %(default)s)")
     g.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every measurement, fastest kept (default: %(default)s)")
-    g.add_argument("--precisions", default="fp16,bf16", help="extra precisions timed on a CUDA GPU when one is present (default: %(default)s)")
-    g.add_argument("--devices", choices=TORCH_DEVICES, default=DEFAULT_DEVICE,
-                   help="where to time: auto = the CPU, plus the GPU when there is one; cuda = the GPU only (default: %(default)s)")
-    g.add_argument("--cpu-precisions", help="precisions of our models on CPU (default: fp32, plus bf16 where the CPU has native bf16)")
-    g.add_argument("--max-memory", type=float, default=DEFAULT_MAX_MEMORY_GIB, metavar="GIB",
+    options.add_alias(g, "--precisions", g.add_argument(
+        "--gpu-precision", default="fp16,bf16", metavar="P[,P...]",
+        help="extra precisions timed on a CUDA GPU when one is present (default: %(default)s)"))
+    options.add_alias(g, "--cpu-precisions", g.add_argument(
+        "--cpu-precision", metavar="P[,P...]",
+        help="precisions of our models on CPU (default: fp32, plus bf16 where the CPU has native bf16)"))
+    g.add_argument("--max-memory", type=memory_gib, default=DEFAULT_MAX_MEMORY_GIB, metavar="GIB",
                    help="besides the rows without a budget (a quarter of free memory), time our models on CPU as `mcdenoise denoise "
                    "--max-memory GIB` tiles them, i.e. what the CLI runs (default: %(default)s, the CLI's default; 0 for none)")
 
@@ -192,17 +196,6 @@ def _spawn(run: SpeedRun) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX: the CPUs where oneDNN runs bf16 convs natively (elsewhere bf16 is
-    emulated and slower than fp32, so timing it would only waste the run)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def plan(
     sizes: list[tuple[int, int]],
     models: list[str],
@@ -269,23 +262,25 @@ def table(results: dict[SpeedRun, dict]) -> str:
 def main(args: argparse.Namespace) -> None:
     import torch
 
+    from mcdenoise.inference.runtime import cpu_has_native_bf16
+
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
-    models, oidn = args.qualities, args.oidn_qualities
-    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    models, oidn = args.quality, args.oidn_quality
+    precisions = [p.strip() for p in args.gpu_precision.split(",") if p.strip()]
     if not sizes or not (models or oidn):
         raise McDenoiseError("nothing to time: give at least one size and one model")
     if args.repeat < 1 or args.rounds < 1:
         raise McDenoiseError("--repeat and --rounds must be at least 1")
     if args.max_memory < 0:
         raise McDenoiseError("--max-memory must be positive (GiB), or 0 for the rows without a budget only")
-    gpu = torch.cuda.is_available() and args.devices != "cpu"
-    if args.devices == "cuda" and not gpu:
-        raise McDenoiseError("--devices cuda: PyTorch sees no CUDA GPU here; use --devices cpu or auto")
-    if args.cpu_precisions:
-        cpu_precisions = tuple(p.strip() for p in args.cpu_precisions.split(",") if p.strip())
+    gpu = torch.cuda.is_available() and args.device != "cpu"
+    if args.device == "cuda" and not gpu:
+        raise McDenoiseError("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu or auto")
+    if args.cpu_precision:
+        cpu_precisions = tuple(p.strip() for p in args.cpu_precision.split(",") if p.strip())
     else:
-        cpu_precisions = ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
-    results = measure(plan(sizes, models, oidn, args.repeat, gpu, precisions, cpu_precisions, cpu=args.devices != "cuda", max_memory_gib=args.max_memory), args.rounds)
+        cpu_precisions = ("fp32", "bf16") if cpu_has_native_bf16() else ("fp32",)
+    results = measure(plan(sizes, models, oidn, args.repeat, gpu, precisions, cpu_precisions, cpu=args.device != "cuda", max_memory_gib=args.max_memory), args.rounds)
     from mcdenoise.inference.runtime import physical_cores
     from mcdenoise.models.tiers import macs_per_pixel, model_for_quality
 

@@ -8,7 +8,7 @@ reference A with the numbers of ``bench --data`` (``quality.measure``: PSNR and 
 at reference A's exposure, relMSE on linear radiance). Reference B against reference A says how
 noisy the references themselves are: a perfect denoiser would score about 3 dB above that PSNR.
 
-Writes into ``--report``: ``suite.md`` (the tables), ``suite.json`` (every number),
+Writes into ``--out``: ``suite.md`` (the tables), ``suite.json`` (every number),
 ``suite_psnr.png`` (a bar per scene and method at the focus sample count, and our gap to
 OIDN-Accurate) and ``suite_crops/<scene>.png`` (noisy | ours | OIDN-Accurate | reference A,
 whole frames above, the centre ``--crop`` pixels magnified below). The focus sample count is
@@ -277,7 +277,7 @@ def main(args: argparse.Namespace) -> None:
     models: list[str | Path] = list(args.models) if args.models else default_models()
     if not models:
         raise McDenoiseError("no weights to benchmark; pass --models FILE.pt or a quality name")
-    result = run(suite, models, args.spp, not args.no_oidn, precision=args.model_precision)
+    result = run(suite, models, args.spp, not args.no_oidn, precision=args.precision)
     write_report(result, report, args.crop)
     text = markdown(result)
     print(text.split("## Gap to OIDN-Accurate by kind")[0].rstrip() + "\n")

@@ -7,8 +7,12 @@ Blender or matplotlib imports and ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from mcdenoise import __version__
 from mcdenoise.cli import usage
@@ -48,6 +52,30 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (how farm managers and ``kill`` cancel a job), raised where Ctrl-C would be so
+    that it unwinds the same way: frames written so far stay, the frame in flight is not
+    written, temp files go."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """For the block, SIGTERM raises :class:`Terminated` in the main thread (Python's default
+    is to die at once, leaving temps and no message); the previous handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread only
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
@@ -56,13 +84,17 @@ def main(argv: list[str] | None = None) -> int:
 
         keep_freed_memory()
     try:
-        return int(args._main(args) or 0)
+        with _sigterm_interrupts():
+            return int(args._main(args) or 0)
     except McDenoiseError as exc:
         from mcdenoise.cli import wording
 
         # A JSON line when a front end that words the fix itself asked for it (the add-on's worker).
         print(wording.error_line(args.verb, wording.describer()(exc)), file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"mcdenoise {args.verb}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"mcdenoise {args.verb}: interrupted", file=sys.stderr)
         return 130

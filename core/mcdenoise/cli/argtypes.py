@@ -5,9 +5,11 @@ argparse's usage error, before any work, rather than a check inside a verb's ``m
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
-from mcdenoise.choices import TORCH_DEVICES, is_torch_device, spoken
+from mcdenoise.choices import MIN_TILE_SIDE, TORCH_DEVICES, is_torch_device, spoken
 
 
 def shard(text: str) -> tuple[int, int]:
@@ -65,3 +67,38 @@ def at_least(low: int) -> Callable[[str], int]:
 
     parse.__name__ = f"integer >= {low}"  # argparse names the type in its messages
     return parse
+
+
+# The smallest --max-memory (GiB): the process itself takes half a GiB
+# (inference.runtime.PROCESS_BASE_BYTES), so a smaller budget fits no frame at all.
+MIN_MEMORY_GIB = 0.75
+
+
+def memory_gib(text: str) -> float:
+    """A memory budget in GiB: a finite number >= :data:`MIN_MEMORY_GIB`, or 0 for no limit."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GiB, got {text!r}") from None
+    if not math.isfinite(value) or (value != 0 and value < MIN_MEMORY_GIB):
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a number of GiB >= {MIN_MEMORY_GIB}, got {text!r}")
+    return value
+
+
+def tile_side(text: str) -> int:
+    """A tile side in pixels: 0 (the whole frame) or at least :data:`MIN_TILE_SIDE`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of pixels, got {text!r}") from None
+    if value != 0 and value < MIN_TILE_SIDE:
+        raise argparse.ArgumentTypeError(f"must be 0 (the whole frame) or >= {MIN_TILE_SIDE} pixels, got {value}")
+    return value
+
+
+def png_path(text: str) -> Path:
+    """A path ending in .png (a preview is PNG bytes whatever the name says)."""
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"a preview is a PNG image, so its name must end in .png, got {text!r}")
+    return path

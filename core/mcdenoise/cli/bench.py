@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from mcdenoise.choices import DEFAULT_DEVICE
+from mcdenoise.cli import options
 from mcdenoise.errors import McDenoiseError
 
 
@@ -16,7 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", type=str,
                         help="benchmark-suite folder (render-suite layout): per scene and kind against OIDN-Accurate")
     parser.add_argument("--speed", action="store_true", help="run the speed benchmark")
-    parser.add_argument("--report", default="bench_report", help="output folder for the markdown report, plot and crops")
+    options.add_out(parser, dest="report", type=str, default="bench_report", old=("--report",),
+                    help="output folder for the markdown report, plot and crops (default: %(default)s)")
+    options.add_device(parser, default=DEFAULT_DEVICE, whole=True, old=("--devices",),
+                       help="where --speed times: auto = the CPU, plus the GPU when there is one; cuda = the GPU only; "
+                            "cpu (default: %(default)s)")
+    options.add_precision(parser, old=("--model-precision",),
+                          help="precision our models run at in --data and --suite (default auto: fp32 on CPU, fp16 on CUDA), "
+                               "to measure what bf16 costs")
     quality.add_arguments(parser)
     speed.add_arguments(parser)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from mcdenoise.cli import options
 from mcdenoise.errors import MissingPassError, OutputError
 from mcdenoise.io.passes import DEFAULT_PRESET, PRESETS
 
@@ -36,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pass-preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
                         help="AOV naming the default colour pass follows (default: %(default)s)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write every number to this JSON file")
-    parser.add_argument("--images", type=Path, metavar="DIR",
-                        help="write per file NAME_vs_ref.png (file | reference), NAME_diff.png (4x the tonemapped "
-                             "difference) and NAME_flip.png (FLIP error map) into DIR (created if missing)")
+    options.add_out(parser, dest="images", old=("--images",),
+                    help="write per file NAME_vs_ref.png (file | reference), NAME_diff.png (4x the tonemapped "
+                         "difference) and NAME_flip.png (FLIP error map) into DIR (created if missing)")
     parser.add_argument("--no-flip", action="store_true", help="skip FLIP, the slowest metric (seconds per 1080p frame)")
 
 

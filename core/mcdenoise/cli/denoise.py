@@ -1,6 +1,6 @@
 """``mcdenoise denoise IN.exr -o OUT.exr``: add a Denoised pass to EXR renders.
 
-Also the farm form: ``mcdenoise denoise 'shot_####.exr' --frames 1001-1240 --out-dir out
+Also the farm form: ``mcdenoise denoise 'shot_####.exr' --frames 1001-1240 --out out
 --shard 0/4 --keep-going``. Exit status: 0 all frames done or skipped, 1 some frames failed
 with ``--keep-going``, 2 the job stopped on an error.
 """
@@ -11,8 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mcdenoise.choices import DEFAULT_DEVICE, DEFAULT_MAX_MEMORY_GIB, DEFAULT_PRECISION, DEFAULT_QUALITY, PRECISIONS, QUALITIES, TORCH_DEVICES, spoken
-from mcdenoise.cli.argtypes import shard, torch_device
+from mcdenoise.choices import DEFAULT_DEVICE, DEFAULT_MAX_MEMORY_GIB, DEFAULT_QUALITY, PRECISION_DTYPES, QUALITIES, spoken
+from mcdenoise.cli import options
+from mcdenoise.cli.argtypes import memory_gib, png_path, shard, tile_side
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.io.passes import DEFAULT_PRESET, PRESETS
 
@@ -30,14 +31,12 @@ def add_pass_arguments(parser: argparse.ArgumentParser) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--weights", type=Path, help="weights file (default: the model shipped with mcdenoise)")
-    g.add_argument("--quality", choices=QUALITIES,
-                   help=f"shipped model size: {spoken(QUALITIES)} ({DEFAULT_QUALITY} is the default model); see docs/speed.md")
-    g.add_argument("--device", type=torch_device, default=DEFAULT_DEVICE, help=f"{spoken(TORCH_DEVICES)} (default: %(default)s)")
-    g.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                   help="compute precision: auto = fp16 on CUDA, fp32 on CPU; bf16 on CPU is about 2x faster where the CPU "
-                        "has native bf16 (AVX-512 BF16 / AMX) and slightly changes the result; see docs/speed.md")
+    options.add_quality(g, help=f"shipped model size: {spoken(QUALITIES)} ({DEFAULT_QUALITY} is the default model); see docs/speed.md")
+    options.add_device(g, default=DEFAULT_DEVICE)
+    options.add_precision(g, help="compute precision: auto = fp16 on CUDA, fp32 on CPU; bf16 on CPU is about 2x faster where the CPU "
+                                  "has native bf16 (AVX-512 BF16 / AMX) and slightly changes the result; see docs/speed.md")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only; pays off on long sequences)")
-    g.add_argument("--tile", type=int, default=0,
+    g.add_argument("--tile", type=tile_side, default=0,
                    help="largest tile side in pixels (same result, less memory, margins computed twice); 0 = the whole frame. "
                         "Either is cut to the largest tile that fits --max-memory on CPU or free memory on a GPU (default: %(default)s)")
     g.add_argument("--require-aux", action="store_true", help="fail on frames without albedo/normal instead of denoising colour-only")
@@ -54,21 +53,30 @@ def _frames(text: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="EXR files, folders, globs ('renders/*.exr') or frame patterns (shot_####.exr, shot_%%04d.exr)")
-    parser.add_argument("-o", "--output", type=Path, help="output EXR (one input only; overwritten if it exists)")
-    parser.add_argument("--preview", type=Path, help="also write a side-by-side PNG: noisy | denoised (one input only)")
+    options.add_output(parser, help="output EXR (one input only; overwritten if it exists)")
+    parser.add_argument("--preview", type=png_path, help="also write a side-by-side PNG: noisy | denoised (one input only)")
     g = parser.add_argument_group("sequences")
     g.add_argument("--frames", type=_frames, help="frames of a pattern: 1001-1240, 1-100x2, 1,5,9-12 (default: first to last on disk)")
-    g.add_argument("--out-dir", type=Path, help="write outputs into this folder (created if missing), same file names plus --suffix")
-    g.add_argument("--suffix", help="added to each output's file name (default: _denoised, or none with --out-dir)")
+    options.add_out(g, dest="out_dir", old=("--out-dir",),
+                    help="write outputs into this folder (created if missing), same file names plus --suffix")
+    g.add_argument("--suffix", help="added to each output's file name (default: _denoised, or none with --out)")
     g.add_argument("--shard", type=shard, default=(0, 1), help="denoise only frames with index %% n == i of the frame list (default: 0/1)")
     g.add_argument("--overwrite", action="store_true", help="denoise again even where a complete output exists (default: skip it)")
     g.add_argument("--keep-going", action="store_true", help="carry on past bad or missing frames; exit 1 at the end if any failed")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-frame lines; errors and the summary only")
-    g.add_argument("--max-memory", type=float, default=DEFAULT_MAX_MEMORY_GIB, metavar="GIB",
+    options.add_quiet(g, help="no progress bar or per-frame lines; errors and the summary only")
+    options.add_verbose(g, help="also one line per run: the passes, model, device, precision and tile it uses")
+    g.add_argument("--max-memory", type=memory_gib, default=DEFAULT_MAX_MEMORY_GIB, metavar="GIB",
                    help="on CPU, use smaller tiles for frames too large for this many GiB (an 8K frame); 0 = no limit (default: %(default)s)")
     g.add_argument("--stats", action="store_true", help="print wall time, frames/s and the model's share of the time")
     add_model_arguments(parser)
     add_pass_arguments(parser)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare as written
+        return a.absolute() == b.absolute()
 
 
 def runtime_from_args(args: argparse.Namespace, model):
@@ -85,6 +93,44 @@ def pass_names_from_args(args: argparse.Namespace):
     return PRESETS[args.pass_preset].with_overrides(args.color_pass, args.albedo_pass, args.normal_pass, args.layer)
 
 
+def warn_slow_bf16(runtime) -> str | None:
+    """The warning for ``--precision bf16`` on a CPU that only emulates bf16 (slower than fp32)."""
+    import torch
+
+    from mcdenoise.inference.runtime import cpu_has_native_bf16
+
+    if runtime.device.type != "cpu" or runtime.dtype != torch.bfloat16 or cpu_has_native_bf16():
+        return None
+    return ("--precision bf16: this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 is emulated and "
+            "slower than fp32; drop --precision for fp32")
+
+
+def run_line(args: argparse.Namespace, loaded, runtime, prepared) -> str:
+    """``-v``: what a run used, read off its first frame: layer and passes, model, device,
+    precision and tile."""
+    frame = prepared.frame
+    passes = ", ".join(f"{feature} {name!r}" for feature, name in frame.passes.items())
+    model = (f"weights {args.weights}" if args.weights is not None
+             else f"quality {args.quality or DEFAULT_QUALITY} ({loaded.path.name if loaded.path else 'shipped'})")
+    precision = next((p for p, dtype in PRECISION_DTYPES.items() if f"torch.{dtype}" == str(runtime.dtype)), str(runtime.dtype))
+    tile = runtime.tile_for(loaded.model, prepared.inputs)
+    return (f"run: layer {frame.layer or '(none)'}, passes {passes}"
+            + ("" if prepared.used_aux else " (colour only)")
+            + f"; model {model}; device {runtime.device}; precision {precision}; "
+            + (f"tile {tile} px" if tile else "tile: whole frame"))
+
+
+def skip_line(summary) -> str | None:
+    """Why frames were skipped: their output is already there (``-o`` always overwrites)."""
+    if not summary.skipped:
+        return None
+    first = summary.skipped[0].output
+    if len(summary.skipped) == 1:
+        return f"skipped: {first} exists and is complete; --overwrite to denoise again"
+    return (f"skipped {len(summary.skipped)} frames: their outputs exist and are complete (e.g. {first}); "
+            "--overwrite to denoise them again")
+
+
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -98,16 +144,23 @@ def main(args: argparse.Namespace) -> int:
     sources = select_shard(expand_inputs(args.inputs, args.frames), args.shard)
     if args.preview is not None and len(sources) != 1:
         raise McDenoiseError("--preview takes one input frame")
+    if args.preview is not None and args.output is not None and _same_file(args.preview, args.output):
+        raise McDenoiseError(f"{args.preview}: --preview and -o name the same file; give the preview its own .png name")
     suffix = args.suffix if args.suffix is not None else ("" if args.out_dir is not None else "_denoised")
     jobs = plan_jobs(sources, args.output, args.out_dir, suffix)
     from mcdenoise.models.tiers import load_for_cli
 
     loaded = load_for_cli(args.weights, args.quality, device=args.device)
     runtime = runtime_from_args(args, loaded.model)
+    slow = warn_slow_bf16(runtime)
+    if slow:
+        print(f"mcdenoise denoise: warning: {slow}", file=sys.stderr)
     names = pass_names_from_args(args)
     bar = tqdm(total=len(jobs), unit="frame", file=sys.stderr, disable=args.quiet or len(jobs) < 2, dynamic_ncols=True)
 
-    def log(level: str, message: str) -> None:
+    def log(level: str, message: str | McDenoiseError) -> None:
+        if isinstance(message, McDenoiseError):  # a warning with a fix: the CLI's flags, or neutral for the add-on
+            message = str(message) if wording.json_wanted() else wording.describe(message)
         if level == "info":
             if not args.quiet:
                 bar.write(message, file=sys.stdout)
@@ -116,17 +169,25 @@ def main(args: argparse.Namespace) -> int:
         else:
             bar.write(f"mcdenoise denoise: {level}: {message}", file=sys.stderr)
 
-    def preview(job, prepared, denoised) -> None:
-        save_png(args.preview, side_by_side([prepared.frame.color, denoised]))
+    said = []
+
+    def on_denoised(job, prepared, denoised) -> None:
+        if args.verbose and not said:
+            said.append(job)
+            log("info", run_line(args, loaded, runtime, prepared))
+        if args.preview:
+            save_png(args.preview, side_by_side([prepared.frame.color, denoised]))
 
     try:
         summary = run_batch(
             loaded, jobs, runtime, names, args.pass_name, args.require_aux, args.keep_going,
             overwrite=args.overwrite or args.output is not None, log=log, progress=bar.update,
-            on_denoised=preview if args.preview else None, describe=wording.describer(),
+            on_denoised=on_denoised if args.preview or args.verbose else None, describe=wording.describer(),
         )
     finally:
         bar.close()
+    if skip_line(summary):
+        print(skip_line(summary))
     if len(jobs) > 1 or summary.failed or summary.skipped:
         print(f"{summary.line()} of {summary.total} frame(s) in {summary.seconds:.1f} s")
     if summary.stopped_early:

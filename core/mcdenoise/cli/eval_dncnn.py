@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mcdenoise.choices import DEFAULT_DEVICE, TORCH_DEVICES, spoken
-from mcdenoise.cli.argtypes import torch_device
+from mcdenoise.choices import DEFAULT_DEVICE
+from mcdenoise.cli import options
 from mcdenoise.errors import InputFileError, WeightsError
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma", type=float, default=25.0, help="noise std on the 0-255 scale (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
-    parser.add_argument("--device", type=torch_device, default=DEFAULT_DEVICE, help=f"{spoken(TORCH_DEVICES)} (default: %(default)s)")
-    parser.add_argument("--verbose", action="store_true", help="print each image's PSNR")
+    options.add_device(parser, default=DEFAULT_DEVICE)
+    options.add_verbose(parser, help="print each image's PSNR")
 
 
 def psnr_uint8(clean: np.ndarray, test: np.ndarray) -> float:

@@ -7,9 +7,8 @@ starts, so ``--help`` and argument errors stay instant and work without the rend
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from mcdenoise.choices import CYCLES_DEVICES, DEFAULT_CYCLES_DEVICE
+from mcdenoise.cli import options
 from mcdenoise.cli.argtypes import at_least, shard
 from mcdenoise.errors import McDenoiseError
 
@@ -25,7 +24,7 @@ def _spp_list(text: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="dataset folder (created if missing)")
+    options.add_out(parser, required=True, help="dataset folder (created if missing)")
     parser.add_argument("--scenes", type=at_least(0), required=True, help="number of scene indices")
     parser.add_argument("--start", type=at_least(0), default=0, help="first scene index (default 0)")
     parser.add_argument("--seed-offset", type=at_least(0), default=0,
@@ -36,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ref-spp", type=at_least(1), default=256, help="samples of the target (default 256)")
     parser.add_argument("--shard", type=shard, default=(0, 1),
                         help="i/n: render only indices with index %% n == i (default 0/1)")
-    parser.add_argument("--device", choices=CYCLES_DEVICES, default=DEFAULT_CYCLES_DEVICE, help="Cycles device")
+    options.add_render_device(parser)
     parser.add_argument("--threads", type=at_least(0), default=0, help="render threads, 0 = all cores")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    options.add_quiet(parser, old=("--no-progress",), help="no progress bar (for logs)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -48,8 +47,8 @@ def main(args: argparse.Namespace) -> int:
         raise McDenoiseError(f"--ref-spp ({args.ref_spp}) must exceed the largest --spp ({max(args.spp)})")
     stats = render_dataset(
         args.out, args.scenes, start=args.start, seed_offset=args.seed_offset, res=args.res,
-        spps=args.spp, ref_spp=args.ref_spp, shard=args.shard, device=args.device,
-        threads=args.threads, progress=not args.no_progress,
+        spps=args.spp, ref_spp=args.ref_spp, shard=args.shard, device=args.render_device,
+        threads=args.threads, progress=not args.quiet,
     )
     i, n = args.shard
     print(

@@ -7,16 +7,15 @@ starts, so ``--help``, ``--list`` and argument errors stay instant and work with
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from mcdenoise.choices import CYCLES_DEVICES, DEFAULT_CYCLES_DEVICE
+from mcdenoise.cli import options
 from mcdenoise.cli.argtypes import at_least, int_list, names
 from mcdenoise.dataset.suite import KINDS, SCENES
 from mcdenoise.errors import McDenoiseError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, help="suite folder (created if missing)")
+    options.add_out(parser, help="suite folder (created if missing)")
     parser.add_argument("--scenes", type=names(SCENES, "suite scene"),
                         help="only these scenes, comma-separated (default: all; see --list)")
     parser.add_argument("--list", action="store_true", help="print the scene table (name, kind, what it shows) and exit")
@@ -28,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ref-threshold", type=float, default=0.0,
                         help="render the references with adaptive sampling at this noise threshold, up to "
                              "--ref-spp (e.g. 0.005); 0 = exactly --ref-spp in every pixel (default)")
-    parser.add_argument("--device", choices=CYCLES_DEVICES, default=DEFAULT_CYCLES_DEVICE, help="Cycles device")
+    options.add_render_device(parser)
     parser.add_argument("--threads", type=at_least(0), default=0, help="render threads, 0 = all cores")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    options.add_quiet(parser, old=("--no-progress",), help="no progress bar (for logs)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -51,8 +50,8 @@ def main(args: argparse.Namespace) -> int:
     from mcdenoise.dataset.suite_render import render_suite
 
     stats = render_suite(args.out, args.scenes or None, res=args.res, spps=spps, ref_spp=args.ref_spp,
-                         ref_threshold=args.ref_threshold, device=args.device, threads=args.threads,
-                         progress=not args.no_progress)
+                         ref_threshold=args.ref_threshold, device=args.render_device, threads=args.threads,
+                         progress=not args.quiet)
     print(
         f"render-suite: {stats['rendered']} rendered, {stats['skipped']} already done, "
         + (f"{stats['busy']} locked by another process, " if stats["busy"] else "")

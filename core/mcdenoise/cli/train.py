@@ -1,7 +1,7 @@
 """``mcdenoise train``: train (or resume) a denoiser on a rendered dataset and export weights.
 
-    mcdenoise train --data data/train --run-dir runs/unet --arch unet --minutes 30
-    mcdenoise train --run-dir runs/unet --export core/mcdenoise/weights/default.pt
+    mcdenoise train --data data/train --out runs/unet --arch unet --minutes 30
+    mcdenoise train --out runs/unet --export core/mcdenoise/weights/default.pt
 
 Settings come from defaults, then ``--config FILE`` (JSON with TrainConfig's field names), then
 flags. Re-running the same command resumes from ``RUN/checkpoints/latest``.
@@ -13,17 +13,20 @@ import argparse
 import json
 from pathlib import Path
 
-from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, TORCH_DEVICES, UNET_WIDTHS, spoken
-from mcdenoise.cli.argtypes import torch_device
+from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, UNET_WIDTHS
+from mcdenoise.cli import options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Every default is None so that only flags actually given override the config file.
     parser.add_argument("--config", type=Path, help="JSON file of TrainConfig fields (flags override it)")
     parser.add_argument("--data", help="training dataset folder (render-dataset layout), default data/train")
-    parser.add_argument("--run-dir", dest="run_dir", help="run folder: config.json, checkpoints/, log/ (default runs/unet)")
+    # Flags keep TrainConfig's field names as dest (run_dir, widths, progress): config files keep loading.
+    options.add_out(parser, dest="run_dir", type=str, old=("--run-dir",),
+                    help="run folder: config.json, checkpoints/, log/; re-run to resume (default runs/unet)")
     parser.add_argument("--arch", choices=ARCHITECTURES, help=f"network (default {DEFAULT_ARCH})")
-    parser.add_argument("--widths", choices=tuple(UNET_WIDTHS), help=f"U-Net width table (default {DEFAULT_WIDTHS})")
+    options.add_quality(parser, dest="widths", choices=tuple(UNET_WIDTHS), old=("--widths",),
+                        help=f"model size: the U-Net width row of that quality (default {DEFAULT_WIDTHS})")
     parser.add_argument("--steps", type=int, help="total steps = length of the LR schedule (default 2000)")
     parser.add_argument("--minutes", type=float, help="wall-clock budget of this call; a checkpoint is left on stop")
     parser.add_argument("--stop-after", type=int, default=0, help="stop this call after N steps (schedule unchanged)")
@@ -36,10 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=float, help="checkpoint interval (default 3)")
     parser.add_argument("--seed", type=int, help="seed of weights init and crop sampling (default 0)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
-    parser.add_argument("--device", type=torch_device, help=f"{spoken(TORCH_DEVICES)} (default {DEFAULT_DEVICE})")
+    options.add_device(parser, default=None, help_default=DEFAULT_DEVICE)
     parser.add_argument("--workers", type=int, help="threads building crops, prefetched during each step (default: 0 on CPU, up to 8 with CUDA)")
     parser.add_argument("--init", help="weights file a new run starts from, e.g. the shipped model to fine-tune (ignored when resuming)")
-    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar (for logs)")
+    options.add_quiet(parser, dest="progress", old=("--no-progress",), help="no progress bar (for logs)")
     parser.add_argument("--export", type=Path, help="after training, write the model as a weights file here")
     parser.add_argument("--no-train", action="store_true", help="only export the newest checkpoint")
 

@@ -15,11 +15,13 @@ FORMAT_VARIABLE = "MCDENOISE_ERROR_FORMAT"
 FIXES: dict[str, str] = {
     "color_pass": "name the pass with --color-pass, or pick another --pass-preset",
     "require_aux": "enable Denoising Data passes in Blender (View Layer > Passes > Data > Denoising Data) or drop --require-aux",
-    "out_dir": "choose another --out-dir",
-    "out_dir_create": "create it or choose another --out-dir",
-    "out_dir_permissions": "fix its permissions or choose another --out-dir",
-    "one_output": "-o/--output takes one input, so for several use --out-dir or --suffix",
-    "output_clash": "use --suffix or separate --out-dir runs",
+    "aux_missing": "for full quality, enable Denoising Data passes in Blender (View Layer > Passes > Data > Denoising Data) "
+                   "and render again, or name another renderer's passes with --albedo-pass/--normal-pass",
+    "out_dir": "choose another --out",
+    "out_dir_create": "create it or choose another --out",
+    "out_dir_permissions": "fix its permissions or choose another --out",
+    "one_output": "-o/--output takes one input, so for several use --out or --suffix",
+    "output_clash": "use --suffix or separate --out runs",
     "frames_missing": "re-render them, narrow --frames, or pass --keep-going to denoise the rest",
     "frame_pattern": "check the path or pass --frames",
     "weights_path": "check the --weights path",
@@ -30,10 +32,11 @@ FIXES: dict[str, str] = {
     "device_cuda": "use --device cpu or auto",
     "precision_fp16": "use --precision fp16",
     "compile_cuda": "--compile is for CUDA only, so leave it off",
-    "train_widths": "pick --widths that match or grow the file's, or another --init",
-    "train_arch": "pick matching --arch/--widths (or wider --widths, to grow a U-Net) or another --init",
-    "train_run_dir": "use another --run-dir",
+    "train_widths": "pick a --quality whose widths match or grow the file's, or another --init",
+    "train_arch": "pick matching --arch/--quality (or a wider --quality, to grow a U-Net) or another --init",
+    "train_run_dir": "use another --out",
     "train_lr": "lower --lr and resume",
+    "max_memory": "pass --max-memory {need_gib} or more (0 = no limit) on a node that has it",
     "render_dataset": "render some with 'mcdenoise render-dataset --out {root} --scenes N'",
 }
 

@@ -43,7 +43,7 @@ class PreparedFrame:
     inputs: FrameInputs
     exposure: float
     used_aux: bool
-    aux_warning: str | None = None
+    aux_warning: MissingPassError | None = None  # not raised: a warning each front end words (fix key aux_missing)
 
 
 def prepare_frame(
@@ -72,7 +72,8 @@ def prepare_frame(
         missing = " and ".join(name for name in features.AUX_FEATURES if passes[name] is None)
         if require_aux:
             raise MissingPassError(f"{in_path}: no {missing} pass", fix="require_aux")
-        warning = f"{in_path}: no {missing} pass, denoising from colour only (lower quality)"
+        warning = MissingPassError(f"{in_path}: no {missing} pass, denoising from colour only (lower quality)",
+                                   fix="aux_missing")
     if not has_aux:  # aux passes come together or not at all, as in training's aux dropout
         passes.update(dict.fromkeys(features.AUX_FEATURES))
     inputs = FrameInputs(frame.color, **passes)
@@ -121,7 +122,7 @@ def denoise_file(
     in_path, out_path = Path(in_path), check_output_path(out_path)
     prepared = prepare_frame(loaded, in_path, names, require_aux, pass_name=pass_name)
     if prepared.aux_warning:
-        warnings.warn(prepared.aux_warning, AuxMissingWarning, stacklevel=2)
+        warnings.warn(str(prepared.aux_warning), AuxMissingWarning, stacklevel=2)
     denoised = run_model(loaded, prepared, runtime, progress)
     write_with_pass(prepared.frame, out_path, denoised, pass_name=pass_name)
     return DenoiseResult(in_path, out_path, prepared.frame, denoised, prepared.used_aux)

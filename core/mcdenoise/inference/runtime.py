@@ -20,8 +20,8 @@ import psutil
 import torch
 from torch import nn
 
-from mcdenoise import choices
-from mcdenoise.errors import DeviceError
+from mcdenoise import choices, features
+from mcdenoise.errors import DeviceError, InputFileError
 from mcdenoise.inference.encode import FrameInputs
 from mcdenoise.inference.tiling import _round_up
 
@@ -88,6 +88,12 @@ def choose_dtype(device: torch.device, precision: str = "auto", bf16_supported: 
     return dtype
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: the CPUs where oneDNN runs bf16 convs natively; elsewhere bf16 is
+    emulated and slower than fp32 (``--precision bf16`` warns, ``bench --speed`` skips it)."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def autocast_for(device: torch.device, dtype: torch.dtype):
     """Autocast context for a reduced-precision run, a no-op for fp32: weights stay fp32 and
     convs run in ``dtype``, so one loaded model serves every precision."""
@@ -102,7 +108,7 @@ def activation_bytes_per_pixel(model: nn.Module, dtype: torch.dtype = torch.floa
     architecture here), about six such maps alive at once (skip, concat, conv in/out, allocator
     slack), plus 1/3 more for the coarser levels of a 2x pyramid."""
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    first_in = convs[0].in_channels if convs else 9
+    first_in = convs[0].in_channels if convs else features.channel_count(features.DEFAULT_INPUTS)
     widest = max((m.out_channels for m in convs[:2]), default=64)
     element = torch.tensor([], dtype=dtype).element_size()
     return int(element * (first_in + 6 * widest * 4 / 3))
@@ -183,6 +189,19 @@ class Runtime:
         fit = tile_for_memory(room, activation_bytes_per_pixel(model, dtype), model.receptive_radius, model.alignment)
         height, width = frame.color.shape[:2]
         return self.max_tile if (self.max_tile or max(height, width)) <= fit else fit
+
+    def check_frame_fits(self, pixels: int, bytes_per_pixel: int, path: os.PathLike | str) -> None:
+        """Refuse, before it is decoded, a frame of ``pixels`` whose own arrays
+        (``bytes_per_pixel``) and the process alone exceed ``max_memory``: no tile can make
+        it fit, and decoding it would take the process past the budget it was given."""
+        if not self.max_memory:
+            return
+        need = PROCESS_BASE_BYTES + pixels * bytes_per_pixel
+        if need > self.max_memory:
+            raise InputFileError(
+                f"{path}: a frame of {pixels / 1e6:.0f} megapixels needs about {need / 2**30:.1f} GiB, "
+                f"more than the memory budget of {self.max_memory / 2**30:.2f} GiB even in tiles",
+                fix="max_memory", need_gib=f"{math.ceil(need / 2**30)}")
 
     def _network_memory(self, frame: FrameInputs, result_itemsize: int) -> float | None:
         """Bytes the network's working memory may take for ``frame``; None for no limit."""

@@ -127,7 +127,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise OutputError(f"{path}: output folder {folder} is not writable", fix="out_dir")
     tmp = None
     try:
-        tmp = _create(path)
+        tmp = create_temp(path)
         yield tmp
         # The temp is private (0600); the output must get the permissions any new file would
         # (umask), or those of the file it replaces, so farm users can read it.
@@ -141,7 +141,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
                 tmp.unlink()
 
 
-def _create(target: Path) -> Path:
+def create_temp(target: Path) -> Path:
+    """Create (empty, private) and return a fresh temp of ``target`` owned by this process."""
     while True:
         tmp = temp_path(target)
         try:

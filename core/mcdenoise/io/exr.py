@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import struct
 import sys
 import tempfile
@@ -24,9 +25,17 @@ import numpy as np
 import OpenEXR
 
 from mcdenoise.errors import InputFileError, MissingPassError, PassShapeError
-from mcdenoise.io import header, splice
+from mcdenoise.io import atomic, header, splice
 from mcdenoise.features import AUX_FEATURES, COLOR, FEATURES
 from mcdenoise.io.passes import PassNames, split_channel_name
+
+
+# The largest side of a data window read: above any camera or render, below sizes whose
+# offset tables and planes alone would exhaust a machine.
+MAX_SIDE = 65536
+# The low-memory read's temp copy is named by io.atomic's owner rule after this, in the system
+# temp folder, so a run removes those a killed run left.
+READ_TEMP_NAME = "mcdenoise-read.exr"
 
 
 @dataclass
@@ -78,10 +87,7 @@ def open_exr(path: str | os.PathLike, header_only: bool = False) -> "OpenEXR.Fil
     decoding pixels, which is how a batch tells a finished output from a broken one cheaply.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputFileError(f"{path}: is a directory, expected an .exr file")
+    check_regular_file(path)
     try:
         with open(path, "rb") as fh:
             magic = fh.read(4)
@@ -89,6 +95,9 @@ def open_exr(path: str | os.PathLike, header_only: bool = False) -> "OpenEXR.Fil
         raise InputFileError(f"{path}: cannot read ({exc.strerror})") from exc
     if magic != header.MAGIC:
         raise InputFileError(f"{path}: not an OpenEXR file (wrong magic number); expected a .exr render")
+    problem = _implausible_window(path)
+    if problem:
+        raise InputFileError(f"{path}: {problem}; mcdenoise reads frames of at most {MAX_SIDE} pixels a side")
     problem = _truncation_problem(path)
     if problem:
         raise InputFileError(f"{path}: file is incomplete or corrupted ({problem}); re-render or re-copy it")
@@ -98,6 +107,36 @@ def open_exr(path: str | os.PathLike, header_only: bool = False) -> "OpenEXR.Fil
         return OpenEXR.File(str(path), header_only=True)
     except Exception as exc:  # OpenEXR raises bare RuntimeError/ValueError
         raise InputFileError(f"{path}: cannot decode EXR ({exc})") from exc
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse anything but a regular file (after links) before it is opened: opening a FIFO
+    named ``*.exr`` waits for a writer forever, and a device never ends."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such file") from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a folder we may not enter
+        raise InputFileError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from exc
+    if stat.S_ISDIR(mode):
+        raise InputFileError(f"{path}: is a directory, expected an .exr file")
+    if not stat.S_ISREG(mode):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file"
+        raise InputFileError(f"{path}: is {kind}, not a regular file; expected an .exr file")
+
+
+def _implausible_window(path: Path) -> str | None:
+    """Why a part's data window is no render's, or None: checked from the header before any
+    pixel is allocated, as a 2 KB file may declare gigapixels of zeros."""
+    try:
+        parts = OpenEXR.File(str(path), header_only=True).parts
+    except Exception:
+        return None  # the truncation check reports what is wrong with the header
+    for part in parts:
+        (x0, y0), (x1, y1) = (int(v) for v in part.header["dataWindow"][0]), (int(v) for v in part.header["dataWindow"][1])
+        if x1 - x0 + 1 > MAX_SIDE or y1 - y0 + 1 > MAX_SIDE:
+            return f"declares a data window of {x1 - x0 + 1}x{y1 - y0 + 1} pixels"
+    return None
 
 
 def _decode(decodable: Path, path: Path) -> "OpenEXR.File":
@@ -397,8 +436,9 @@ def _needed_parts_only(path: Path, pass_names: Iterable[str]) -> Iterator[tuple[
     if len(header.parts) < 2 or not keep or len(keep) == len(header.parts):
         yield path, index
         return
-    fd, tmp = tempfile.mkstemp(prefix="mcdenoise-read-", suffix=".exr")
-    os.close(fd)
+    target = Path(tempfile.gettempdir()) / READ_TEMP_NAME
+    atomic.remove_stale_temps(target)  # those of killed runs (owner gone), never a live one's
+    tmp = atomic.create_temp(target)
     try:
         try:
             splice.splice(path, set(index) - keep, None, Path(tmp))

@@ -24,6 +24,19 @@ from mcdenoise.models import build_model
 FORMAT = "mcdenoise-weights/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / TIERS[DEFAULT_QUALITY].weights
+# Bounds checked before anything is read or built, so a hostile or broken file cannot make the
+# loader allocate gigabytes: the largest shipped file is a few MB, the widest sane network a few
+# hundred channels.
+MAX_FILE_BYTES = 256 << 20
+MAX_CHANNELS = 64  # input/output channels
+MAX_WIDTH = 1024  # conv widths (U-Net levels, DnCNN features)
+MAX_DEPTH = 256  # DnCNN layers
+# constructor argument -> (smallest, largest); an architecture's config may hold only these.
+CONFIG_LIMITS: dict[str, dict[str, tuple[int, int]]] = {
+    "unet": {"in_channels": (1, MAX_CHANNELS), "out_channels": (1, MAX_CHANNELS), "widths": (1, MAX_WIDTH)},
+    "dncnn": {"in_channels": (1, MAX_CHANNELS), "out_channels": (1, MAX_CHANNELS), "depth": (3, MAX_DEPTH),
+              "features": (1, MAX_WIDTH)},
+}
 
 
 @dataclass
@@ -79,24 +92,30 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found", fix="reinstall" if path == DEFAULT_WEIGHTS else "weights_path")
+    if (size := path.stat().st_size) > MAX_FILE_BYTES:
+        raise WeightsError(f"{path}: {size / 2**20:.0f} MB is too large for a weights file (at most {MAX_FILE_BYTES >> 20} MB)",
+                           fix="weights_format")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"{path}: not a readable weights file ({type(exc).__name__}); it may be corrupted or truncated") from exc
     if isinstance(payload, dict) and "dncnn.0.weight" in payload:
+        _check_state_dict(payload, path)
         return _load_reference_dncnn(payload, path, device)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WeightsError(f"{path}: not an mcdenoise weights file (expected format {FORMAT!r})", fix="weights_format")
     arch, config, inputs = payload.get("arch"), payload.get("config", {}), payload.get("inputs")
     if not features.is_layout(inputs):
         raise WeightsError(f"{path}: unknown input layout {inputs!r}")
+    _check_config(arch, config, path)
+    _check_state_dict(payload.get("state_dict"), path)
     try:
         model = build_model(arch, **config)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # whatever a constructor raises for arguments it cannot take
         raise WeightsError(f"{path}: cannot build architecture {arch!r} with {config} ({exc})") from exc
     try:
         model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError) as exc:
+    except Exception as exc:  # shape mismatches, missing keys, tensors of another dtype
         first = str(exc).strip().splitlines()[0][:200]
         raise WeightsError(f"{path}: weights do not fit architecture {arch!r} ({first})") from exc
     dev = device if isinstance(device, torch.device) else resolve_device(device)
@@ -104,18 +123,55 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     return LoadedModel(model, arch, config, inputs, payload.get("meta", {}), path)
 
 
+def _check_config(arch: Any, config: Any, path: Path) -> None:
+    """Refuse a config the network could not sanely be built from (unknown argument, a width of
+    100000 or -8, a bool or string for a count) before anything is allocated."""
+    limits = CONFIG_LIMITS.get(arch) if isinstance(arch, str) else None
+    if limits is None:
+        raise WeightsError(f"{path}: unknown architecture {arch!r}; known: {', '.join(CONFIG_LIMITS)}", fix="weights_format")
+    if not isinstance(config, dict):
+        raise WeightsError(f"{path}: the network's config is a {type(config).__name__}, not a table of arguments", fix="weights_format")
+    for key, value in config.items():
+        if key not in limits:
+            raise WeightsError(f"{path}: unknown {arch} argument {key!r} in the config", fix="weights_format")
+        low, high = limits[key]
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if not values or len(values) > 16 or any(isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high for v in values):
+            raise WeightsError(f"{path}: {arch} {key} = {value!r} is out of range (each between {low} and {high})",
+                               fix="weights_format")
+
+
+def _check_state_dict(state: Any, path: Path) -> None:
+    """A state dict is a non-empty table of names to tensors; anything else (a bare tensor, a
+    list, an empty table, numbers) is refused by name rather than failing somewhere in torch."""
+    if not isinstance(state, dict) or not state:
+        what = "empty" if isinstance(state, dict) else f"a {type(state).__name__}, not a table of tensors"
+        raise WeightsError(f"{path}: the file's weights (state dict) are {what}", fix="weights_format")
+    bad = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise WeightsError(f"{path}: weights entry {bad!r} is a {type(state[bad]).__name__}, not a tensor", fix="weights_format")
+
+
 def _load_reference_dncnn(state: dict, path: Path, device: str | torch.device) -> LoadedModel:
     """The DnCNN authors' published weights (plain state dicts with their ``dncnn.<i>`` keys,
     as converted in the reference kit): same module layout, so the keys map one to one and only
     the depth has to be read off the last conv's index (3*depth - 4)."""
-    conv_indices = [int(k.split(".")[1]) for k in state if k.endswith(".weight") and state[k].ndim == 4]
-    depth = (max(conv_indices) + 4) // 3
-    first = state["dncnn.0.weight"]
-    config = {"in_channels": int(first.shape[1]), "out_channels": int(state[f"dncnn.{max(conv_indices)}.weight"].shape[0]), "depth": depth}
+    try:
+        conv_indices = [int(k.split(".")[1]) for k in state if k.endswith(".weight") and state[k].ndim == 4]
+        depth = (max(conv_indices) + 4) // 3
+        first = state["dncnn.0.weight"]
+        config = {"in_channels": int(first.shape[1]), "out_channels": int(state[f"dncnn.{max(conv_indices)}.weight"].shape[0]),
+                  "depth": depth}
+        width = int(first.shape[0])
+    except (ValueError, IndexError, KeyError) as exc:
+        raise WeightsError(f"{path}: DnCNN reference weights have unexpected names or shapes ({exc})", fix="weights_format") from exc
+    _check_config("dncnn", dict(config, features=width), path)
+    if width != 64:  # the authors' width, which the kit's DnCNN is built with
+        raise WeightsError(f"{path}: DnCNN reference weights are {width} features wide, expected 64", fix="weights_format")
     model = build_model("dncnn", **config)
     try:
         model.load_state_dict(state)
-    except RuntimeError as exc:
+    except Exception as exc:
         raise WeightsError(f"{path}: DnCNN reference weights do not fit depth {depth} ({str(exc).splitlines()[0][:200]})") from exc
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     model.to(dev).eval()
