@@ -76,8 +76,8 @@ class Part:
 
     @property
     def name(self) -> str:
-        raw = self.attr(b"name")
-        return raw.decode("latin-1") if raw is not None else ""
+        raw = self.attr(b"name")  # UTF-8, as OpenEXR reads it (Blender allows any layer name)
+        return raw.decode("utf-8", "replace") if raw is not None else ""
 
     @property
     def kind(self) -> str:
@@ -123,7 +123,7 @@ class Part:
             pixel_type, _, xs, ys = struct.unpack_from("<iB3xii", raw, end + 1)
             if pixel_type not in _PIXEL_BYTES or xs < 1 or ys < 1:
                 raise HeaderError(f"part {self.name!r}: channel {raw[at:end]!r} has an unknown type or sampling")
-            out.append(Channel(raw[at:end].decode("latin-1"), pixel_type, xs, ys))
+            out.append(Channel(raw[at:end].decode("utf-8", "replace"), pixel_type, xs, ys))
             at = end + 17
         return out
 
