@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mcdenoise.dataset.render import render_dataset  # noqa: PLC0415
+    from mcdenoise.dataset.render import render_dataset, summary_line  # noqa: PLC0415
 
     if args.ref_spp <= max(args.spp):
         raise McDenoiseError(f"--ref-spp ({args.ref_spp}) must exceed the largest --spp ({max(args.spp)})")
@@ -51,11 +51,5 @@ def main(args: argparse.Namespace) -> int:
         threads=args.threads, progress=not args.quiet,
     )
     i, n = args.shard
-    print(
-        f"render-dataset: {stats['rendered']} rendered, {stats['skipped']} already done, "
-        + (f"{stats['busy']} locked by another process, " if stats["busy"] else "")
-        + f"{stats['selected']} selected (shard {i}/{n}) in {stats['seconds']:.1f} s "
-        f"({stats['mean_scene_seconds']:.1f} s/scene) -> {args.out}",
-        flush=True,
-    )
+    print(f"render-dataset: {summary_line(stats, f' (shard {i}/{n})')} -> {args.out}", flush=True)
     return 0

@@ -47,16 +47,11 @@ def main(args: argparse.Namespace) -> int:
         raise McDenoiseError(f"--ref-spp ({args.ref_spp}) must exceed the largest --spp ({spps[-1]})")
     if args.ref_threshold < 0:
         raise McDenoiseError(f"--ref-threshold must be >= 0, got {args.ref_threshold}")
+    from mcdenoise.dataset.render import summary_line
     from mcdenoise.dataset.suite_render import render_suite
 
     stats = render_suite(args.out, args.scenes or None, res=args.res, spps=spps, ref_spp=args.ref_spp,
                          ref_threshold=args.ref_threshold, device=args.render_device, threads=args.threads,
                          progress=not args.quiet)
-    print(
-        f"render-suite: {stats['rendered']} rendered, {stats['skipped']} already done, "
-        + (f"{stats['busy']} locked by another process, " if stats["busy"] else "")
-        + f"{stats['selected']} selected in {stats['seconds']:.1f} s "
-        f"({stats['mean_scene_seconds']:.1f} s/scene) -> {args.out}",
-        flush=True,
-    )
+    print(f"render-suite: {summary_line(stats)} -> {args.out}", flush=True)
     return 0

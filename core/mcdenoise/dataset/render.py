@@ -215,6 +215,14 @@ def release_scene(folder: Path) -> None:
     (folder / layout.LOCK_NAME).unlink(missing_ok=True)
 
 
+def summary_line(stats: dict[str, Any], selection: str = "") -> str:
+    """What a render run did, in one line for the log (``render-dataset`` and ``render-suite``
+    alike): ``stats`` as the renderers return it, ``selection`` e.g. " (shard 0/4)"."""
+    busy = f"{stats['busy']} locked by another process, " if stats["busy"] else ""
+    return (f"{stats['rendered']} rendered, {stats['skipped']} already done, {busy}{stats['selected']} selected{selection} "
+            f"in {stats['seconds']:.1f} s ({stats['mean_scene_seconds']:.1f} s/scene)")
+
+
 def render_noisy(bpy: Any, scene: Any, seed: int, spps: list[int], path_for: Callable[[int], Path]) -> tuple[dict[str, float], dict[str, int]]:
     """Render the noisy inputs of one scene, each sample count with its own Cycles seed (derived
     from the scene seed, so a re-render is the same image): returns seconds per render
