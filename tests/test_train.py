@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -218,3 +219,73 @@ def test_shipped_default_model_denoises_the_example(repo_root):
     out = denoise_frame(loaded, FrameInputs(color, frame.albedo, frame.normal))
     assert out.shape == color.shape and np.isfinite(out).all()
     assert _high_frequency_energy(out) < 0.5 * _high_frequency_energy(color)
+
+
+@needs_bpy
+def test_resident_batches_are_the_host_batches_and_train_the_same_run(tiny_dataset, tmp_path):
+    """``--resident`` cuts, encodes and augments crops on the training device from the same
+    draws as the host sampler: the same batches (to float rounding) and a run that resumes."""
+    from mcdenoise.training.resident import ResidentBatches
+
+    host = CropSampler(tiny_dataset, 0.34, 24, aux_dropout=0.3, seed=5)
+    device = CropSampler(tiny_dataset, 0.34, 24, aux_dropout=0.3, seed=5)
+    resident = ResidentBatches(device, 6, torch.device("cpu"))
+    for _ in range(3):
+        xh, yh = host.batch(6)
+        xd, yd = resident.next()
+        np.testing.assert_allclose(xd.numpy(), xh, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(yd.numpy(), yh, rtol=1e-6, atol=1e-6)
+    assert host.state() == resident.sampler_state() and resident.resident_bytes() > 0
+    assert (xh[:, 3:] == 0).all(axis=(1, 2, 3)).any()  # the draws included aux dropout
+    whole = train(tiny_config(tiny_dataset, tmp_path / "host", steps=3))
+    train(tiny_config(tiny_dataset, tmp_path / "res", steps=3, resident=True), stop_after=1)
+    split = train(tiny_config(tiny_dataset, tmp_path / "res", steps=3, resident=True))
+    assert whole["step"] == split["step"] == 3
+    a = load_checkpoint(latest_checkpoint(tmp_path / "host"))["model"]
+    b = load_checkpoint(latest_checkpoint(tmp_path / "res"))["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+@needs_bpy
+def test_gpu_session_script_rehearses_on_the_cpu_at_toy_size(tiny_dataset, tmp_path, repo_root):
+    """``tools/gpu_session.sh train`` is what a lent GPU runs, with no time to debug there: the
+    same script, with the device and sizes swapped for a CPU rehearsal, trains and exports the
+    three models (the U-Nets demodulating, all from the shipped weights, data resident)."""
+    out = tmp_path / "out"
+    env = {**os.environ, "DEVICE": "cpu", "PY": sys.executable, "DATA": str(tiny_dataset), "BATCH": "2", "CROP": "32",
+           "RUNS": str(tmp_path / "runs")}
+    done = subprocess.run(["bash", str(repo_root / "tools" / "gpu_session.sh"), "train", str(out), "1", "2", "2", "2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for name in ("unet", "fast", "dncnn"):
+        loaded = load_model(out / f"{name}.pt")
+        assert loaded.meta["steps"] == 2 and loaded.meta["init"].endswith(("default.pt", "fast.pt", "dncnn.pt"))
+        assert loaded.config.get("demodulate", False) == (name != "dncnn")
+        assert "step 2/2" in (out / f"train_{name}.log").read_text()
+
+
+@needs_bpy
+def test_torchrun_two_processes_train_the_one_process_weights_and_resume(tiny_dataset, tmp_path):
+    """``torchrun --nproc-per-node 2`` (gloo on CPU): each rank builds half of the global batch
+    and gradients are averaged, so two ranks train the weights one process trains with the same
+    --batch (to float rounding); stopped after a step and run again, they resume to the same."""
+    one = train(tiny_config(tiny_dataset, tmp_path / "one", steps=3, batch=4))
+    flags = ["--data", str(tiny_dataset), "--arch", "unet", "--quality", "fast", "--steps", "3", "--batch", "4", "--crop", "32",
+             "--warmup", "2", "--val-every", "0", "--log-every", "1", "--threads", "1", "--device", "cpu", "--seed", "3"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "mcdenoise", "train"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for run, extra in (("two", []), ("split", ["--stop-after", "1"]), ("split", [])):
+        done = subprocess.run([*torchrun, *flags, "--out", str(tmp_path / run), *extra], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.stdout.count("train: step 3/3") == 1  # rank 0 alone reports
+    a = load_checkpoint(latest_checkpoint(tmp_path / "one"))
+    for run in ("two", "split"):
+        b = load_checkpoint(latest_checkpoint(tmp_path / run))
+        assert b["step"] == one["step"] == 3 and a["sampler"] == b["sampler"]
+        for k in a["model"]:
+            torch.testing.assert_close(b["model"][k], a["model"][k], rtol=1e-4, atol=1e-5)
+    with pytest.raises(McDenoiseError, match="does not split over 2 processes") as odd:
+        from mcdenoise.training import distributed
+        distributed.setup(distributed.Ranks(0, 2, 0), torch.device("cpu"), 3)
+    assert odd.value.fix == "train_batch"

@@ -10,15 +10,19 @@
 #                                                      # minutes each, UNET/FAST/DNCNN steps (cosine
 #                                                      # schedules sized from the probe's step rates)
 #
-# The three trainings share the GPU concurrently: each is small enough that one alone leaves
-# most of the GPU idle while Python prepares batches. Outputs (weights, logs, reports) go to OUT.
+# The three trainings share the GPU concurrently. Each keeps its data on the GPU (--resident: the
+# scenes are uploaded once and crops are cut, encoded and augmented there), so the CPU does not
+# limit the step rate. Outputs (weights, logs, reports) go to OUT. Cycles cannot render there:
+# bpy (~375 MB) is larger than what a call may carry, so the data is rendered here and packed.
+# BATCH, CROP and the INIT_* weights can be overridden (the test rehearses it at toy size on a CPU).
 set -u
 cd "$(dirname "$0")/.."
 MODE=$1 OUT=$2
 DATA=${DATA:-/tmp/mcdenoise_data}
+RUNS=${RUNS:-/tmp/mcdenoise_runs}  # run folders: re-running the same mode resumes them
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu PY=.venv/bin/python rehearses the script on a CPU machine
-mkdir -p "$OUT" "$DATA"
+mkdir -p "$OUT" "$DATA" "$RUNS"
 export PYTHONPATH="$PWD/core:/tmp/site" PYTHONUNBUFFERED=1
 if ! "$PY" -c "import OpenEXR" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -29,10 +33,13 @@ done
 echo "data: $(ls -d "$DATA"/scene_* 2>/dev/null | wc -l) scenes; $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null)"
 "$PY" -c "import torch, numpy, OpenEXR; print('torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 
-COMMON=(--data "$DATA" --device "$DEVICE" --quiet --val-every 0 --warmup 200 --batch 32 --workers 5 --threads 2 --checkpoint-minutes 2)
-UNET=(--arch unet --quality balanced --crop 128 --lr 1e-3 --init core/mcdenoise/weights/default.pt)
-FAST=(--arch unet --quality fast --crop 128 --lr 2e-3)
-DNCNN=(--arch dncnn --crop 96 --lr 1e-3 --init core/mcdenoise/weights/dncnn.pt)
+BATCH=${BATCH:-32} CROP=${CROP:-128}
+COMMON=(--data "$DATA" --device "$DEVICE" --quiet --val-every 0 --warmup 200 --batch "$BATCH" --resident --threads 2 --checkpoint-minutes 2)
+# The shipped balanced and fast models denoise colour / albedo (--demodulate); each run starts
+# from the shipped weights unless INIT_* names others ("" = from scratch).
+UNET=(--arch unet --quality balanced --demodulate --crop "$CROP" --lr 1e-3 --init "${INIT_UNET-core/mcdenoise/weights/default.pt}")
+FAST=(--arch unet --quality fast --demodulate --crop "$CROP" --lr 2e-3 --init "${INIT_FAST-core/mcdenoise/weights/fast.pt}")
+DNCNN=(--arch dncnn --crop "$(( CROP < 96 ? CROP : 96 ))" --lr 1e-3 --init "${INIT_DNCNN-core/mcdenoise/weights/dncnn.pt}")
 
 rate() {  # steps per second of a run, from its log's last two records
     "$PY" -c "
@@ -51,25 +58,28 @@ bench)
         --oidn-quality "" --gpu-precision fp16,bf16 --rounds 2 --out "$OUT" 2>&1 | tail -n 30
     for m in unet fast dncnn; do
         declare -n args=${m^^}
-        "$PY" -m mcdenoise train "${COMMON[@]}" "${args[@]}" --out /tmp/probe_$m --steps 100000 --minutes "${PROBE_MIN:-0.7}" --log-every 10 \
+        "$PY" -m mcdenoise train "${COMMON[@]}" "${args[@]}" --out "$RUNS/probe_$m" --steps 100000 --minutes "${PROBE_MIN:-0.7}" --log-every 10 \
             >"$OUT/probe_$m.log" 2>&1 &
     done
     wait
-    for m in unet fast dncnn; do tail -n 2 "$OUT/probe_$m.log"; rate /tmp/probe_$m/log/train.jsonl $m; rm -rf /tmp/probe_$m; done
+    for m in unet fast dncnn; do tail -n 2 "$OUT/probe_$m.log"; rate "$RUNS/probe_$m/log/train.jsonl" $m; rm -rf "$RUNS/probe_$m"; done
     ;;
 train)
     MIN=$3
-    declare -A STEPS=([unet]=$4 [fast]=$5 [dncnn]=$6)
+    declare -A STEPS=([unet]=$4 [fast]=$5 [dncnn]=$6) pids=()
     for m in unet fast dncnn; do
         declare -n args=${m^^}
-        "$PY" -m mcdenoise train "${COMMON[@]}" "${args[@]}" --out "/tmp/run_$m" --steps "${STEPS[$m]}" \
+        "$PY" -m mcdenoise train "${COMMON[@]}" "${args[@]}" --out "$RUNS/run_$m" --steps "${STEPS[$m]}" \
             --minutes "$MIN" --export "$OUT/$m.pt" >"$OUT/train_$m.log" 2>&1 &
+        pids[$m]=$!
     done
-    wait
+    failed=0
+    for m in unet fast dncnn; do wait "${pids[$m]}" || { echo "$m: training failed (see $OUT/train_$m.log)"; failed=1; }; done
     for m in unet fast dncnn; do
-        tail -n 2 "$OUT/train_$m.log"; rate "/tmp/run_$m/log/train.jsonl" $m
-        cat "/tmp/run_$m/log/train.jsonl" >>"$OUT/train_$m.log"
+        tail -n 2 "$OUT/train_$m.log"; rate "$RUNS/run_$m/log/train.jsonl" $m
+        cat "$RUNS/run_$m/log/train.jsonl" >>"$OUT/train_$m.log"
     done
+    exit $failed
     ;;
 *) echo "usage: $0 bench|train OUT ..." >&2; exit 2 ;;
 esac

@@ -35,7 +35,10 @@ from mcdenoise.cli.argtypes import memory_gib, names
 from mcdenoise.errors import McDenoiseError
 
 NAMED_SIZES = {"256": (256, 256), "720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
-OIDN_QUALITIES = ("high", "balanced", "fast")
+# "accurate" is Blender's default, OIDN-Accurate (``bench.oidn.accurate``): albedo and normal each
+# denoised first, then colour at quality high with clean_aux, three filters per frame (CPU only).
+OIDN_QUALITIES = ("accurate", "high", "balanced", "fast")
+ACCURATE = "accurate"
 BIG_FRAME_PIXELS = 1_000_000  # frames this large are timed once per round: a 4K run is minutes
 
 
@@ -53,7 +56,7 @@ class SpeedRun:
     @property
     def label(self) -> str:
         if self.denoiser != "ours":
-            return f"OIDN {self.quality}"
+            return "OIDN-Accurate (3 filters)" if self.quality == ACCURATE else f"OIDN {self.quality}"
         return f"mcdenoise {self.quality}" + (f" (--max-memory {self.max_memory_gib:g})" if self.max_memory_gib else "")
 
 
@@ -161,6 +164,11 @@ def time_run(run: SpeedRun) -> dict:
             small = [torch.from_numpy(np.asarray(a)).to(run.device) if isinstance(a, np.ndarray) else a for a in small]
 
         def call(c, a, n):
+            if run.quality == ACCURATE:
+                from mcdenoise.bench import oidn
+                from mcdenoise.inference.encode import FrameInputs
+
+                return oidn.accurate(FrameInputs(c, a, n))
             return pyoidn.denoise(c, a, n, hdr=True, quality=run.quality)
 
     def sync():
@@ -219,7 +227,7 @@ def plan(
             runs += ours[i : i + 1] + theirs[i : i + 1]
         if gpu:
             runs += [SpeedRun("ours", q, w, h, "cuda", p, reps) for q in models for p in ["fp32", *precisions]]
-            runs += [SpeedRun("oidn", q, w, h, "cuda", "auto", reps) for q in oidn]
+            runs += [SpeedRun("oidn", q, w, h, "cuda", "auto", reps) for q in oidn if q != ACCURATE]
     return runs
 
 
@@ -238,24 +246,28 @@ def measure(runs: list[SpeedRun], rounds: int, log=print) -> dict[SpeedRun, dict
 
 
 def table(results: dict[SpeedRun, dict]) -> str:
-    """Markdown table, with each row's ms/MP as a ratio to OIDN high on the same frame size
-    and device."""
-    ref = {(j.width, j.height, j.device): r["seconds"] for j, r in results.items() if j.denoiser == "oidn" and j.quality == "high" and "error" not in r}
+    """Markdown table, with each row's time as a ratio to OIDN high and to OIDN-Accurate (what
+    Blender runs by default) on the same frame size and device."""
+    def times(quality: str) -> dict:
+        return {(j.width, j.height, j.device): r["seconds"] for j, r in results.items()
+                if j.denoiser == "oidn" and j.quality == quality and "error" not in r}
+
+    ref, ref_accurate = times("high"), times(ACCURATE)
     lines = [
-        "| size | denoiser | device | precision | ms/frame | ms/MP | peak MiB | ms/MP vs OIDN high |",
-        "|---|---|---|---|---:|---:|---:|---:|",
+        "| size | denoiser | device | precision | ms/frame | ms/MP | peak MiB | ms/MP vs OIDN high | vs OIDN-Accurate |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for run, r in results.items():
         size = f"{run.width}x{run.height}"
         if "error" in r:
-            lines.append(f"| {size} | {run.label} | {run.device} | {run.precision} | failed: {r['error']} | | | |")
+            lines.append(f"| {size} | {run.label} | {run.device} | {run.precision} | failed: {r['error']} | | | | |")
             continue
         mp = run.width * run.height / 1e6
-        ratio = ref.get((run.width, run.height, run.device))
-        ratio_text = f"{r['seconds'] / ratio:.2f}" if ratio else "n/a"
+        key = (run.width, run.height, run.device)
+        ratio_text, accurate_text = (f"{r['seconds'] / t[key]:.2f}" if key in t else "n/a" for t in (ref, ref_accurate))
         peak = "n/a" if r["peak_mib"] != r["peak_mib"] else f"{r['peak_mib']:.0f}"
         precision = run.precision if run.denoiser == "ours" else "OIDN's"
-        lines.append(f"| {size} | {run.label} | {run.device} | {precision} | {r['seconds'] * 1000:.0f} | {r['seconds'] * 1000 / mp:.0f} | {peak} | {ratio_text} |")
+        lines.append(f"| {size} | {run.label} | {run.device} | {precision} | {r['seconds'] * 1000:.0f} | {r['seconds'] * 1000 / mp:.0f} | {peak} | {ratio_text} | {accurate_text} |")
     return "\n".join(lines) + "\n"
 
 

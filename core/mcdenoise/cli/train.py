@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", choices=ARCHITECTURES, help=f"network (default {DEFAULT_ARCH})")
     options.add_quality(parser, dest="widths", choices=tuple(UNET_WIDTHS), old=("--widths",),
                         help=f"model size: the U-Net width row of that quality (default {DEFAULT_WIDTHS})")
+    parser.add_argument("--demodulate", action="store_true", default=None,
+                        help="U-Net denoises colour divided by albedo and multiplies it back (keeps texture)")
     parser.add_argument("--steps", type=int, help="total steps = length of the LR schedule (default 2000)")
     parser.add_argument("--minutes", type=float, help="wall-clock budget of this call; a checkpoint is left on stop")
     parser.add_argument("--stop-after", type=int, default=0, help="stop this call after N steps (schedule unchanged)")
@@ -41,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
     options.add_device(parser, default=None, help_default=DEFAULT_DEVICE)
     parser.add_argument("--workers", type=int, help="threads building crops, prefetched during each step (default: 0 on CPU, up to 8 with CUDA)")
+    parser.add_argument("--resident", action="store_true", default=None,
+                        help="keep the dataset on the training device and cut crops there (for a GPU: the CPU stops being the limit)")
     parser.add_argument("--init", help="weights file a new run starts from, e.g. the shipped model to fine-tune (ignored when resuming)")
     options.add_quiet(parser, dest="progress", old=("--no-progress",), help="no progress bar (for logs)")
     parser.add_argument("--export", type=Path, help="after training, write the model as a weights file here")
@@ -48,8 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mcdenoise.training import config as config_mod
+    from mcdenoise.training import config as config_mod, distributed
     from mcdenoise.training.loop import export, train
+
+    ranks = distributed.from_env()  # under torchrun, rank 0 reports and exports
 
     overrides = {k: v for k, v in vars(args).items() if k in config_mod.FIELD_NAMES}
     config_file = args.config
@@ -59,12 +65,14 @@ def main(args: argparse.Namespace) -> int:
     if not args.no_train:
         summary = train(cfg, stop_after=args.stop_after)
         val = summary["val"]
-        print(
-            f"train: step {summary['step']}/{summary['steps']} ({summary['train_seconds']:.0f} s of training) on "
-            f"{summary['train_scenes']} scenes, validated on {summary['val_scenes']}"
-            + (f": val PSNR {val['val_psnr']:.2f} dB, SSIM {val['val_ssim']:.4f}" if val else "")
-        )
-    if args.export:
+        if ranks.leader:
+            print(
+                f"train: step {summary['step']}/{summary['steps']} ({summary['train_seconds']:.0f} s of training) on "
+                f"{summary['train_scenes']} scenes, validated on {summary['val_scenes']}"
+                + (f": val PSNR {val['val_psnr']:.2f} dB, SSIM {val['val_ssim']:.4f}" if val else "")
+            )
+    if args.export and ranks.leader:
         meta = export(cfg.run_dir, args.export)
         print(f"train: exported {args.export} ({json.dumps(meta)})")
+    distributed.teardown(ranks)
     return 0

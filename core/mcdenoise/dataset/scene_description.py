@@ -19,7 +19,7 @@ import random
 from typing import Any
 
 #: Bumped whenever the meaning of the dict changes, so old datasets can be recognised.
-DESCRIPTION_VERSION = 1
+DESCRIPTION_VERSION = 2
 
 # Half height of each unit primitive as blender_scene builds it, so objects can rest on the floor.
 HALF_HEIGHT = {
@@ -66,7 +66,10 @@ def _texture(rng: random.Random) -> dict[str, Any]:
     kind = rng.choice(TEXTURES)
     return {
         "type": kind,
-        "scale": _r(rng.uniform(1.0, 12.0) if kind != "brick" else rng.uniform(1.0, 5.0)),
+        # Log-uniform scale, up to patterns finer than a pixel at 256² (the hand-built suite's
+        # checker floor and fabric threads): a denoiser trained on coarse patterns only learns to
+        # smear fine albedo detail that it should keep.
+        "scale": _r(math.exp(rng.uniform(0.0, math.log(80.0) if kind != "brick" else math.log(20.0)))),
         "color2": _color(rng),
         "detail": _r(rng.uniform(0.0, 8.0)),
         "distortion": _r(rng.uniform(0.0, 3.0) if rng.random() < 0.4 else 0.0),
@@ -120,7 +123,7 @@ def describe_material(rng: random.Random, allow_emission: bool = True,
     elif kind == "coat":
         m.update(coat=_r(rng.uniform(0.5, 1.0)), coat_roughness=_r(rng.uniform(0.0, 0.15)),
                  roughness=_r(rng.uniform(0.2, 0.7)), metallic=float(rng.random() < 0.3))
-    if not simple and kind not in ("glass", "emission") and rng.random() < 0.45:
+    if not simple and kind not in ("glass", "emission") and rng.random() < 0.6:
         m["texture"] = _texture(rng)
     if not simple and kind != "emission" and rng.random() < 0.35:
         m["bump"] = _bump(rng)

@@ -32,11 +32,16 @@ MAX_CHANNELS = 64  # input/output channels
 MAX_WIDTH = 1024  # conv widths (U-Net levels, DnCNN features)
 MAX_DEPTH = 256  # DnCNN layers
 # constructor argument -> (smallest, largest); an architecture's config may hold only these.
+# Switches (``FLAGS``) are true/false rather than counts.
 CONFIG_LIMITS: dict[str, dict[str, tuple[int, int]]] = {
-    "unet": {"in_channels": (1, MAX_CHANNELS), "out_channels": (1, MAX_CHANNELS), "widths": (1, MAX_WIDTH)},
+    "unet": {"in_channels": (1, MAX_CHANNELS), "out_channels": (1, MAX_CHANNELS), "widths": (1, MAX_WIDTH),
+             "demodulate": (0, 1)},
     "dncnn": {"in_channels": (1, MAX_CHANNELS), "out_channels": (1, MAX_CHANNELS), "depth": (3, MAX_DEPTH),
               "features": (1, MAX_WIDTH)},
 }
+
+
+FLAGS = {"demodulate"}
 
 
 @dataclass
@@ -108,6 +113,10 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     if not features.is_layout(inputs):
         raise WeightsError(f"{path}: unknown input layout {inputs!r}")
     _check_config(arch, config, path)
+    # A network whose input width is not its layout's would fail on every frame, blaming each.
+    if config.get("in_channels", features.channel_count(inputs)) != features.channel_count(inputs):
+        raise WeightsError(f"{path}: the network takes {config['in_channels']} input channels but its input layout "
+                           f"{inputs!r} has {features.channel_count(inputs)}; the file is inconsistent", fix="weights_format")
     _check_state_dict(payload.get("state_dict"), path)
     try:
         model = build_model(arch, **config)
@@ -134,6 +143,10 @@ def _check_config(arch: Any, config: Any, path: Path) -> None:
     for key, value in config.items():
         if key not in limits:
             raise WeightsError(f"{path}: unknown {arch} argument {key!r} in the config", fix="weights_format")
+        if key in FLAGS:
+            if not isinstance(value, bool):
+                raise WeightsError(f"{path}: {arch} {key} = {value!r} must be true or false", fix="weights_format")
+            continue
         low, high = limits[key]
         values = value if isinstance(value, (list, tuple)) else [value]
         if not values or len(values) > 16 or any(isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high for v in values):

@@ -11,11 +11,24 @@ Plain 3x3 conv + ReLU, max pool, nearest upsampling and skip concatenation: all 
 fast kernels on CPU (oneDNN) and GPU, and no normalisation layer makes results depend on the
 tile or batch. Channel widths come from a small table so quality/speed variants share code.
 
+With ``demodulate`` the network also denoises *irradiance* (Bako et al., KPCN, SIGGRAPH 2017;
+most real-time denoisers): it reads colour / albedo beside colour, predicts a denoised
+irradiance that is multiplied back by the albedo, and a per-pixel weight that mixes that with
+its colour prediction. Texture can then reach the output through the albedo, which is nearly
+converged at a few samples per pixel, instead of through the network, which can only smooth
+it; and because the irradiance branch predicts a residual, its "change nothing" answer lets a
+converging input through untouched. Where the albedo itself is noisy (sub-pixel texture, depth
+of field, motion blur, glass) multiplying it back would bring its noise along, so the network
+learns to lean on the colour branch there. All of it happens inside ``forward`` pixel by pixel
+(tiles still equal the whole frame). :func:`add_demodulation` turns a colour model into one that
+computes (almost exactly) what it computed, so training starts from a shipped model's quality.
+
 Args:
     in_channels: the width of its input layout (``mcdenoise.features.channel_count``); by default
         colour + albedo + normal, the layout of every shipped model.
     out_channels: 3.
     widths: channels per level, full resolution first, bottleneck last (5 entries).
+    demodulate: add the irradiance branch and the mix (the layout must have albedo right after colour).
 """
 
 from __future__ import annotations
@@ -25,9 +38,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcdenoise.choices import DEFAULT_WIDTHS, UNET_WIDTHS
-from mcdenoise.features import DEFAULT_INPUTS, channel_count
+from mcdenoise.features import DEFAULT_INPUTS, channel_count, channel_slices
 
 WIDTHS = UNET_WIDTHS  # the width rows, by name (``mcdenoise.choices``)
+# Where colour and albedo sit in a demodulating network's input: the layout starts color+albedo.
+_COLOR, _ALBEDO = (channel_slices("color+albedo")[name] for name in ("color", "albedo"))
+# Added to the albedo before dividing: a black surface (albedo 0) keeps a finite irradiance, and
+# dark albedo does not blow its noise up beyond what the log transform absorbs.
+DEMODULATION_EPSILON = 0.01
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
@@ -41,13 +59,20 @@ class ResidualUNet(nn.Module):
     alignment = 16
     receptive_radius = 2 * (1 + 2 + 4 + 8) + (1 + 2 + 4 + 8) + 2 * 16 + 2 * (8 + 4 + 2 + 1) + 1
 
-    def __init__(self, in_channels: int = channel_count(DEFAULT_INPUTS), out_channels: int = 3, widths: tuple[int, ...] | list[int] = WIDTHS[DEFAULT_WIDTHS]):
+    def __init__(self, in_channels: int = channel_count(DEFAULT_INPUTS), out_channels: int = 3,
+                 widths: tuple[int, ...] | list[int] = WIDTHS[DEFAULT_WIDTHS], demodulate: bool = False):
         super().__init__()
         if len(widths) != 5:
             raise ValueError("widths needs 5 entries (4 levels + bottleneck)")
+        if demodulate and (in_channels < _ALBEDO.stop or out_channels != _COLOR.stop):
+            raise ValueError("demodulate needs a colour+albedo input layout and a colour output")
         c1, c2, c3, c4, c5 = widths
         self.out_channels = out_channels
-        self.enc1 = nn.ModuleList([_conv(in_channels, c1), _conv(c1, c1)])
+        self.demodulate = bool(demodulate)
+        normal = channel_slices(DEFAULT_INPUTS)["normal"]  # aux channels: albedo, then normal if given
+        self._aux_end = normal.stop if in_channels >= normal.stop else _ALBEDO.stop
+        extra = _COLOR.stop if demodulate else 0  # the irradiance channels, read after colour
+        self.enc1 = nn.ModuleList([_conv(in_channels + extra, c1), _conv(c1, c1)])
         self.enc2 = nn.ModuleList([_conv(c1, c2), _conv(c2, c2)])
         self.enc3 = nn.ModuleList([_conv(c2, c3), _conv(c3, c3)])
         self.enc4 = nn.ModuleList([_conv(c3, c4), _conv(c4, c4)])
@@ -56,7 +81,8 @@ class ResidualUNet(nn.Module):
         self.dec3 = nn.ModuleList([_conv(c4 + c3, c3), _conv(c3, c3)])
         self.dec2 = nn.ModuleList([_conv(c3 + c2, c2), _conv(c2, c2)])
         self.dec1 = nn.ModuleList([_conv(c2 + c1, c1), _conv(c1, c1)])
-        self.out = _conv(c1, out_channels)
+        # colour residual; with demodulation also the irradiance residual and the mix logit
+        self.out = _conv(c1, 2 * out_channels + 1 if demodulate else out_channels)
 
     @staticmethod
     def _block(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +90,35 @@ class ResidualUNet(nn.Module):
             x = F.relu(conv(x), inplace=True)
         return x
 
+    def _modulation(self, x: torch.Tensor) -> torch.Tensor:
+        """Per pixel, what colour is divided by: albedo + epsilon on surfaces, 1 where the pixel
+        has no aux at all (albedo and normal zero: the background, or a file without aux passes,
+        which the network is trained to see as zeros), so those pixels are denoised as colour."""
+        albedo = x[:, _ALBEDO]
+        has_aux = x[:, _ALBEDO.start : self._aux_end].abs().amax(dim=1, keepdim=True) > 0
+        return torch.where(has_aux, albedo + DEMODULATION_EPSILON, torch.ones_like(albedo))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.demodulate:
+            return x[:, : self.out_channels] - self._body(x)
+        # The division and the way back in float32 whatever the autocast (expm1/log1p of half
+        # floats would cost the HDR range); the network itself runs at the caller's precision.
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            colour, modulation = x[:, _COLOR], self._modulation(x)
+            irradiance = torch.log1p(torch.expm1(colour) / modulation)
+            x = torch.cat([colour, irradiance, x[:, _COLOR.stop :]], 1)
+        o = self._body(x)
+        with torch.autocast(x.device.type, enabled=False):
+            o = o.float()
+            direct = colour - o[:, _COLOR]
+            lit = irradiance - o[:, _COLOR.stop : 2 * _COLOR.stop]
+            # Below -1 log1p is undefined; a negative answer is black either way (hdr.inverse_).
+            remodulated = torch.log1p((torch.expm1(lit) * modulation).clamp(min=-0.99))
+            mix = torch.sigmoid(o[:, 2 * _COLOR.stop :])
+            return direct + mix * (remodulated - direct)
+
+    def _body(self, x: torch.Tensor) -> torch.Tensor:
         s1 = self._block(self.enc1, x)
         s2 = self._block(self.enc2, F.max_pool2d(s1, 2))
         s3 = self._block(self.enc3, F.max_pool2d(s2, 2))
@@ -74,7 +128,39 @@ class ResidualUNet(nn.Module):
         y = self._block(self.dec3, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s3], 1))
         y = self._block(self.dec2, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s2], 1))
         y = self._block(self.dec1, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s1], 1))
-        return x[:, : self.out_channels] - self.out(y)
+        return self.out(y)
+
+
+def add_demodulation(plain: ResidualUNet) -> ResidualUNet:
+    """A demodulating U-Net that starts where ``plain`` is: every weight is kept, the irradiance
+    input channels get zero weight (the features are the colour model's), the irradiance branch
+    subtracts the very residual the colour branch does, and the mix starts at one half.
+
+    Subtracting a log-space residual from log(colour / albedo) and multiplying the albedo back is
+    subtracting it from log(colour): for all but the darkest pixels the two branches agree at the
+    start, so the new model computes nearly what ``plain`` did; and since the mix starts in the
+    middle, its gradient is at full strength from the first step (a mix started near 0 to copy
+    ``plain`` exactly barely moves: the sigmoid's slope there is as small as its value)."""
+    if plain.demodulate:
+        return plain
+    in_channels, widths = plain.enc1[0].in_channels, [level[1].out_channels for level in (plain.enc1, plain.enc2, plain.enc3, plain.enc4, plain.mid)]
+    model = ResidualUNet(in_channels, plain.out_channels, widths, demodulate=True)
+    state, old = model.state_dict(), plain.state_dict()
+    c = _COLOR.stop
+    with torch.no_grad():
+        for name, value in old.items():
+            if name == "enc1.0.weight":  # [colour | irradiance (new, zero) | guides]
+                state[name].zero_()
+                state[name][:, :c] = value[:, :c]
+                state[name][:, 2 * c :] = value[:, c:]
+            elif name in ("out.weight", "out.bias"):  # [colour residual | irradiance residual | mix]
+                state[name].zero_()
+                state[name][:c] = value
+                state[name][c : 2 * c] = value
+            else:
+                state[name].copy_(value)
+    model.load_state_dict(state)
+    return model
 
 
 def _conv_inputs(widths: tuple[int, ...] | list[int], in_channels: int) -> dict[str, list[int]]:
@@ -106,7 +192,8 @@ def widen(narrow: ResidualUNet, widths: tuple[int, ...] | list[int]) -> Residual
     if len(widths) != len(old_widths) or any(w < o for w, o in zip(widths, old_widths)):
         raise ValueError(f"cannot widen a U-Net of widths {old_widths} to {list(widths)}: every level must stay or grow")
     in_channels, out_channels = narrow.enc1[0].in_channels, narrow.out_channels
-    wide = ResidualUNet(in_channels, out_channels, widths)
+    layout_channels = in_channels - (_COLOR.stop if narrow.demodulate else 0)  # enc1 also reads irradiance
+    wide = ResidualUNet(layout_channels, out_channels, widths, demodulate=narrow.demodulate)
     old_layout, new_layout = _conv_inputs(old_widths, in_channels), _conv_inputs(widths, in_channels)
     old_state, state = narrow.state_dict(), wide.state_dict()
     with torch.no_grad():

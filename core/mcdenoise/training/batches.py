@@ -1,5 +1,6 @@
 """Training batches in the order the sampler draws them, optionally built by threads and
-prefetched one step ahead, without changing which batches a run sees (``training.loop``)."""
+prefetched one step ahead, without changing which batches a run sees (``training.loop``). Under
+torchrun a process keeps only its share (``keep``) of each batch it draws."""
 
 from __future__ import annotations
 
@@ -17,19 +18,19 @@ class Batches:
     then the one from before the batch not yet trained on, so a resumed run sees exactly the
     batches an uninterrupted one would."""
 
-    def __init__(self, sampler: CropSampler, size: int, workers: int):
-        self.sampler, self.size = sampler, size
+    def __init__(self, sampler: CropSampler, size: int, workers: int, keep: slice | None = None):
+        self.sampler, self.size, self.keep = sampler, size, keep
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="crops") if workers > 0 else None
         self.prefetch = ThreadPoolExecutor(1, thread_name_prefix="prefetch") if self.pool is not None else None
         self.pending: list[Future] = []
 
     def _draw(self) -> tuple[dict, np.ndarray, np.ndarray]:
         state = self.sampler.state()
-        return (state, *self.sampler.batch(self.size, self.pool))
+        return (state, *self.sampler.batch(self.size, self.pool, self.keep))
 
     def next(self) -> tuple[np.ndarray, np.ndarray]:
         if self.prefetch is None:
-            return self.sampler.batch(self.size)
+            return self.sampler.batch(self.size, keep=self.keep)
         future = self.pending.pop() if self.pending else self.prefetch.submit(self._draw)
         _, x, y = future.result()
         self.pending.append(self.prefetch.submit(self._draw))

@@ -21,6 +21,7 @@ class TrainConfig:
     arch: str = DEFAULT_ARCH  # one of choices.ARCHITECTURES
     widths: str = DEFAULT_WIDTHS  # U-Net width row: a key of choices.UNET_WIDTHS
     inputs: str = features.DEFAULT_INPUTS  # input layout (mcdenoise.features), written into the weights
+    demodulate: bool = False  # U-Net denoises colour / albedo (models.unet)
     dncnn_depth: int = 17
     steps: int = 2000  # length of the LR schedule and the step budget
     minutes: float = 0.0  # wall-clock budget of this invocation, 0 = none
@@ -40,6 +41,7 @@ class TrainConfig:
     threads: int = 2
     device: str = DEFAULT_DEVICE
     workers: int = -1  # threads building crops; -1 = none on CPU, up to 8 on a GPU (see loop)
+    resident: bool = False  # keep the scenes on the training device and cut crops there (training.resident)
     init: str = ""  # weights file a fresh run starts from (fine-tuning); ignored on resume
     progress: bool = True
 
@@ -55,7 +57,8 @@ class TrainConfig:
         if self.arch == "unet":
             if self.widths not in UNET_WIDTHS:
                 raise McDenoiseError(f"config widths {self.widths!r}: unknown; use one of {', '.join(UNET_WIDTHS)}")
-            return {"in_channels": in_channels, "out_channels": out_channels, "widths": list(UNET_WIDTHS[self.widths])}
+            kwargs = {"in_channels": in_channels, "out_channels": out_channels, "widths": list(UNET_WIDTHS[self.widths])}
+            return {**kwargs, "demodulate": True} if self.demodulate else kwargs  # older runs' kwargs unchanged
         if self.arch == "dncnn":
             return {"in_channels": in_channels, "out_channels": out_channels, "depth": self.dncnn_depth}
         raise McDenoiseError(f"config arch {self.arch!r}: unknown; use {spoken(ARCHITECTURES)}")

@@ -160,9 +160,11 @@ class CropSampler:
         """One (input Cxcxc, target 3xcxc) float32 pair."""
         return self.build(self.draw())
 
-    def batch(self, size: int, pool: Executor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, size: int, pool: Executor | None = None, keep: slice | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``size`` pairs stacked; with ``pool`` (threads: numpy and torch release the GIL in
-        the heavy parts) the crops are built in parallel, which a GPU needs to stay busy."""
-        choices = [self.draw() for _ in range(size)]
+        the heavy parts) the crops are built in parallel, which a GPU needs to stay busy. With
+        ``keep`` all ``size`` choices are drawn (the generator advances as for the whole batch)
+        and only that share of the crops is built: one process's part of a distributed batch."""
+        choices = [self.draw() for _ in range(size)][keep or slice(None)]
         pairs = list(pool.map(self.build, choices)) if pool is not None else [self.build(c) for c in choices]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

@@ -31,12 +31,13 @@ from mcdenoise.inference.denoise import denoise_frame
 from mcdenoise.metrics import psnr_tonemapped, ssim_tonemapped
 from mcdenoise.models import build_model
 from mcdenoise.models.loader import LoadedModel, load_model, resolve_device, save_weights
-from mcdenoise.models.unet import widen
-from mcdenoise.training import checkpoint, config as config_mod
+from mcdenoise.models.unet import add_demodulation, widen
+from mcdenoise.training import checkpoint, config as config_mod, distributed
 from mcdenoise.training.batches import Batches
 from mcdenoise.training.config import TrainConfig
 from mcdenoise.training.data import CropSampler
 from mcdenoise.training.losses import denoise_loss
+from mcdenoise.training.resident import ResidentBatches
 
 
 def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
@@ -45,63 +46,75 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
     from tqdm import tqdm
 
     # 1. Run folder, device, seeds, data, model and optimizer; the newest checkpoint's state.
-    run = start_run(cfg)
-    batches = Batches(run.sampler, cfg.batch, crop_workers(cfg, run.device))
+    # Under torchrun each process builds its share of every batch (``training.distributed``).
+    ranks = distributed.from_env()
+    run = start_run(cfg, ranks)
+    keep = ranks.share(cfg.batch) if ranks.distributed else None
+    if cfg.resident:
+        batches: Batches | ResidentBatches = ResidentBatches(run.sampler, cfg.batch, run.device, keep)
+    else:
+        batches = Batches(run.sampler, cfg.batch, crop_workers(cfg, run.device), keep)
 
     # 2. The loop. SIGTERM (kill, a job scheduler's stop) ends it after the current step, so a
     # stopped run always leaves a checkpoint; Ctrl-C does the same through KeyboardInterrupt.
     stop_requested = []
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True)) if _main_thread() else None
-    log = open(run.folder / "log" / "train.jsonl", "a")
+    log = open(run.folder / "log" / "train.jsonl", "a") if ranks.leader else None
     start = time.monotonic()
     last_ckpt = last_reload = start
     first_step = run.step
     run.model.train()
-    bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress or not ranks.leader, unit="step", dynamic_ncols=True)
     try:
         while run.step < cfg.steps:
-            if stop_after and run.step - first_step >= stop_after:
+            now = time.monotonic()
+            stop = bool((stop_after and run.step - first_step >= stop_after) or stop_requested
+                        or (cfg.minutes and now - start >= cfg.minutes * 60))
+            checkpoint_due = now - last_ckpt >= cfg.checkpoint_minutes * 60
+            reload_due = bool(cfg.reload_minutes and now - last_reload >= cfg.reload_minutes * 60)
+            # Rank 0 decides for all (a no-op in one process): ranks never disagree on the last step.
+            stop, checkpoint_due, reload_due = distributed.agree(ranks, [stop, checkpoint_due, reload_due])
+            if stop:
                 break
-            if cfg.minutes and time.monotonic() - start >= cfg.minutes * 60:
-                break
-            if stop_requested:
-                break
-            # 2a. An augmented batch of crops, and one update on it.
+            # 2a. Checkpoints, and scenes finished since the run started (decided before the
+            # step, so that every rank acts on the same step).
+            if checkpoint_due and run.step > first_step:
+                if ranks.leader:
+                    save(run, batches.sampler_state())
+                last_ckpt = now
+            if reload_due:
+                batches.settle()
+                run.sampler.reload()
+                last_reload = now
+            # 2b. An augmented batch of crops, and one update on it.
             t0 = time.monotonic()
             loss = train_step(run, *batches.next())
             run.train_seconds += time.monotonic() - t0
             bar.update(1)
-            # 2b. Logging and validation.
+            # 2c. Logging and validation.
             record: dict[str, Any] = {}
             if run.step % cfg.log_every == 0 or run.step == cfg.steps:
                 record = {"step": run.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0], "train_s": round(run.train_seconds, 1)}
                 bar.set_postfix(loss=f"{loss:.4f}")
-            if cfg.val_every and run.step % cfg.val_every == 0:
+            if cfg.val_every and run.step % cfg.val_every == 0 and ranks.leader:
                 run.last_val = validate(run.model, cfg, run.sampler)
                 record = {**record, "step": run.step, **run.last_val}
                 if run.last_val:
                     bar.write(f"step {run.step}: val PSNR {run.last_val['val_psnr']:.2f} dB, SSIM {run.last_val['val_ssim']:.4f}")
-            if record:
+            if record and log is not None:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-            # 2c. Checkpoints, and scenes finished since the run started.
-            now = time.monotonic()
-            if now - last_ckpt >= cfg.checkpoint_minutes * 60:
-                save(run, batches.sampler_state())
-                last_ckpt = now
-            if cfg.reload_minutes and now - last_reload >= cfg.reload_minutes * 60:
-                batches.settle()
-                run.sampler.reload()
-                last_reload = now
     finally:
         # 3. Stopping for any reason (budget, Ctrl-C, error) leaves a checkpoint.
         bar.close()
-        if run.step > first_step:
+        if run.step > first_step and ranks.leader:
             save(run, batches.sampler_state())
         batches.close()
-        log.close()
+        if log is not None:
+            log.close()
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
+        distributed.barrier(ranks)  # the checkpoint exists before any rank returns
     return {"step": run.step, "steps": cfg.steps, "train_seconds": run.train_seconds, "val": run.last_val,
             "train_scenes": len(run.sampler.train), "val_scenes": len(run.sampler.val), "run_dir": str(run.folder)}
 
@@ -123,18 +136,21 @@ class Run:
     step: int = 0
     train_seconds: float = 0.0
     last_val: dict[str, float] = field(default_factory=dict)
+    ranks: distributed.Ranks = field(default_factory=distributed.Ranks)
+    net: torch.nn.Module | None = None  # what the step runs: ``model``, or DDP around it
 
 
-def start_run(cfg: TrainConfig) -> Run:
+def start_run(cfg: TrainConfig, ranks: distributed.Ranks = distributed.Ranks()) -> Run:
     """Run folder and resolved config, device, threads, seeds, data, model, optimizer and
     schedule; then the newest checkpoint's state, or for a new run ``cfg.init``'s weights.
     The order is the order random numbers are drawn in: changing it changes every run."""
     run_dir = Path(cfg.run_dir)
     (run_dir / "log").mkdir(parents=True, exist_ok=True)
-    config_mod.save(cfg, run_dir / "config.json")
-    checkpoint.tidy_temp_files(run_dir)
+    if ranks.leader:
+        config_mod.save(cfg, run_dir / "config.json")
+        checkpoint.tidy_temp_files(run_dir)
 
-    device = resolve_device(cfg.device)
+    device = distributed.setup(ranks, resolve_device(cfg.device), cfg.batch)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -142,15 +158,18 @@ def start_run(cfg: TrainConfig) -> Run:
     sampler = CropSampler(cfg.data, cfg.val_fraction, cfg.crop, cfg.aux_dropout, cfg.seed, cfg.inputs)
     kwargs = cfg.model_kwargs()
     model = build_model(cfg.arch, **kwargs).to(device)
+    if device.type == "cuda":  # cuDNN's fastest conv layout; weights keep their values
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
-    run = Run(cfg, run_dir, device, sampler, kwargs, model, optimizer, scheduler)
+    run = Run(cfg, run_dir, device, sampler, kwargs, model, optimizer, scheduler, ranks=ranks)
 
     latest = checkpoint.latest_checkpoint(run_dir)
     if latest is not None:
         resume(run, latest)
     elif cfg.init:
         init_from_weights(model, cfg, kwargs)
+    run.net = distributed.wrap(model, ranks, device)
     return run
 
 
@@ -178,6 +197,15 @@ def init_from_weights(model: torch.nn.Module, cfg: TrainConfig, kwargs: dict[str
     narrower U-Net to grow into a wider one (``widen``: the run starts at its quality)."""
     loaded = load_model(cfg.init)
     same_io = all(loaded.config.get(k) == kwargs.get(k) for k in ("in_channels", "out_channels"))
+    if loaded.arch == cfg.arch == "unet" and same_io and loaded.config.get("demodulate", False) != kwargs.get("demodulate", False):
+        # A colour model grows the irradiance branch computing what it computed (add_demodulation);
+        # the other way would throw a trained branch away.
+        if not kwargs.get("demodulate") or loaded.config["widths"] != kwargs["widths"]:
+            raise McDenoiseError(f"{cfg.init}: weights are {loaded.config}, the run trains {kwargs}; a colour model can gain "
+                                 "demodulation at its own widths (widen in a second run), not lose it", fix="train_arch")
+        model.load_state_dict(add_demodulation(loaded.model).state_dict())
+        print(f"train: {cfg.init} starts the run with demodulation added", flush=True)
+        return
     if loaded.arch == cfg.arch == "unet" and loaded.config != kwargs and same_io:
         try:  # widen is the one place that knows which widths can grow into which
             grown = widen(loaded.model, kwargs["widths"])
@@ -213,13 +241,16 @@ def crop_workers(cfg: TrainConfig, device: torch.device) -> int:
     return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
-def train_step(run: Run, x: np.ndarray, y: np.ndarray) -> float:
-    """Forward, loss in the HDR-transformed space, backward, update; returns the loss."""
-    x, y = torch.from_numpy(x).to(run.device), torch.from_numpy(y).to(run.device)
+def train_step(run: Run, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
+    """Forward, loss in the HDR-transformed space, backward, update; returns the loss. On CUDA
+    the batch runs channels-last (the model is converted in ``start_run``) under bf16 autocast."""
+    x, y = torch.as_tensor(x).to(run.device), torch.as_tensor(y).to(run.device)
+    if run.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.device.type == "cuda"):
-        pred = run.model(x)
+        pred = (run.net or run.model)(x)
     loss = denoise_loss(pred.float(), y, run.cfg.ssim_weight)
-    loss_value = float(loss.detach())
+    loss_value = distributed.mean(run.ranks, float(loss.detach()))  # every rank sees a NaN together
     if not math.isfinite(loss_value):
         raise McDenoiseError(f"loss became {loss_value} at step {run.step}", fix="train_lr")
     run.optimizer.zero_grad(set_to_none=True)
