@@ -10,7 +10,7 @@ import bpy
 
 from . import handlers, runtime
 from .install import MCDENOISE_OT_install_torch
-from .operators import MCDENOISE_OT_denoise_image, MCDENOISE_OT_setup_passes
+from .operators import MCDENOISE_OT_cancel_queue, MCDENOISE_OT_denoise_image, MCDENOISE_OT_setup_passes
 from .panels import MCDENOISE_PT_image_editor, MCDENOISE_PT_render
 from .preferences import McDenoisePreferences
 from .properties import McDenoiseSceneSettings
@@ -20,6 +20,7 @@ classes = (
     McDenoiseSceneSettings,
     MCDENOISE_OT_denoise_image,
     MCDENOISE_OT_setup_passes,
+    MCDENOISE_OT_cancel_queue,
     MCDENOISE_OT_install_torch,
     MCDENOISE_PT_image_editor,
     MCDENOISE_PT_render,

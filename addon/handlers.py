@@ -1,119 +1,206 @@
-"""Auto-denoise: add a Denoised pass to every frame Blender writes, from its render handlers.
+"""Auto-denoise: a Denoised pass in every frame Blender writes, queued from its render handlers.
 
-``render_write`` fires once per written frame (stills and animations) after the file is on disk,
-so a multilayer EXR output is denoised in place (the core writes atomically and keeps every pass).
+``render_write`` fires once per written frame (stills and animations), on the render job's
+thread in an interactive Blender. It only finds the files the frame was written to and queues
+them (:mod:`mcdenoise.jobs`); the worker thread adds the pass while Cycles renders on. Files are
+found as Blender names them: ``frame_path(frame=, view=)`` for each view written to its own file
+(stereo ``_L``/``_R``), and the output path itself for a still; the one that changed since
+``render_pre`` (size, modification time or inode, compared with their own values, so a file
+server's clock skew does not matter) is the one written. Frames an animation skips ("Overwrite"
+off, file already there) raise no handler and stay untouched.
+
 When no EXR was written (F12 without saving, or a format without passes such as PNG),
-``render_complete`` saves the Render Result to a temporary multilayer EXR and shows the denoised
-frame as an image instead. A handler that raised
-would abort an overnight animation, so every error is caught, printed and kept in
-``scene.mcdenoise.status``.
+``render_complete`` has the Render Result saved to a temporary multilayer EXR on the main
+thread and the denoised frame shown as an image. Errors never reach Blender's render: each is
+reported (:mod:`mcdenoise.status`) and the next frame goes on.
 """
 
 from __future__ import annotations
 
-import sys
-import time
+import atexit
+import os
 import traceback
 from pathlib import Path
 
 import bpy
 from bpy.app.handlers import persistent
 
-from . import scene_io, worker
+from . import jobs, scene_io, status, worker, writeback
 
-# When the current frame started rendering, and whether render_write denoised a file for it.
-_frame = {"started": 0.0, "written": False}
-
-
-def written_frame(scene: bpy.types.Scene) -> Path | None:
-    """The EXR Blender just wrote: ``frame_path`` for animations (and '#' in the path), the plain
-    output path for a still (Blender 5 writes stills without a frame number)."""
-    render = scene.render
-    still = Path(bpy.path.abspath(render.filepath))
-    if render.use_file_extension and still.suffix.lower() != ".exr":
-        still = still.with_name(still.name + ".exr")
-    candidates = [Path(render.frame_path(frame=scene.frame_current)), still]
-    fresh = [p for p in candidates if p.is_file() and p.stat().st_mtime >= _frame["started"] - 1.0]
-    return max(fresh, key=lambda p: p.stat().st_mtime) if fresh else None
+# Candidate output files of the frame being rendered -> their signature before it rendered;
+# whether render_write found a file for it.
+_frame: dict = {"before": {}, "written": False}
 
 
-def report(scene: bpy.types.Scene, message: str, error: bool = False) -> None:
-    scene.mcdenoise.status = f"Error: {message}" if error else message
-    print(f"mcdenoise: {'ERROR: ' if error else ''}{message}", file=sys.stderr if error else sys.stdout)
+def views_in_files(render: bpy.types.RenderSettings) -> list[str]:
+    """The views written each to its own file ('' for one file holding every view)."""
+    if not render.use_multiview or render.image_settings.views_format != "INDIVIDUAL":
+        return [""]
+    if render.views_format == "STEREO_3D":
+        return [name for name in ("left", "right") if name in render.views]
+    return [view.name for view in render.views if view.use]
 
 
-def _denoise(scene: bpy.types.Scene, in_path: Path, out_path: Path) -> worker.Outcome | None:
-    from .operators import describe  # noqa: PLC0415
+def still_path(render: bpy.types.RenderSettings, view: str) -> str:
+    """Where a still render (F12 with Save, ``render(write_still=True)``) is written: the output
+    path with the view's suffix and the extension, no frame number."""
+    path = bpy.path.abspath(render.filepath)
+    has_ext = path.lower().endswith(".exr")
+    base = path[:-4] if has_ext else path
+    suffix = render.views[view].file_suffix if view else ""
+    return base + suffix + (".exr" if has_ext or render.use_file_extension else "")
 
+
+def candidates(scene: bpy.types.Scene) -> list[str]:
+    render, found = scene.render, []
+    for view in views_in_files(render):
+        for path in (render.frame_path(frame=scene.frame_current, view=view), still_path(render, view)):
+            if path not in found:
+                found.append(path)
+    return found
+
+
+def _signature(path: str) -> tuple[int, int, int] | None:
     try:
-        outcome = worker.run(scene_io.make_job(scene, in_path, out_path))
-    except Exception as exc:  # noqa: BLE001 - never abort the render
-        if not isinstance(exc, worker.AddonError):
-            traceback.print_exc()
-        report(scene, f"frame {scene.frame_current}: {describe(exc)}", error=True)
+        st = os.stat(path)
+    except OSError:
         return None
-    for note in outcome.warnings:
-        print(f"mcdenoise: warning: {note}")
-    return outcome
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def written_files(scene: bpy.types.Scene) -> list[Path]:
+    """The files of this frame that changed since ``render_pre``: one per view."""
+    before = _frame["before"]
+    return [Path(p) for p in candidates(scene) if (sig := _signature(p)) is not None and sig != before.get(p)]
+
+
+def file_job(scene: bpy.types.Scene, path: Path) -> writeback.FileJob:
+    """A snapshot of what the worker needs (read here, never from its thread)."""
+    return writeback.FileJob(path, scene_io.make_job(scene, path, path), scene_io.view_layer_names(scene),
+                             copy=scene.mcdenoise.keep_original)
+
+
+def queue_file(scene: bpy.types.Scene, path: Path) -> None:
+    frame, pass_name, job = scene.frame_current, scene.mcdenoise.pass_name, file_job(scene, path)
+
+    def task(cancel):
+        try:
+            result = writeback.denoise(job, cancel=cancel)
+        except Exception as exc:  # noqa: BLE001 - never abort the render
+            if worker.is_cancelled(exc):
+                status.report(f"frame {frame}: cancelled, {path.name} left as it was")
+            else:
+                if not isinstance(exc, worker.AddonError):
+                    traceback.print_exc()
+                status.report(f"frame {frame}: {worker.describe(exc)}", error=True)
+            return None
+        for note in result.warnings:
+            print(f"mcdenoise: warning: {note}")
+        layers = ", ".join(layer for layer in result.layers if layer)
+        note = f" ({result.note})" if result.note else ""
+        status.report(f"frame {frame}: '{pass_name}' pass added" + (f" ({layers})" if layers else "") + f" to {result.path}{note}")
+        return None
+
+    jobs.submit(f"frame {frame}", task)
 
 
 @persistent
 def on_render_pre(scene: bpy.types.Scene, *_args) -> None:
-    _frame.update(started=time.time(), written=False)
+    try:
+        _frame.update(before={p: _signature(p) for p in candidates(scene)}, written=False)
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
 
 
 @persistent
 def on_render_write(scene: bpy.types.Scene, *_args) -> None:
     try:
-        settings = scene.mcdenoise
-        if not settings.auto_denoise or not scene_io.is_multilayer_exr(scene):
+        if not scene.mcdenoise.auto_denoise or not scene_io.is_multilayer_exr(scene):
             return
-        path = written_frame(scene)
-        _frame["written"] = path is not None
-        if path is None:
-            report(scene, f"frame {scene.frame_current}: cannot find the written EXR ({scene.render.filepath})", error=True)
-            return
-        if _denoise(scene, path, path) is not None:
-            report(scene, f"frame {scene.frame_current}: '{settings.pass_name}' pass added to {path}")
+        paths = written_files(scene)
+        _frame["written"] = bool(paths)
+        if not paths:
+            status.report(f"frame {scene.frame_current}: cannot find the written EXR ({scene.render.filepath})", error=True)
+        for path in paths:
+            queue_file(scene, path)
     except Exception as exc:  # noqa: BLE001
-        report(scene, f"auto-denoise failed: {exc}", error=True)
+        traceback.print_exc()
+        status.report(f"auto-denoise failed: {exc}", error=True)
 
 
 @persistent
 def on_render_complete(scene: bpy.types.Scene, *_args) -> None:
     try:
-        if not scene.mcdenoise.auto_denoise or _frame["written"]:
-            return
-        if not scene_io.is_multilayer_exr(scene):
-            print("mcdenoise: warning: the output format keeps no passes; denoising the Render Result into an "
-                  "image only (use 'Set up passes' for a multilayer EXR with a Denoised pass)")
-        in_path = scene_io.save_render_result(scene, scene_io.temp_dir())
-        outcome = _denoise(scene, in_path, in_path.with_name(in_path.stem + "_denoised.exr"))
-        in_path.unlink(missing_ok=True)
-        if outcome is None:
-            return
-        name = "Render Result (denoised)"
-        if bpy.app.background:
-            _show(name, outcome)
-        else:  # handlers run on the render thread; new images are made on the main thread
-            bpy.app.timers.register(lambda: _show(name, outcome), first_interval=0.0)
-        why = "no EXR was written" if scene_io.is_multilayer_exr(scene) else "output format has no passes"
-        report(scene, f"frame {scene.frame_current}: denoised into image '{name}' ({why})")
+        if scene.mcdenoise.auto_denoise and not _frame["written"]:
+            name = scene.name
+            if bpy.app.background:
+                _denoise_render_result(name)
+            else:  # save_render and new images belong to the main thread
+                jobs.on_main_thread(lambda: _denoise_render_result(name))
     except Exception as exc:  # noqa: BLE001
-        report(scene, f"auto-denoise failed: {exc}", error=True)
+        traceback.print_exc()
+        status.report(f"auto-denoise failed: {exc}", error=True)
+    if bpy.app.background:
+        jobs.wait()
 
 
-def _show(name: str, outcome: worker.Outcome) -> None:
-    if outcome.denoised is not None:
-        scene_io.show_pixels(name, outcome.denoised)
-    else:
-        scene_io.show_file(name, outcome.out_path)
+@persistent
+def on_render_cancel(scene: bpy.types.Scene, *_args) -> None:
+    if bpy.app.background:
+        jobs.wait()
+    elif jobs.cancel():  # Esc on the render stops its denoising too
+        status.report("render cancelled: queued frames not denoised")
+
+
+def _denoise_render_result(scene_name: str) -> None:
+    """Main thread: the Render Result to a temporary EXR, denoised into an image by the queue."""
+    scene = bpy.data.scenes.get(scene_name)
+    if scene is None:
+        return
+    reason = "no EXR was written" if scene_io.is_multilayer_exr(scene) else "output format has no passes"
+    if reason != "no EXR was written":
+        print("mcdenoise: warning: the output format keeps no passes; denoising the Render Result into an "
+              "image only (use 'Set up passes' for a multilayer EXR with a Denoised pass)")
+    try:
+        in_path = scene_io.save_render_result(scene)
+    except Exception as exc:  # noqa: BLE001
+        status.report(f"frame {scene.frame_current}: {worker.describe(exc)}", error=True)
+        return
+    frame, name = scene.frame_current, "Render Result (denoised)"
+    job = writeback.FileJob(in_path, scene_io.make_job(scene, in_path, in_path), scene_io.view_layer_names(scene),
+                            out_path=scene_io.scratch_output(name))
+    shown = scene_io.shown_layer(scene)
+
+    def task(cancel):
+        try:
+            result = writeback.denoise(job, cancel=cancel)
+        except Exception as exc:  # noqa: BLE001
+            status.report(f"frame {frame}: {worker.describe(exc)}", error=True)
+            return None
+        finally:
+            in_path.unlink(missing_ok=True)
+
+        def show() -> None:
+            scene_io.show_result(name, result, shown)
+            status.report(f"frame {frame}: denoised into image '{name}' ({reason})")
+
+        return show
+
+    jobs.submit(f"frame {frame} (Render Result)", task)
+    if bpy.app.background:
+        jobs.wait()
+
+
+def _wait_at_exit() -> None:
+    """A script that renders with bpy as a module and ends: finish the queue first."""
+    jobs.wait()
 
 
 HANDLERS = (
     (bpy.app.handlers.render_pre, on_render_pre),
     (bpy.app.handlers.render_write, on_render_write),
     (bpy.app.handlers.render_complete, on_render_complete),
+    (bpy.app.handlers.render_cancel, on_render_cancel),
 )
 
 
@@ -121,9 +208,16 @@ def register() -> None:
     for event, handler in HANDLERS:
         if handler not in event:
             event.append(handler)
+    if not bpy.app.timers.is_registered(jobs.poll):
+        bpy.app.timers.register(jobs.poll, first_interval=jobs.POLL_SECONDS, persistent=True)
+    atexit.register(_wait_at_exit)
 
 
 def unregister() -> None:
     for event, handler in HANDLERS:
         while handler in event:
             event.remove(handler)
+    if bpy.app.timers.is_registered(jobs.poll):
+        bpy.app.timers.unregister(jobs.poll)
+    atexit.unregister(_wait_at_exit)
+    jobs.cancel()

@@ -5,32 +5,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 
 import bpy
 from bpy.props import StringProperty
 
-from . import runtime, scene_io, wording, worker
-
-
-def describe(exc: BaseException) -> str:
-    """Core errors worded with this add-on's own controls, add-on errors as they are; anything
-    else is a bug worth its type name."""
-    runtime.core()
-    from mcdenoise.errors import McDenoiseError  # noqa: PLC0415
-
-    if isinstance(exc, McDenoiseError):
-        return wording.describe(exc)
-    if isinstance(exc, worker.AddonError):
-        return str(exc)
-    return f"denoising failed ({type(exc).__name__}: {exc}); see the system console"
-
-
-def is_cancelled(exc: BaseException) -> bool:
-    runtime.core()
-    from mcdenoise.errors import Cancelled  # noqa: PLC0415
-
-    return isinstance(exc, Cancelled)
+from . import jobs, scene_io, status, worker, writeback
 
 
 class MCDENOISE_OT_denoise_image(bpy.types.Operator):
@@ -38,7 +17,7 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
 
     bl_idname = "mcdenoise.denoise_image"
     bl_label = "Denoise"
-    bl_options = {"REGISTER"}
+    bl_options = {"REGISTER", "UNDO"}
 
     image_name: StringProperty(name="Image", description="Image to denoise; empty = the one in the Image Editor, else the Render Result")
 
@@ -55,50 +34,54 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
             return space.image
         return bpy.data.images.get("Render Result")
 
-    def _prepare(self, context: bpy.types.Context) -> worker.Job:
+    def _prepare(self, context: bpy.types.Context) -> writeback.FileJob:
         image = self._source(context)
         self._temp_input = None
         if image is None:
             raise worker.AddonError("no image to denoise: render a frame (F12) or open a multilayer EXR in the Image Editor")
-        if image.type == "RENDER_RESULT":
-            in_path = self._temp_input = scene_io.save_render_result(context.scene, scene_io.temp_dir())
-            out_path = in_path.with_name(in_path.stem + "_denoised.exr")
-        else:
-            in_path = Path(bpy.path.abspath(image.filepath_raw or image.filepath))
-            if image.source != "FILE" or in_path.suffix.lower() != ".exr":
-                raise worker.AddonError(f"'{image.name}' is not an EXR file: open a multilayer EXR with albedo/normal passes, or render a frame")
-            # Next to the source, never over it: an artist's original stays untouched.
-            folder = in_path.parent if os.access(in_path.parent, os.W_OK) else scene_io.temp_dir()
-            out_path = folder / f"{in_path.stem}_denoised.exr"
         self._result_name = f"{image.name} (denoised)"
-        return scene_io.make_job(context.scene, in_path, out_path)
-
-    def _finish(self, context: bpy.types.Context, outcome: worker.Outcome) -> None:
-        if self._temp_input is not None:
-            self._temp_input.unlink(missing_ok=True)
-        if outcome.denoised is not None:
-            image = scene_io.show_pixels(self._result_name, outcome.denoised)
+        self._shown_layer = scene_io.shown_layer(context.scene)
+        layers = scene_io.view_layer_names(context.scene)
+        if image.type == "RENDER_RESULT":
+            in_path = self._temp_input = scene_io.save_render_result(context.scene)
+            out_path = scene_io.scratch_output(self._result_name)
         else:
-            image = scene_io.show_file(self._result_name, outcome.out_path)
+            space = getattr(context, "space_data", None)
+            user = space.image_user if space is not None and space.type == "IMAGE_EDITOR" and space.image == image else None
+            in_path, scratch = scene_io.image_file(image, user.frame_current if user is not None else context.scene.frame_current)
+            # Next to the source, never over it: an artist's original stays untouched.
+            out_path = writeback.copy_path(in_path)
+            if scratch:
+                self._temp_input = in_path
+                out_path = scene_io.scratch_output(self._result_name)
+            elif not os.access(in_path.parent, os.W_OK):
+                out_path = scene_io.scratch_output(self._result_name)
+        job = scene_io.make_job(context.scene, in_path, out_path)
+        return writeback.FileJob(in_path, job, layers, copy=True, out_path=out_path)
+
+    def _finish(self, context: bpy.types.Context, result: writeback.FileResult) -> None:
+        image = scene_io.show_result(self._result_name, result, self._shown_layer)
         space = getattr(context, "space_data", None)
         if space is not None and space.type == "IMAGE_EDITOR":
             space.image = image
-        for note in outcome.warnings:
+        for note in result.warnings:
             self.report({"WARNING"}, note)
-        message = f"Denoised into '{image.name}' (pass '{context.scene.mcdenoise.pass_name}' in {outcome.out_path})"
-        context.scene.mcdenoise.status = message
+        message = f"Denoised into '{image.name}' (pass '{context.scene.mcdenoise.pass_name}' in {result.path})"
+        status.report(message)
         self.report({"INFO"}, message)
 
-    def _fail(self, context: bpy.types.Context, exc: BaseException) -> set[str]:
+    def _cleanup(self) -> None:
         if getattr(self, "_temp_input", None) is not None:
             self._temp_input.unlink(missing_ok=True)
-        if is_cancelled(exc):
-            context.scene.mcdenoise.status = "Cancelled"
+
+    def _fail(self, context: bpy.types.Context, exc: BaseException) -> set[str]:
+        self._cleanup()
+        if worker.is_cancelled(exc):
+            status.report("Cancelled")
             self.report({"WARNING"}, "Denoising cancelled")
             return {"CANCELLED"}
-        message = describe(exc)
-        print(f"mcdenoise: {message}")
-        context.scene.mcdenoise.status = f"Error: {message}"
+        message = worker.describe(exc)
+        status.report(message, error=True)
         self.report({"ERROR"}, message)
         return {"CANCELLED"}
 
@@ -106,8 +89,9 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            outcome = worker.run(self._prepare(context))
-            self._finish(context, outcome)
+            result = writeback.denoise(self._prepare(context))
+            self._cleanup()
+            self._finish(context, result)
         except Exception as exc:  # noqa: BLE001 - a failing model must never take Blender down
             return self._fail(context, exc)
         return {"FINISHED"}
@@ -118,23 +102,18 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
         if bpy.app.background:
             return self.execute(context)
         try:
-            job = self._prepare(context)
+            file_job = self._prepare(context)
         except Exception as exc:  # noqa: BLE001
             return self._fail(context, exc)
         self._cancel, self._done, self._started = threading.Event(), [0, 0], time.monotonic()
-        self._outcome = self._error = None
+        self._result = self._error = None
 
         def progress(done: int, total: int) -> None:
             self._done[:] = [done, total]
-            if self._cancel.is_set():
-                runtime.core()
-                from mcdenoise.errors import Cancelled  # noqa: PLC0415
-
-                raise Cancelled("denoising cancelled")
 
         def target() -> None:
             try:
-                self._outcome = worker.run(job, progress, self._cancel)
+                self._result = writeback.denoise(file_job, progress, self._cancel)
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 self._error = exc
 
@@ -146,6 +125,25 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
+    def _stop_modal(self, context: bpy.types.Context) -> None:
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender ends the operator (a file is loaded, the window closes): stop the thread at its
+        next tile and leave nothing behind; its partial output is a temp that is removed."""
+        if getattr(self, "_cancel", None) is not None:
+            self._cancel.set()
+        self._stop_modal(context)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._cleanup()
+
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if event.type == "ESC":
             self._cancel.set()  # the thread stops at its next tile (or the worker is killed)
@@ -153,21 +151,19 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         done, total = self._done
-        wm = context.window_manager
         if total:
-            wm.progress_update(int(100 * done / total))
+            context.window_manager.progress_update(int(100 * done / total))
         elapsed = time.monotonic() - self._started
         tiles = f"tile {done}/{total}, " if total else ""
         context.workspace.status_text_set(f"mcdenoise: denoising ({tiles}{elapsed:.0f} s), Esc cancels")
         if self._thread.is_alive():
             return {"RUNNING_MODAL"}
-        wm.event_timer_remove(self._timer)
-        wm.progress_end()
-        context.workspace.status_text_set(None)
+        self._stop_modal(context)
         if self._error is not None:
             return self._fail(context, self._error)
+        self._cleanup()
         try:
-            self._finish(context, self._outcome)
+            self._finish(context, self._result)
         except Exception as exc:  # noqa: BLE001
             return self._fail(context, exc)
         return {"FINISHED"}
@@ -190,4 +186,16 @@ class MCDENOISE_OT_setup_passes(bpy.types.Operator):
             view_layer.cycles.denoising_store_passes = True
         scene_io.use_multilayer_exr(scene.render.image_settings)
         self.report({"INFO"}, "Cycles with its own denoiser off, Denoising Data passes and multilayer EXR output are on")
+        return {"FINISHED"}
+
+
+class MCDENOISE_OT_cancel_queue(bpy.types.Operator):
+    """Stop auto-denoising: the frame being denoised stays as rendered, queued frames are dropped"""
+
+    bl_idname = "mcdenoise.cancel_queue"
+    bl_label = "Cancel denoising"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        stopped = jobs.cancel()
+        status.report(f"cancelled: {stopped} frame(s) not denoised" if stopped else "nothing to cancel")
         return {"FINISHED"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import scene_io
+from . import jobs, scene_io, status
 
 
 def draw_common(layout: bpy.types.UILayout, context: bpy.types.Context, image_name: str) -> None:
@@ -16,14 +16,19 @@ def draw_common(layout: bpy.types.UILayout, context: bpy.types.Context, image_na
     col.prop(settings, "pass_name")
     col.prop(settings, "tile")
     col.prop(settings, "require_aux")
+    col.prop(settings, "keep_original")
     problems = scene_io.setup_problems(context)
     if problems:
         box = layout.box()
         for problem in problems:
             box.label(text=problem, icon="ERROR")
         box.operator("mcdenoise.setup_passes", icon="CHECKMARK")
-    if settings.status:
-        layout.label(text=settings.status, icon="ERROR" if settings.status.startswith("Error") else "INFO")
+    if jobs.pending():
+        row = layout.row()
+        row.label(text=status.now() or f"{jobs.pending()} frame(s) queued", icon="SORTTIME")
+        row.operator("mcdenoise.cancel_queue", text="", icon="CANCEL")
+    if status.last():
+        layout.label(text=status.last(), icon="ERROR" if status.is_error() else "INFO")
 
 
 class MCDENOISE_PT_image_editor(bpy.types.Panel):

@@ -43,4 +43,9 @@ class McDenoiseSceneSettings(bpy.types.PropertyGroup):
         description="Fail instead of denoising from colour only when Denoising Data passes are missing",
         default=False,
     )
-    status: StringProperty(name="Last result", description="What the last denoise did, or why it failed", default="")
+    keep_original: BoolProperty(
+        name="Keep original",
+        description="Auto-denoise writes '<name>_denoised.exr' beside each rendered EXR (every pass plus the denoised "
+        "one) instead of adding the pass to the EXR itself",
+        default=False,
+    )

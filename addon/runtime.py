@@ -19,14 +19,23 @@ TORCH_SPEC = "torch==2.13.0"
 TORCH_INDEX = {"CPU": "https://download.pytorch.org/whl/cpu", "CUDA": "https://download.pytorch.org/whl/cu128"}
 
 
+# The user site folder, looked up once on the main thread: the denoise worker thread must not
+# call into bpy.
+_SITE: dict[str, Path | None] = {}
+
+
 def user_site_dir(create: bool = False) -> Path | None:
     """The extension's own writable folder for an 'Install PyTorch' target (None outside Blender)."""
+    if "site" in _SITE and not create:
+        return _SITE["site"]
     try:
         import bpy  # noqa: PLC0415
 
-        return Path(bpy.utils.extension_path_user(__package__, path="site-packages", create=create))
+        site = Path(bpy.utils.extension_path_user(__package__, path="site-packages", create=create))
     except (ImportError, ValueError, AttributeError):
-        return None
+        site = None
+    _SITE["site"] = site
+    return site
 
 
 def add_paths() -> None:
@@ -83,6 +92,7 @@ def external_python_problem(python: str) -> str | None:
 
 
 def bpy_abspath(path: str) -> str:
+    """A path as Blender resolves it ('//' is the .blend's folder); main thread only."""
     try:
         import bpy  # noqa: PLC0415
 

@@ -4,7 +4,8 @@ Render Result as a temporary EXR, denoised pixels as a new image, and what a sce
 from __future__ import annotations
 
 import contextlib
-import os
+import re
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from .worker import Job
 
 def make_job(scene: bpy.types.Scene, in_path: Path, out_path: Path) -> Job:
     prefs, settings = preferences.get(), scene.mcdenoise
-    return Job(in_path, out_path, prefs.backend, prefs.python_path, prefs.device, prefs.weights_path,
+    python, weights = (runtime.bpy_abspath(p) if p else "" for p in (prefs.python_path, prefs.weights_path))
+    return Job(in_path, out_path, prefs.backend, python, prefs.device, weights,
                settings.pass_name, properties.tile_side(settings), settings.require_aux, settings.quality)
 
 
@@ -55,11 +57,25 @@ def multilayer_exr_settings(scene: bpy.types.Scene):
                 setattr(im, name, value)
 
 
-def save_render_result(scene: bpy.types.Scene, folder: Path) -> Path:
+def view_layer_names(scene: bpy.types.Scene) -> tuple[str, ...]:
+    """The scene's view layers, the layers of its EXRs the denoiser may take (never Blender's
+    ``Composite``)."""
+    return tuple(layer.name for layer in scene.view_layers)
+
+
+def shown_layer(scene: bpy.types.Scene) -> str:
+    """The view layer whose denoised frame an image shows: the window's, else the first."""
+    view_layer = getattr(bpy.context, "view_layer", None)
+    return view_layer.name if view_layer is not None and view_layer.name in scene.view_layers else scene.view_layers[0].name
+
+
+def save_render_result(scene: bpy.types.Scene) -> Path:
+    """The Render Result as a multilayer EXR in Blender's session temp folder, under a name of
+    its own (two runs never share one). The caller deletes it."""
     image = bpy.data.images.get("Render Result")
     if image is None:
         raise runtime_error("there is no Render Result yet: render a frame (F12) first")
-    path = folder / f"render_result_{os.getpid()}_{scene.frame_current:04d}.exr"
+    path = temp_dir() / f"render_result_{scene.frame_current:04d}_{secrets.token_hex(4)}.exr"
     with multilayer_exr_settings(scene):
         image.save_render(str(path), scene=scene)
     if not path.is_file():
@@ -74,13 +90,74 @@ def runtime_error(message: str) -> Exception:
 
 
 def temp_dir() -> Path:
-    path = Path(tempfile.gettempdir()) / "mcdenoise-blender"
+    """Scratch files go to Blender's own session folder (private to this Blender, removed when
+    it exits), never a shared folder of the system's."""
+    path = Path(bpy.app.tempdir or tempfile.gettempdir()) / "mcdenoise"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def show_pixels(name: str, rgb: np.ndarray) -> bpy.types.Image:
-    """A float image holding linear radiance (Blender shows it with the scene's view transform)."""
+# Image name -> the scratch EXR it shows: a new result for the same image replaces the file.
+_scratch: dict[str, Path] = {}
+
+
+def scratch_output(image_name: str) -> Path:
+    """A fresh scratch EXR for the denoised file behind image ``image_name``; the previous one of
+    that image is deleted."""
+    old = _scratch.pop(image_name, None)
+    if old is not None:
+        old.unlink(missing_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", image_name).strip("_") or "image"
+    path = _scratch[image_name] = temp_dir() / f"{stem}_{secrets.token_hex(4)}.exr"
+    return path
+
+
+def image_file(image: bpy.types.Image, frame: int | None = None) -> tuple[Path, bool]:
+    """The EXR behind an opened image, and whether it is a scratch copy to delete afterwards:
+    the file of ``frame`` for an image sequence (the Image Editor's frame), the packed bytes
+    written to Blender's temp folder for a packed image, else the image's file."""
+    if image.packed_file is not None:
+        data = bytes(image.packed_file.data)
+        if data[:4] != EXR_MAGIC:
+            raise runtime_error(f"'{image.name}' is packed but not an EXR: open a multilayer EXR with albedo/normal passes")
+        path = temp_dir() / f"{Path(image.filepath or image.name).stem}_{secrets.token_hex(4)}.exr"
+        path.write_bytes(data)
+        return path, True
+    if image.source == "SEQUENCE" and frame is not None:
+        path = Path(_sequence_frame(image, frame))
+    else:
+        path = Path(bpy.path.abspath(image.filepath_raw or image.filepath))
+    if image.source not in {"FILE", "SEQUENCE"} or path.suffix.lower() != ".exr":
+        raise runtime_error(f"'{image.name}' is not an EXR file: open a multilayer EXR with albedo/normal passes, or render a frame")
+    return path, False
+
+
+EXR_MAGIC = b"\x76\x2f\x31\x01"
+
+
+def _sequence_frame(image: bpy.types.Image, frame: int) -> str:
+    """The file of ``frame`` of an image sequence: its path with the frame number replaced, as
+    Blender numbers sequence files (the digits before the extension)."""
+    path = bpy.path.abspath(image.filepath)
+    match = re.search(r"(\d+)(\.[^.\\/]*)$", path)
+    if match is None:
+        return path
+    digits = match.group(1)
+    return path[: match.start(1)] + f"{frame:0{len(digits)}d}" + match.group(2)
+
+
+def show_result(name: str, result, layer: str) -> bpy.types.Image:
+    """The image of a denoised file (:class:`mcdenoise.writeback.FileResult`): the pixels of
+    ``layer`` (or of the first denoised layer) when the model ran in Blender, else the file."""
+    if result.denoised:
+        layer = layer if layer in result.denoised else next(iter(result.denoised))
+        return show_pixels(name, result.denoised[layer], result.alpha.get(layer))
+    return show_file(name, result.path)
+
+
+def show_pixels(name: str, rgb: np.ndarray, alpha: np.ndarray | None = None) -> bpy.types.Image:
+    """A float image holding linear radiance (Blender shows it with the scene's view transform),
+    with the render's alpha (a transparent film stays transparent)."""
     h, w = rgb.shape[:2]
     image = bpy.data.images.get(name)
     if image is None or tuple(image.size) != (w, h):
@@ -89,6 +166,8 @@ def show_pixels(name: str, rgb: np.ndarray) -> bpy.types.Image:
         image = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
     rgba = np.ones((h, w, 4), np.float32)
     rgba[..., :3] = rgb
+    if alpha is not None:
+        rgba[..., 3] = alpha
     image.pixels.foreach_set(rgba[::-1].ravel())  # Blender stores rows bottom-up
     image.update()
     return image

@@ -31,10 +31,20 @@ FIXES: dict[str, str] = {
     "compile_cuda": "compiling is for CUDA only",
     "train_widths": "pick a model size that matches or grows the base model's",
     "train_arch": "pick a matching model, or start from another weights file",
+    "train_batch": "use a batch size that divides evenly over the training processes",
     "train_run_dir": "use another training folder",
     "train_lr": "lower the learning rate and resume",
     "max_memory": "denoise it outside Blender with a memory budget of at least {need_gib} GiB, on a machine that has it",
     "render_dataset": "render a dataset into {root} first",
+    "blend_file": "save the scene as a .blend file first",
+    "shot_camera": "set the scene's camera in Scene Properties and save the file",
+    "shot_engine": "set the render engine to Cycles in Render Properties and save the file",
+    "shot_frames": "pick frames within the scene's range {first}-{last}",
+    "finetune_frames": "pick a frame range of at least two frames (one is held aside to check the tuned model)",
+    "finetune_minutes": "give it at least {need_minutes} minutes, or fewer frames",
+    "pairs_match": "give the references the same frame numbers as the noisy renders",
+    "pairs_size": "render the noisy frame and its reference at the same resolution",
+    "finetune_work": "delete {work} to start over, or save the model under another name",
 }
 
 

@@ -30,6 +30,8 @@ class AddonError(Exception):
 
 @dataclass
 class Job:
+    """Paths absolute (resolved on the main thread: the worker thread never calls into bpy)."""
+
     in_path: Path
     out_path: Path
     backend: str = "AUTO"
@@ -40,6 +42,7 @@ class Job:
     tile: int = 1024
     require_aux: bool = False
     quality: str = "balanced"  # used when weights_path is empty
+    layer: str | None = None  # the view layer to denoise; None: the first with a colour pass
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Outcome:
     out_path: Path
     denoised: object | None  # HxWx3 float32 array when run inside Blender, else None
     warnings: list[str] = field(default_factory=list)
+    alpha: object | None = None  # HxW alpha of the colour pass (inside Blender), kept in the shown image
 
 
 def choose_backend(job: Job) -> str:
@@ -63,9 +67,46 @@ def choose_backend(job: Job) -> str:
 
 
 def run(job: Job, progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None) -> Outcome:
+    """Denoise one layer of one file; ``cancel`` stops it at the next tile (inside Blender) or
+    kills the worker process, raising the core's ``Cancelled``."""
+    cancel = cancel or threading.Event()
     if choose_backend(job) == "EXTERNAL":
-        return _run_external(job, cancel or threading.Event())
-    return _run_inside(job, progress)
+        return _run_external(job, cancel)
+
+    def tile_done(done: int, total: int) -> None:
+        if cancel.is_set():
+            raise _cancelled()
+        if progress is not None:
+            progress(done, total)
+
+    return _run_inside(job, tile_done)
+
+
+def _cancelled() -> Exception:
+    runtime.core()
+    from mcdenoise.errors import Cancelled  # noqa: PLC0415 (pure Python, no torch)
+
+    return Cancelled("denoising cancelled")
+
+
+def describe(exc: BaseException) -> str:
+    """Core errors worded with this add-on's own controls, add-on errors as they are; anything
+    else is a bug worth its type name."""
+    runtime.core()
+    from mcdenoise.errors import McDenoiseError  # noqa: PLC0415
+
+    if isinstance(exc, McDenoiseError):
+        return wording.describe(exc)
+    if isinstance(exc, AddonError):
+        return str(exc)
+    return f"denoising failed ({type(exc).__name__}: {exc}); see the system console"
+
+
+def is_cancelled(exc: BaseException) -> bool:
+    runtime.core()
+    from mcdenoise.errors import Cancelled  # noqa: PLC0415
+
+    return isinstance(exc, Cancelled)
 
 
 def _run_inside(job: Job, progress: Callable[[int, int], None] | None) -> Outcome:
@@ -79,17 +120,19 @@ def _run_inside(job: Job, progress: Callable[[int, int], None] | None) -> Outcom
     from mcdenoise.inference.frames import denoise_file  # noqa: PLC0415
     from mcdenoise.models.tiers import load_for_cli  # noqa: PLC0415
 
-    weights = runtime.bpy_abspath(job.weights_path) if job.weights_path else None
+    weights = job.weights_path or None
     quality = None if weights else job.quality
     key = (str(weights), quality, job.device)
     loaded = _MODEL_CACHE.get(key)
     if loaded is None:
         loaded = _MODEL_CACHE[key] = load_for_cli(weights, quality, device=DEVICE_NAMES[job.device])
+    from mcdenoise.io.passes import PassNames  # noqa: PLC0415
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = denoise_file(loaded, job.in_path, job.out_path, pass_name=job.pass_name, runtime=_runtime(loaded.model, job),
-                              require_aux=job.require_aux, progress=progress)
-    return Outcome(result.output, result.denoised, [str(w.message) for w in caught])
+        result = denoise_file(loaded, job.in_path, job.out_path, PassNames(layer=job.layer), pass_name=job.pass_name,
+                              runtime=_runtime(loaded.model, job), require_aux=job.require_aux, progress=progress)
+    return Outcome(result.output, result.denoised, [str(w.message) for w in caught], result.frame.alpha)
 
 
 def _runtime(model, job: Job):
@@ -108,11 +151,13 @@ def _run_external(job: Job, cancel: threading.Event) -> Outcome:
     runtime.core()
     from mcdenoise.choices import DEFAULT_MAX_MEMORY_GIB  # noqa: PLC0415 (pure Python, no torch)
 
-    cmd = [runtime.bpy_abspath(job.python_path), "-m", "mcdenoise", "denoise", str(job.in_path), "-o", str(job.out_path),
+    cmd = [job.python_path, "-m", "mcdenoise", "denoise", str(job.in_path), "-o", str(job.out_path),
            "--device", DEVICE_NAMES[job.device], "--tile", str(job.tile), "--max-memory", str(DEFAULT_MAX_MEMORY_GIB),
-           "--pass-name", job.pass_name]
+           "--pass-name", job.pass_name, "--overwrite"]  # the add-on decides what to denoise again
+    if job.layer is not None:
+        cmd += ["--layer", job.layer]
     if job.weights_path:
-        cmd += ["--weights", runtime.bpy_abspath(job.weights_path)]
+        cmd += ["--weights", job.weights_path]
     else:
         cmd += ["--quality", job.quality]
     if job.require_aux:
@@ -128,10 +173,7 @@ def _run_external(job: Job, cancel: threading.Event) -> Outcome:
             if cancel.is_set():
                 proc.terminate()
                 proc.communicate()
-                runtime.core()
-                from mcdenoise.errors import Cancelled  # noqa: PLC0415 (pure Python, no torch)
-
-                raise Cancelled("denoising cancelled") from None
+                raise _cancelled() from None
     if proc.returncode != 0:
         lines = [ln for ln in (err or out).strip().splitlines() if ln.strip()]
         worded = next(filter(None, map(wording.describe_json_line, reversed(lines))), None)
