@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mcdenoise.dataset import layout
@@ -53,6 +54,12 @@ def test_descriptions_cover_variety() -> None:
     assert {"area", "point", "spot", "sun", "mesh"} <= lights
     assert any(d["volume"] for d in descs) and any(d["camera"]["dof"] for d in descs)
     assert any(d["camera"]["motion_blur"] for d in descs) and any(d["simple"] for d in descs)
+    # Textures from coarse to finer than a pixel: a denoiser trained on coarse patterns only
+    # learns to smear fine albedo detail.
+    materials = [o["material"] for d in descs for o in d["objects"]] + [d["room"][k] for d in descs for k in ("ground", "wall")]
+    scales = np.array([m["texture"]["scale"] for m in materials if m["texture"]])
+    assert scales.min() >= 1.0 and scales.max() <= 80.0
+    assert (scales < 3).mean() > 0.15 and (scales > 25).mean() > 0.15
 
 
 def test_layout_names() -> None:
@@ -167,3 +174,30 @@ def test_locked_scene_is_left_alone(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert _cli("--out", str(out), "--scenes", "2", *SMALL) == 0
     assert "1 rendered, 0 already done, 1 locked by another process" in capsys.readouterr().out
     assert partial.exists() and not layout.is_done(out, 0) and layout.is_done(out, 1)
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_render_stops_the_run(tmp_path: Path) -> None:
+    """Cycles catches exceptions raised in its render callbacks, so a SIGTERM that arrives
+    mid-render used to be swallowed and the run went on. It must stop after that render: exit
+    143, the scene left unfinished (no JSON) and no temp file behind."""
+    import os
+    import signal
+    import time
+
+    pytest.importorskip("bpy")
+    out = tmp_path / "ds"
+    proc = subprocess.Popen([sys.executable, "-m", "mcdenoise", "render-dataset", "--out", str(out), "--scenes", "3",
+                             "--res", "48", "--spp", "1", "--ref-spp", "1000", "--threads", "1", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    noisy = layout.noisy_path(out, 0, 1)
+    deadline = time.monotonic() + 120
+    while not noisy.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert noisy.is_file(), proc.communicate()
+    time.sleep(0.3)  # inside the 1000-spp reference render, seconds long
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated (SIGTERM)" in err
+    assert layout.list_scenes(out) == [] and not list(out.rglob("*.tmp*"))

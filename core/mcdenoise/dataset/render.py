@@ -16,8 +16,10 @@ import contextlib
 import json
 import os
 import random
+import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from collections.abc import Callable, Iterator
@@ -87,12 +89,12 @@ def _setup_device(bpy: Any, scene: Any, device: str) -> str:
     return "CPU"
 
 
-def configure(scene: Any, res: int, threads: int) -> None:
-    """Output format and sampling settings shared by every render of a scene."""
+def set_output(scene: Any, threads: int, view_layer: Any = None) -> None:
+    """What every render we make writes, and nothing about the picture itself: multilayer
+    32-bit EXR with Combined, Depth and the Denoising Data passes, Cycles' own denoiser off.
+    Shared by the dataset renders and ``finetune``'s renders of an artist's shot, which must
+    keep the shot's resolution, bounces and exposure (``view_layer``: its layer to render)."""
     r = scene.render
-    r.engine = "CYCLES"
-    r.resolution_x = r.resolution_y = res
-    r.resolution_percentage = 100
     r.use_file_extension = False  # we choose the exact (temporary) file name ourselves
     r.use_persistent_data = True  # reuse BVH and shaders across the renders of one scene
     r.threads_mode = "FIXED" if threads > 0 else "AUTO"
@@ -103,17 +105,47 @@ def configure(scene: Any, res: int, threads: int) -> None:
     r.image_settings.file_format = "OPEN_EXR_MULTILAYER"
     r.image_settings.color_depth = "32"
     r.image_settings.exr_codec = "ZIP"
-    scene.view_settings.view_transform = "Standard"
-    vl = scene.view_layers[0]
+    vl = view_layer if view_layer is not None else scene.view_layers[0]
     vl.use_pass_combined = True
     vl.use_pass_z = True
     vl.cycles.denoising_store_passes = True  # Denoising Albedo / Normal, as artists export them
+    scene.cycles.use_denoising = False
+
+
+def configure(scene: Any, res: int, threads: int) -> None:
+    """Output format and sampling settings shared by every render of a scene."""
+    r = scene.render
+    r.engine = "CYCLES"
+    r.resolution_x = r.resolution_y = res
+    r.resolution_percentage = 100
+    set_output(scene, threads)
+    scene.view_settings.view_transform = "Standard"
     c = scene.cycles
-    c.use_denoising = False
     c.use_adaptive_sampling = False  # uniform noise level per spp: what the model trains on
     c.adaptive_threshold = REF_ADAPTIVE_THRESHOLD  # used by the reference render only
     for k, v in BOUNCES.items():
         setattr(c, k, v)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGTERM and Ctrl-C until the block ends, then deliver them to the handlers that were
+    installed. Blender runs Cycles' engine as Python inside a render and swallows exceptions
+    raised there, so a stop request arriving mid-render would otherwise be lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for s in previous:
+        signal.signal(s, lambda signum, _frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending:
+            signal.raise_signal(pending[0])
 
 
 def render_exr(bpy: Any, scene: Any, final: Path, samples: int, seed: int, adaptive: bool = False) -> None:
@@ -123,7 +155,7 @@ def render_exr(bpy: Any, scene: Any, final: Path, samples: int, seed: int, adapt
     scene.cycles.seed = seed
     with atomic_output(final) as tmp:
         scene.render.filepath = str(tmp)
-        with _quiet_stdout():
+        with signals_held(), _quiet_stdout():
             bpy.ops.render.render(write_still=True)
         if not tmp.is_file() or tmp.stat().st_size == 0:  # the temp is created empty
             raise OutputError(f"Blender did not write {tmp} (disk full or folder not writable?)")

@@ -1,0 +1,155 @@
+"""How ``finetune`` spends its minutes: which frames it renders, how large a window of each, at
+how many samples, so that rendering takes its share of the budget and training the rest.
+
+Pure arithmetic on a measured cost (two probe renders of the shot give Cycles' seconds per
+render and per pixel-sample on this machine), so the policy is tested without Blender.
+
+* **Frames**: a few (``TRAIN_FRAMES``) spread evenly over the range, plus one between them held
+  aside to check the tuned model against the base one on a frame it never trained on.
+* **Windows, not a lower resolution** (see ``finetune.shot``): square windows of the full-size
+  frame, as large as the render share allows, up to ``MAX_SIDE``; past that, more windows per
+  frame at other places in the picture.
+* **Targets**: references at ``REF_FACTOR`` times the shot's samples by default, or a second
+  independent render at the shot's samples (Noise2Noise), which buys about 8x the pixels for
+  the same minutes; ``docs/finetune.md`` has the measurement that picked the default.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mcdenoise.errors import McDenoiseError
+
+RENDER_SHARE = 0.3  # of the whole budget; the rest trains (and checks the result)
+CHECK_SECONDS = 10.0  # kept back for scoring base and tuned model and writing the file
+TRAIN_FRAMES = 4
+PAIRS_TRAIN_FRAMES = 8  # given files: whole frames, held in memory while training
+MIN_SIDE, MAX_SIDE, GRID = 32, 256, 16  # window sides: multiples of the networks' 16-pixel grid
+# The held-aside window is at least this large (the frame's smaller side at most): one 32-pixel
+# window scored +0.06 dB for a model that lost 0.97 dB on whole unseen frames (docs/finetune.md).
+CHECK_SIDE = 128
+MAX_WINDOWS_PER_FRAME = 4
+REF_FACTOR, REF_MIN, REF_MAX = 16, 64, 1024
+TARGETS = ("ref", "n2n")
+
+
+@dataclass(frozen=True)
+class RenderCost:
+    """Cycles on this machine for this shot: seconds per render plus seconds per pixel-sample."""
+
+    overhead: float
+    per_sample: float
+
+    def seconds(self, pixels: int, samples: int) -> float:
+        return self.overhead + pixels * samples * self.per_sample
+
+    @classmethod
+    def from_probes(cls, pixels: int, low: tuple[int, float], high: tuple[int, float]) -> RenderCost:
+        """From two renders of one window: ``(samples, seconds)`` at a low and a high count."""
+        (s1, t1), (s2, t2) = low, high
+        per_sample = max((t2 - t1) / (pixels * (s2 - s1)), 1e-12)
+        return cls(max(t1 - pixels * s1 * per_sample, 0.0), per_sample)
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    train_frames: tuple[int, ...]
+    held_frame: int
+    side: int  # window side in pixels (the whole frame's smaller side at most)
+    windows_per_frame: int
+    spp: int
+    target_spp: int
+    seconds: float  # the estimate this plan was sized by
+    check_side: int = 0  # side of the held-aside window (0: ``side``, as plans of older runs)
+
+    @property
+    def renders(self) -> int:
+        return 2 * (len(self.train_frames) * self.windows_per_frame + 1)
+
+
+def target_samples(spp: int, targets: str) -> int:
+    if targets == "n2n":
+        return spp
+    return max(min(REF_FACTOR * spp, REF_MAX), REF_MIN, 2 * spp)
+
+
+def pick_frames(frames: list[int], count: int) -> tuple[list[int], int]:
+    """``count`` frames spread evenly over ``frames`` (sorted) and one held aside between them."""
+    if len(frames) < 2:
+        raise McDenoiseError(f"fine-tuning needs at least 2 frames, got {len(frames)}", fix="finetune_frames")
+    count = max(1, min(count, len(frames) - 1))
+    spots = sorted({frames[round(k * (len(frames) - 1) / count)] for k in range(count + 1)})
+    held = spots[len(spots) // 2]
+    return [f for f in spots if f != held], held
+
+
+def check_window_side(width: int, height: int, side: int) -> int:
+    return max(side, min(largest_side(width, height), CHECK_SIDE))
+
+
+def largest_side(width: int, height: int) -> int:
+    side = min(width, height, MAX_SIDE)
+    return side - side % GRID if side >= GRID else side
+
+
+def plan_renders(frames: list[int], width: int, height: int, spp: int, cost: RenderCost, budget_s: float,
+                 targets: str = "ref", train_frames: int = TRAIN_FRAMES,
+                 max_per_frame: int = MAX_WINDOWS_PER_FRAME, spent_s: float = 0.0) -> RenderPlan:
+    """The largest plan that fits ``budget_s`` seconds of rendering: as many frames as asked
+    (fewer if need be), windows as large as fit, then more windows per frame. ``spent_s``
+    (seconds the job has already used) only makes the error's estimate of the minutes needed
+    right."""
+    target = target_samples(spp, targets)
+    top = largest_side(width, height)
+
+    def seconds(n: int, side: int, per_frame: int) -> float:
+        pixels, checked = side * side, check_window_side(width, height, side) ** 2
+        check = cost.seconds(checked, spp) + cost.seconds(checked, target_samples(spp, "ref"))  # the held-aside frame
+        return n * per_frame * (cost.seconds(pixels, spp) + cost.seconds(pixels, target)) + check
+
+    chosen, held = pick_frames(frames, train_frames)
+    for n in range(len(chosen), 0, -1):
+        picked, held = pick_frames(frames, n)
+        side = top
+        while side > min(MIN_SIDE, top) and seconds(len(picked), side, 1) > budget_s:
+            side -= GRID
+        if seconds(len(picked), side, 1) > budget_s:
+            continue
+        per_frame = 1
+        while side == top and per_frame < max_per_frame and seconds(len(picked), side, per_frame + 1) <= budget_s:
+            per_frame += 1
+        return RenderPlan(tuple(picked), held, side, per_frame, spp, target, seconds(len(picked), side, per_frame),
+                          check_window_side(width, height, side))
+    need = (spent_s + seconds(1, min(MIN_SIDE, top), 1)) / RENDER_SHARE + CHECK_SECONDS
+    raise McDenoiseError(f"{budget_s / 60:.1f} minutes of rendering cannot render even one {min(MIN_SIDE, top)}-pixel window "
+                         f"of 2 frames at {spp} and {target} samples on this machine (about {need / 60:.1f} minutes "
+                         "in all are needed)", fix="finetune_minutes", need_minutes=math.ceil(need / 60))
+
+
+def halton(index: int, base: int) -> float:
+    """The ``index``-th point of the van der Corput sequence in ``base``: evenly spread in [0, 1)."""
+    f, r = 1.0, 0.0
+    while index > 0:
+        f /= base
+        r += f * (index % base)
+        index //= base
+    return r
+
+
+def windows(width: int, height: int, side: int, count: int, start: int = 1) -> list[tuple[int, int, int, int]]:
+    """``count`` windows (x0, y0, x1, y1) of ``side`` pixels spread over the frame by a Halton
+    sequence from ``start``; the frame itself when it is no larger than a window."""
+    w, h = min(side, width), min(side, height)
+    out = []
+    for k in range(start, start + count):
+        x0 = round(halton(k, 2) * (width - w))
+        y0 = round(halton(k, 3) * (height - h))
+        out.append((x0, y0, x0 + w, y0 + h))
+    return out
+
+
+def centre_window(width: int, height: int, side: int) -> tuple[int, int, int, int]:
+    w, h = min(side, width), min(side, height)
+    x0, y0 = (width - w) // 2, (height - h) // 2
+    return (x0, y0, x0 + w, y0 + h)

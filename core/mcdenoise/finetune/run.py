@@ -1,0 +1,459 @@
+"""The fine-tuning run: pairs (rendered from the shot, or given as files), a few minutes of
+training from a shipped model, a check on a frame held aside, and a weights file.
+
+``finetune_shot`` and ``finetune_pairs`` are what the CLI (``mcdenoise finetune``) and the
+Blender add-on call. The whole job keeps to ``minutes``, rendering included:
+
+1. **Render** (shot only): two probe renders measure Cycles on this machine, then
+   ``budget.plan_renders`` sizes frames and windows to ``budget.RENDER_SHARE`` of the budget.
+2. **Train** with the project's training loop (``training.loop.train``, fine-tuning from the
+   tier's shipped weights), in chunks of about ``CHUNK_SECONDS``: after each, the step time
+   measured so far fits the schedule's length to the minutes left, progress is reported, and a
+   checkpoint is on disk.
+3. **Check**: the base and the tuned model denoise the held-aside frame; the tuned one is
+   written only if it scores higher there (PSNR against its target), else the base model is,
+   and the file's metadata says which and why.
+
+Everything lives in a work folder beside the output (``shot.finetune/`` for ``shot.pt``): the
+renders in the dataset layout (``dataset.layout``), the training run (checkpoints), and
+``state.json`` (the plan, the minutes spent, the base score). Running the same command again
+after a kill continues where it stopped, with the minutes that were left.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcdenoise.choices import DEFAULT_QUALITY, UNET_WIDTHS
+from mcdenoise.dataset import layout
+from mcdenoise.errors import McDenoiseError, OutputError
+from mcdenoise.finetune import budget
+from mcdenoise.io.atomic import atomic_output
+
+STATE_VERSION = 1
+CHUNK_SECONDS = 20.0  # training between two progress reports and checkpoints
+PROBE_SIDE = 32
+WARMUP_STEPS = 10
+MIN_GAIN_DB = 0.1  # the tuned model is kept only if it beats the base one by this much on the held-aside frame
+
+
+@dataclass
+class Options:
+    """What a fine-tuning job may be asked; the defaults are the CLI's."""
+
+    frames: list[int] | None = None  # shot only: None = the scene's whole range
+    minutes: float = 10.0
+    quality: str = DEFAULT_QUALITY  # the shipped model to start from
+    spp: int | None = None  # shot only: None = the shot's own sample count
+    targets: str = "ref"  # budget.TARGETS
+    render_device: str = "cpu"
+    device: str = "auto"  # where the network trains
+    threads: int = 0  # CPU threads for Cycles and torch, 0 = their defaults
+    lr: float = 5e-4
+    batch: int = 8
+    crop: int = 128
+    seed: int = 0
+    train_frames: int = budget.TRAIN_FRAMES  # shot only: frames rendered for training (fewer if the budget is short)
+    windows_per_frame: int = budget.MAX_WINDOWS_PER_FRAME  # shot only: at most this many windows of a frame
+    max_steps: int = 0  # cap on the training steps, 0 = as many as the minutes allow
+    stop_after_steps: int = 0  # stop this call after that many training steps (resumable), 0 = never
+
+
+@dataclass(frozen=True)
+class Update:
+    """One progress report: ``phase`` is render, train or check; ``eta`` in seconds."""
+
+    phase: str
+    done: int
+    total: int
+    eta: float
+    text: str
+
+
+@dataclass
+class Result:
+    output: Path
+    finished: bool  # False: stopped early; the same call again resumes
+    kept: str = ""  # "tuned" or "base"
+    held_frame: int | None = None
+    base_psnr: float | None = None
+    tuned_psnr: float | None = None
+    steps: int = 0
+    spent_seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gain_db(self) -> float | None:
+        return None if self.base_psnr is None or self.tuned_psnr is None else self.tuned_psnr - self.base_psnr
+
+
+OnUpdate = Callable[[Update], None]
+
+
+def work_dir(output: str | Path) -> Path:
+    """The work folder of a job writing ``output``: ``shot.finetune/`` beside ``shot.pt``."""
+    output = Path(output)
+    return output.parent / f"{output.stem}.finetune"
+
+
+# -- state: what a resumed call needs ------------------------------------------------------------
+
+class Job:
+    """The work folder's ``state.json`` and the budget's clock across calls."""
+
+    def __init__(self, output: Path, identity: dict[str, Any], minutes: float):
+        self.output = output
+        self.dir = work_dir(output)
+        self.path = self.dir / "state.json"
+        self.budget = minutes * 60
+        self.started = time.monotonic()
+        if not output.parent.is_dir():
+            raise OutputError(f"{output.parent}: folder does not exist", fix="out_dir_create")
+        self.dir.mkdir(exist_ok=True)
+        state = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        if state and (state.get("version") != STATE_VERSION or state.get("job") != identity):
+            raise McDenoiseError(f"{self.dir} holds the work of another fine-tuning job ({state.get('job')})",
+                                 fix="finetune_work", work=self.dir)
+        self.state = state or {"version": STATE_VERSION, "job": identity, "spent": 0.0}
+        self.spent_before = float(self.state["spent"])
+
+    @property
+    def spent(self) -> float:
+        return self.spent_before + time.monotonic() - self.started
+
+    @property
+    def left(self) -> float:
+        return self.budget - self.spent
+
+    def save(self) -> None:
+        self.state["spent"] = round(self.spent, 3)
+        with atomic_output(self.path) as tmp:
+            tmp.write_text(json.dumps(self.state, indent=1) + "\n")
+
+    @property
+    def train_root(self) -> Path:
+        return self.dir / "train"
+
+    @property
+    def held_root(self) -> Path:
+        return self.dir / "holdout"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.dir / "run"
+
+
+def _say(on_update: OnUpdate | None, update: Update) -> None:
+    if on_update is not None:
+        on_update(update)
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+# -- the shot: render pairs ----------------------------------------------------------------------
+
+def finetune_shot(blend: str | Path, output: str | Path, options: Options | None = None,
+                  on_update: OnUpdate | None = None) -> Result:
+    """Fine-tune on a .blend's own frames (see the module's docstring); needs bpy."""
+    from mcdenoise.finetune import shot as shot_mod
+
+    opts = options or Options()
+    output = Path(output)
+    blend = shot_mod.check_blend(blend).resolve()
+    base = _load_base(opts.quality)
+    identity = {"source": str(blend), "frames": opts.frames, "quality": opts.quality, "spp": opts.spp,
+                "targets": opts.targets}
+    # Everything the shot can be refused for is checked before the work folder is made.
+    scene, shot = shot_mod.open_shot(blend, opts.frames)
+    frames = opts.frames or list(range(shot.frame_start, shot.frame_end + 1))
+    budget.pick_frames(frames, opts.train_frames)
+    spp = opts.spp or shot.spp
+    job = Job(output, identity, opts.minutes)
+    if job.state.get("result"):
+        return _recorded(job)
+    try:
+        shot_mod.prepare(scene, shot, opts.render_device, opts.threads)
+        if "plan" not in job.state:
+            cost = _probe(scene, shot, spp, job)
+            plan = budget.plan_renders(frames, shot.width, shot.height, spp, cost,
+                                       budget.RENDER_SHARE * job.budget - job.spent, opts.targets,
+                                       opts.train_frames, opts.windows_per_frame, job.spent)
+            job.state["plan"] = {**asdict(plan), "cost": asdict(cost)}
+            job.save()
+        plan = budget.RenderPlan(**{k: v for k, v in job.state["plan"].items() if k != "cost"})
+        _render(scene, shot, plan, job, on_update)
+        meta = {"shot": blend.name, "scene": shot.scene, "camera": shot.camera, "frames": list(plan.train_frames),
+                "held_aside_frame": plan.held_frame, "spp": spp, "targets": opts.targets, "target_spp": plan.target_spp,
+                "window": plan.side, "windows": len(plan.train_frames) * plan.windows_per_frame,
+                "blender": shot.blender}
+        return _tune(job, base, opts, plan.held_frame, meta, on_update)
+    finally:
+        job.save()
+
+
+def _probe(scene: Any, shot: Any, spp: int, job: Job) -> budget.RenderCost:
+    """Time two renders of a small window (after one that warms Cycles up) at two sample counts."""
+    from mcdenoise.finetune import shot as shot_mod
+
+    window = budget.centre_window(shot.width, shot.height, PROBE_SIDE)
+    pixels = (window[2] - window[0]) * (window[3] - window[1])
+    frame = shot.frame_start
+    probe = job.dir / "probe.exr"
+    timings = []
+    try:
+        for samples in (1, spp, 4 * spp):
+            t = time.perf_counter()
+            shot_mod.render_window(scene, shot, frame, window, samples, shot.seed(frame, f"probe{samples}"), probe)
+            timings.append((samples, time.perf_counter() - t))
+    finally:
+        probe.unlink(missing_ok=True)
+    return budget.RenderCost.from_probes(pixels, timings[1], timings[2])
+
+
+def _render(scene: Any, shot: Any, plan: budget.RenderPlan, job: Job, on_update: OnUpdate | None) -> None:
+    """Every window of the plan not on disk yet: noisy side, then target, then the JSON marker."""
+    from mcdenoise.finetune import shot as shot_mod
+
+    jobs = []  # (dataset root, index, frame, window)
+    for i, frame in enumerate(plan.train_frames):
+        spots = budget.windows(shot.width, shot.height, plan.side, plan.windows_per_frame, start=1 + i * plan.windows_per_frame)
+        jobs += [(job.train_root, i * plan.windows_per_frame + k, frame, w) for k, w in enumerate(spots)]
+    jobs.append((job.held_root, 0, plan.held_frame, budget.centre_window(shot.width, shot.height, plan.check_side or plan.side)))
+    todo = [j for j in jobs if not layout.is_done(j[0], j[1])]
+    started = time.monotonic()
+    for n, (root, index, frame, window) in enumerate(todo, start=1):
+        layout.scene_dir(root, index).mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        # The held-aside frame is checked against a reference whatever the training targets are.
+        target = plan.target_spp if root == job.train_root else budget.target_samples(plan.spp, "ref")
+        noisy_seed, target_seed = shot.seed(frame, f"noisy:{index}"), shot.seed(frame, f"target:{index}")
+        shot_mod.render_window(scene, shot, frame, window, plan.spp, noisy_seed, layout.noisy_path(root, index, plan.spp))
+        shot_mod.render_window(scene, shot, frame, window, target, target_seed, layout.ref_path(root, index),
+                               reference=target > plan.spp)
+        record = {"frame": frame, "window": list(window), "spp": plan.spp, "target_spp": target,
+                  "seeds": {"noisy": noisy_seed, "target": target_seed}, "seconds": round(time.perf_counter() - t, 3),
+                  "shot": shot.path.name, "scene": shot.scene, "blender": shot.blender}
+        with atomic_output(layout.desc_path(root, index)) as tmp:
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
+        job.save()
+        per = (time.monotonic() - started) / n
+        _say(on_update, Update("render", len(jobs) - len(todo) + n, len(jobs), max(job.left, 0.0),
+                               f"rendered frame {frame} window {window[0]},{window[1]} ({len(jobs) - len(todo) + n}/{len(jobs)}), "
+                               f"{per:.1f} s each, {_clock(job.left)} of the budget left"))
+
+
+# -- files: stage pairs --------------------------------------------------------------------------
+
+def finetune_pairs(noisy_dir: str | Path, refs_dir: str | Path, output: str | Path, options: Options | None = None,
+                   on_update: OnUpdate | None = None) -> Result:
+    """Fine-tune on existing renders matched by frame number (``finetune.pairs``): up to
+    ``budget.PAIRS_TRAIN_FRAMES`` frames spread over them train, one between them is held aside."""
+    from mcdenoise.finetune import pairs as pairs_mod
+
+    opts = options or Options()
+    output = Path(output)
+    pairs = pairs_mod.match_pairs(noisy_dir, refs_dir)
+    frames = [p.frame for p in pairs]
+    train_frames, held = budget.pick_frames(frames, budget.PAIRS_TRAIN_FRAMES)
+    base = _load_base(opts.quality)
+    identity = {"source": [str(Path(noisy_dir).resolve()), str(Path(refs_dir).resolve())], "frames": frames,
+                "quality": opts.quality}
+    job = Job(output, identity, opts.minutes)
+    if job.state.get("result"):
+        return _recorded(job)
+    try:
+        by_frame = {p.frame: p for p in pairs}
+        for index, frame in enumerate(train_frames):
+            pairs_mod.stage_pair(job.train_root, index, by_frame[frame])
+        pairs_mod.stage_pair(job.held_root, 0, by_frame[held])
+        meta = {"shot": f"{Path(noisy_dir).name} + {Path(refs_dir).name}", "frames": train_frames,
+                "held_aside_frame": held, "targets": "files"}
+        return _tune(job, base, opts, held, meta, on_update)
+    finally:
+        job.save()
+
+
+# -- training, the check, the file ---------------------------------------------------------------
+
+def _load_base(quality: str):
+    from mcdenoise.models.loader import load_model
+    from mcdenoise.models.tiers import load_quality, weights_path
+
+    load_quality(quality)  # refuses a quality whose weights are not shipped, saying which are
+    return load_model(weights_path(quality))
+
+
+def _train_config(job: Job, base: Any, opts: Options, steps: int, minutes: float):
+    from mcdenoise.training.config import FIELD_NAMES, TrainConfig
+
+    if base.arch != "unet":
+        raise McDenoiseError(f"{base.path}: fine-tuning starts from a U-Net, not {base.arch}", fix="quality_shipped")
+    row = next((k for k, v in UNET_WIDTHS.items() if list(v) == list(base.config["widths"])), None)
+    if row is None:
+        raise McDenoiseError(f"{base.path}: widths {base.config['widths']} match no U-Net row", fix="quality_shipped")
+    values = {
+        "data": str(job.train_root), "run_dir": str(job.run_dir), "arch": base.arch, "widths": row, "inputs": base.inputs,
+        "demodulate": bool(base.config.get("demodulate", False)), "steps": steps, "minutes": minutes / 60,
+        "batch": opts.batch, "crop": opts.crop, "lr": opts.lr, "warmup": WARMUP_STEPS, "aux_dropout": 0.0,
+        "val_fraction": 0.0, "val_every": 0, "log_every": 10, "checkpoint_minutes": 1e6, "keep_checkpoints": 2,
+        "reload_minutes": 0.0, "seed": opts.seed, "threads": opts.threads, "device": opts.device,
+        "init": str(base.path), "progress": False,
+    }
+    if values["demodulate"] and "demodulate" not in FIELD_NAMES:
+        raise McDenoiseError(f"{base.path}: a demodulating model, which this training code cannot train")
+    return TrainConfig(**{k: v for k, v in values.items() if k in FIELD_NAMES})
+
+
+def _held_entry(job: Job) -> layout.SceneEntry:
+    entries = layout.list_scenes(job.held_root)
+    if not entries:
+        raise McDenoiseError(f"{job.held_root}: the held-aside frame is missing; delete {job.dir} to start over",
+                             fix="finetune_work", work=job.dir)
+    return entries[0]
+
+
+def score(loaded: Any, entry: layout.SceneEntry) -> float:
+    """PSNR (tonemapped, as ``bench`` and training validation score) of ``loaded`` denoising the
+    held-aside frame against its target, through the inference path users run."""
+    import numpy as np
+
+    from mcdenoise import hdr
+    from mcdenoise.inference.denoise import denoise_frame
+    from mcdenoise.inference.runtime import Runtime
+    from mcdenoise.metrics import psnr_tonemapped
+    from mcdenoise.training.data import load_scene
+
+    data = load_scene(entry, loaded.inputs)
+    spp = min(data.noisy)
+    runtime = Runtime.for_model(loaded.model)
+    tile = runtime.tile_for(loaded.model, data.noisy[spp])
+    out = denoise_frame(loaded, data.noisy[spp], tile, exposure=data.exposure[spp], runtime=runtime)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged network scores NaN, and is not kept
+        psnr = psnr_tonemapped(out, data.ref, hdr.autoexposure(data.ref))
+    return float(psnr)  # a NumPy scalar would not load weights-only
+
+
+def _tuned_model(job: Job, base: Any):
+    from mcdenoise.models import build_model
+    from mcdenoise.models.loader import LoadedModel
+    from mcdenoise.training import checkpoint
+
+    latest = checkpoint.latest_checkpoint(job.run_dir)
+    if latest is None:
+        return None
+    ck = checkpoint.load_checkpoint(latest)
+    model = build_model(ck["arch"], **ck["model_kwargs"])
+    model.load_state_dict(ck["model"])
+    return LoadedModel(model.eval(), ck["arch"], ck["model_kwargs"], base.inputs), int(ck["step"])
+
+
+def _tune(job: Job, base: Any, opts: Options, held: int, meta: dict[str, Any], on_update: OnUpdate | None) -> Result:
+    import torch
+
+    from mcdenoise.training.loop import train
+
+    if opts.threads > 0:
+        torch.set_num_threads(opts.threads)
+    entry = _held_entry(job)
+    if "base_psnr" not in job.state:
+        job.state["base_psnr"] = score(base, entry)
+        job.save()
+    st = job.state
+    step, steps, step_s = st.get("step", 0), st.get("steps"), st.get("step_seconds")
+    chunks = st.get("chunks", 0)
+    calls_steps = 0
+    stopped = False
+    while True:
+        left = job.left - budget.CHECK_SECONDS
+        if step_s is not None and steps is not None and (steps - step) * step_s > 1.1 * left:
+            steps = step + int(left / step_s)  # slower than planned: a shorter schedule, for good
+        if opts.max_steps and steps is not None:
+            steps = min(steps, opts.max_steps)
+        if left <= 0 or (steps is not None and step >= steps) or (opts.max_steps and step >= opts.max_steps):
+            break
+        if step_s is None:  # the first chunk times a step: two steps, inside the warm-up
+            chunk, planned = 2, max(step + 2, WARMUP_STEPS + 1)
+        else:
+            planned = steps if steps is not None else step + int(left / step_s)
+            if planned <= step:
+                break
+            chunk = max(1, int(CHUNK_SECONDS / step_s))
+        if opts.max_steps:
+            chunk = min(chunk, opts.max_steps - step)
+        if opts.stop_after_steps:
+            chunk = min(chunk, opts.stop_after_steps - calls_steps)
+            if chunk <= 0:
+                stopped = True
+                break
+        t = time.monotonic()
+        summary = train(_train_config(job, base, opts, planned, left), stop_after=chunk)
+        seconds = time.monotonic() - t
+        done = summary["step"] - step
+        if done > 0:  # wall time per step, the chunk's overhead included: what the budget pays
+            measured = seconds / done
+            # The first two chunks replace the estimate (the first carries start-up costs).
+            step_s = measured if chunks < 2 or step_s is None else 0.5 * step_s + 0.5 * measured
+            chunks += 1
+        if steps is None and chunks >= 2:  # the schedule's length, fixed from here on
+            steps = step + done + int((job.left - budget.CHECK_SECONDS) / step_s)
+            steps = min(steps, opts.max_steps) if opts.max_steps else steps
+        step, calls_steps = summary["step"], calls_steps + done
+        st.update(step=step, steps=steps, step_seconds=step_s, chunks=chunks)
+        job.save()
+        if done < chunk and step < planned and seconds < left - 1:  # SIGTERM inside the loop stopped it
+            stopped = True
+            break
+        total = steps or planned
+        eta = min((total - step) * step_s + budget.CHECK_SECONDS, max(job.left, 0.0))
+        _say(on_update, Update("train", step, total, eta, f"step {step}/{total}, {step_s:.2f} s/step, ETA {_clock(eta)}"))
+    if stopped:
+        return Result(job.output, False, held_frame=held, base_psnr=st["base_psnr"], steps=step, spent_seconds=job.spent)
+    return _finish(job, base, opts, held, meta, on_update)
+
+
+def _finish(job: Job, base: Any, opts: Options, held: int, meta: dict[str, Any], on_update: OnUpdate | None) -> Result:
+    from mcdenoise.models.loader import save_weights
+
+    st = job.state
+    tuned = _tuned_model(job, base)
+    base_psnr = float(st["base_psnr"])
+    tuned_psnr, step = (score(tuned[0], _held_entry(job)), tuned[1]) if tuned else (None, 0)
+    helped = tuned_psnr is not None and tuned_psnr > base_psnr + MIN_GAIN_DB  # False for a NaN score (diverged) too
+    kept = "tuned" if helped else "base"
+    meta = {**meta, "base_quality": opts.quality, "minutes": opts.minutes, "spent_minutes": round(job.spent / 60, 2),
+            "steps": step, "lr": opts.lr, "base_psnr": round(base_psnr, 3),
+            "tuned_psnr": None if tuned_psnr is None else round(tuned_psnr, 3),
+            "validation_gain_db": None if tuned_psnr is None else round(tuned_psnr - base_psnr, 3), "kept": kept,
+            "finetune": "tuned on the shot" if helped else "tuning did not beat the base model on the held-aside frame; "
+                        "this is the base model"}
+    meta = {k: v for k, v in meta.items() if v is not None and not (isinstance(v, float) and not math.isfinite(v))}
+    model = tuned[0] if helped else base
+    save_weights(job.output, model.model, model.arch, model.config, model.inputs, meta)
+    result = Result(job.output, True, kept, held, base_psnr, tuned_psnr, step, job.spent, meta)
+    st["result"] = {"kept": kept, "held_frame": held, "base_psnr": base_psnr, "tuned_psnr": tuned_psnr, "steps": step,
+                    "spent_seconds": round(job.spent, 3), "meta": meta}
+    _say(on_update, Update("check", 1, 1, 0.0, f"frame {held}: base {base_psnr:.2f} dB, tuned "
+                           + (f"{tuned_psnr:.2f} dB" if tuned_psnr is not None else "not trained")))
+    return result
+
+
+def _recorded(job: Job) -> Result:
+    """A job that finished before: its result as recorded (the weights file is already written)."""
+    r = job.state["result"]
+    if not job.output.is_file():
+        raise McDenoiseError(f"{job.dir} records a finished job but {job.output} is gone; delete {job.dir} to start over",
+                             fix="finetune_work", work=job.dir)
+    return Result(job.output, True, r["kept"], r["held_frame"], r["base_psnr"], r["tuned_psnr"], r["steps"],
+                  r["spent_seconds"], r["meta"])
+
+
+__all__ = ["Options", "Result", "Update", "finetune_pairs", "finetune_shot", "score", "work_dir"]
