@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=str, help="dataset folder (render-dataset layout) for the quality benchmark")
     parser.add_argument("--suite", type=str,
                         help="benchmark-suite folder (render-suite layout): per scene and kind against OIDN-Accurate")
+    parser.add_argument("--sequence", type=str,
+                        help="folder of animated shots (render-suite --shots): per-frame PSNR and flicker of ours "
+                             "single-frame and temporal against OIDN plain and OIDN-Accurate (first --models, first --spp)")
     parser.add_argument("--speed", action="store_true", help="run the speed benchmark")
     options.add_out(parser, dest="report", type=str, default="bench_report", old=("--report",),
                     help="output folder for the markdown report, plot and crops (default: %(default)s)")
@@ -31,14 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mcdenoise.bench import quality, speed, suite
+    from mcdenoise.bench import quality, speed, suite, temporal
 
-    if not args.data and not args.suite and not args.speed:
-        raise McDenoiseError("nothing to benchmark: give --data DIR (quality), --suite DIR (the benchmark suite) and/or --speed")
+    if not args.data and not args.suite and not args.speed and not args.sequence:
+        raise McDenoiseError("nothing to benchmark: give --data DIR (quality), --suite DIR (the benchmark suite), "
+                             "--sequence DIR (animated shots) and/or --speed")
     if args.data:
         quality.main(args)
     if args.suite:
         suite.main(args)
+    if args.sequence:
+        temporal.main(args)
     if args.speed:
         speed.main(args)
     return 0

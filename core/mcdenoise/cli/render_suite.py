@@ -10,6 +10,7 @@ import argparse
 
 from mcdenoise.cli import options
 from mcdenoise.cli.argtypes import at_least, int_list, names
+from mcdenoise.dataset.sequence_render import SHOTS
 from mcdenoise.dataset.suite import KINDS, SCENES
 from mcdenoise.errors import McDenoiseError
 
@@ -19,9 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", type=names(SCENES, "suite scene"),
                         help="only these scenes, comma-separated (default: all; see --list)")
     parser.add_argument("--list", action="store_true", help="print the scene table (name, kind, what it shows) and exit")
+    parser.add_argument("--shots", type=names(SHOTS, "shot"),
+                        help="render these animated shots instead of scenes, comma-separated: frames 1..--frames with "
+                             "the Vector pass, for bench --sequence (see --list)")
+    parser.add_argument("--frames", type=at_least(2), default=12, help="frames of each --shots shot (default 12)")
     parser.add_argument("--res", type=at_least(1), default=256, help="square resolution (default 256)")
-    parser.add_argument("--spp", type=int_list, default=[1, 2, 4, 8, 16],
-                        help="noisy sample counts, comma-separated (default 1,2,4,8,16)")
+    parser.add_argument("--spp", type=int_list,
+                        help="noisy sample counts, comma-separated (default 1,2,4,8,16; with --shots 4)")
     parser.add_argument("--ref-spp", type=at_least(1), default=1024,
                         help="samples of each of the two references (default 1024)")
     parser.add_argument("--ref-threshold", type=float, default=0.0,
@@ -36,11 +41,13 @@ def main(args: argparse.Namespace) -> int:
     if args.list:
         for name, scene in SCENES.items():
             print(f"{name:18} {scene.kind:18} {scene.summary}")
-        print(f"\n{len(SCENES)} scenes, {len(KINDS)} kinds")
+        print(f"\n{len(SCENES)} scenes, {len(KINDS)} kinds\n\nanimated shots (--shots):")
+        for name, shot in SHOTS.items():
+            print(f"{name:18} {shot.scene:18} {shot.summary}")
         return 0
     if args.out is None:
         raise McDenoiseError("give --out DIR (the suite folder), or --list")
-    spps = sorted(set(args.spp))
+    spps = sorted(set(args.spp or ([4] if args.shots else [1, 2, 4, 8, 16])))
     if spps[0] < 1:
         raise McDenoiseError(f"--spp sample counts must be >= 1, got {args.spp}")
     if args.ref_spp <= spps[-1]:
@@ -48,6 +55,14 @@ def main(args: argparse.Namespace) -> int:
     if args.ref_threshold < 0:
         raise McDenoiseError(f"--ref-threshold must be >= 0, got {args.ref_threshold}")
     from mcdenoise.dataset.render import summary_line
+
+    if args.shots:
+        from mcdenoise.dataset.sequence_render import render_shots
+
+        stats = render_shots(args.out, args.shots, frames=args.frames, res=args.res, spps=spps, ref_spp=args.ref_spp,
+                             device=args.render_device, threads=args.threads, progress=not args.quiet)
+        print(f"render-suite: {summary_line(stats)} -> {args.out}", flush=True)
+        return 0
     from mcdenoise.dataset.suite_render import render_suite
 
     stats = render_suite(args.out, args.scenes or None, res=args.res, spps=spps, ref_spp=args.ref_spp,

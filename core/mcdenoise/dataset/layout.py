@@ -196,3 +196,27 @@ def list_suite(root: str | Path) -> list[SuiteEntry]:
                                                  for f in d.iterdir()) if m)
         entries.append(SuiteEntry(d.name, d, tuple(spps)))
     return entries
+
+
+# -- animated shots (``dataset.sequence_render``): numbered frames for the temporal benchmark -----
+#
+#     SEQ/mixed_dolly/mixed_dolly.json              shot + render settings, written LAST
+#     SEQ/mixed_dolly/mixed_dolly_0004spp_0001.exr  frame 1 at 4 spp, with the Vector pass
+#     SEQ/mixed_dolly/mixed_dolly_ref_0001.exr      frame 1's reference
+#
+# The frame number comes last, so ``mcdenoise denoise 'SEQ/mixed_dolly/mixed_dolly_0004spp_####.exr'``
+# denoises a shot as a farm would.
+
+def sequence_noisy_path(root: str | Path, shot: str, spp: int, frame: int) -> Path:
+    if spp < 1:
+        raise ValueError(f"spp must be >= 1, got {spp}")
+    return suite_dir(root, shot) / f"{shot}_{spp:04d}spp_{frame:04d}.exr"
+
+
+def sequence_ref_path(root: str | Path, shot: str, frame: int) -> Path:
+    return suite_dir(root, shot) / f"{shot}_ref_{frame:04d}.exr"
+
+
+def sequence_pattern(root: str | Path, shot: str, spp: int) -> str:
+    """The noisy frames of a shot as a ``denoise`` frame pattern."""
+    return str(suite_dir(root, shot) / f"{shot}_{spp:04d}spp_####.exr")

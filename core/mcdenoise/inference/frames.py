@@ -53,16 +53,19 @@ def prepare_frame(
     require_aux: bool = False,
     low_memory: bool = False,
     pass_name: str | None = None,
+    also_read: tuple[str, ...] = (),
 ) -> PreparedFrame:
     """Read ``in_path`` and decide what the model gets; a missing aux pass is an error with
     ``require_aux`` and otherwise a warning message returned (not raised: threads share the
     warnings filter, so the caller reports it). A ``pass_name`` the result could not be written
-    under (:func:`mcdenoise.io.write.check_pass_name`) is refused here, before the model runs."""
+    under (:func:`mcdenoise.io.write.check_pass_name`) is refused here, before the model runs.
+    ``also_read``: features read into the frame though the model does not read them (the
+    temporal path's ``vector``)."""
     in_path = Path(in_path)
     if features.layout_features(loaded.inputs)[0] is not features.COLOR:
         raise WeightsError(f"{loaded.path}: a greyscale DnCNN (for eval-dncnn) cannot denoise colour renders; use a render model")
     wanted = features.passes_to_read(loaded.inputs)
-    frame = read_frame(in_path, names, low_memory=low_memory, features=wanted)
+    frame = read_frame(in_path, names, low_memory=low_memory, features=tuple(dict.fromkeys((*wanted, *also_read))))
     if pass_name is not None:
         check_pass_name(frame, pass_name)
     passes = {name: getattr(frame, name) for name in wanted}

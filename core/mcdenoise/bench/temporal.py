@@ -1,0 +1,253 @@
+"""``mcdenoise bench --sequence DIR``: flicker and per-frame quality on rendered animated shots.
+
+Shots come from ``mcdenoise render-suite --shots`` (``dataset.sequence_render``): numbered
+noisy frames with the Vector pass and a reference per frame. For every shot this runs, frame by
+frame in this one process: our model frame by frame ("ours single-frame", what ``denoise
+--no-temporal`` writes), the same frames through the temporal history ("ours temporal", the
+code ``denoise`` runs on a sequence: :class:`mcdenoise.temporal.history.TemporalHistory`), OIDN
+plain and OIDN-Accurate (``bench.oidn``).
+
+Numbers, all on frames tonemapped at one exposure per shot (its first reference's), the curve
+of every other benchmark:
+
+* **PSNR** per frame against that frame's reference (``metrics.psnr_tonemapped``);
+* **flicker** (issue 20's figure): the mean over consecutive frames of the mean absolute
+  ``(out_t - out_t-1) - (ref_t - ref_t-1)``: change between frames that the reference does not
+  have. A reference's own noise adds the same floor to every method, so ratios between methods
+  are pulled towards 1 when references are few-sample;
+* **warped change**: the mean absolute difference between a frame and the previous frame
+  warped into it by the Vector pass, over pixels the warp trusts; needs no reference, and the
+  reference's own value (lighting that really changes, plus its noise) is shown beside it.
+
+Writes into ``--out``: ``temporal.md``, ``temporal.json``, ``temporal_<shot>.png`` (a strip of
+frames: reference, noisy, OIDN-Accurate, ours single-frame, ours temporal; and below each the
+frame-to-frame change, amplified) and ``temporal_<shot>_plot.png`` (PSNR and flicker per frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mcdenoise import hdr
+from mcdenoise.bench import oidn
+from mcdenoise.bench.quality import our_method
+from mcdenoise.choices import DEFAULT_PRECISION, DEFAULT_QUALITY
+from mcdenoise.dataset import layout
+from mcdenoise.errors import InputFileError
+from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.io.exr import read_frame
+from mcdenoise.metrics import psnr_tonemapped
+from mcdenoise.preview import save_png, tonemap
+from mcdenoise.temporal import DEFAULT_WINDOW, warp
+from mcdenoise.temporal.history import TemporalHistory
+
+NOISY, SINGLE, TEMPORAL, REFERENCE = "noisy", "ours single-frame", "ours temporal", "reference"
+STRIP_FRAMES = 6
+
+
+def list_shots(root: Path, spp: int) -> list[tuple[str, list[int]]]:
+    """Finished shots under ``root`` rendered at ``spp``: (name, frame numbers with both a noisy
+    frame and a reference), in name order."""
+    shots = []
+    for d in sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []:
+        if not layout.suite_desc_path(root, d.name).is_file():
+            continue
+        found = [int(m.group(1)) for m in (re.fullmatch(rf"{re.escape(d.name)}_{spp:04d}spp_(\d{{4,}})\.exr", f.name)
+                                            for f in d.iterdir()) if m]
+        frames = sorted(n for n in found if layout.sequence_ref_path(root, d.name, n).is_file())
+        if len(frames) >= 2:
+            shots.append((d.name, frames))
+    return shots
+
+
+def flicker(outs: list[np.ndarray], refs: list[np.ndarray], exposure: float) -> list[float]:
+    """Per consecutive pair: mean |(out_t - out_t-1) - (ref_t - ref_t-1)| on tonemapped frames."""
+    o = [tonemap(x, exposure) for x in outs]
+    r = [tonemap(x, exposure) for x in refs]
+    return [float(np.mean(np.abs((o[t] - o[t - 1]) - (r[t] - r[t - 1])), dtype=np.float64)) for t in range(1, len(o))]
+
+
+def warped_change(outs: list[np.ndarray], vectors: list[np.ndarray | None], exposure: float) -> list[float]:
+    """Per consecutive pair: mean |out_t - warp(out_t-1)| on tonemapped frames where the warp
+    is valid (:func:`mcdenoise.temporal.warp.validity`)."""
+    values = []
+    for t in range(1, len(outs)):
+        if vectors[t] is None or vectors[t - 1] is None:
+            values.append(float("nan"))
+            continue
+        points, valid = warp.validity(vectors[t], vectors[t - 1])
+        prev = warp.sample(warp._as_tensor(tonemap(outs[t - 1], exposure)), points).numpy()
+        diff = np.abs(tonemap(outs[t], exposure) - prev).mean(axis=-1)
+        values.append(float(diff[valid.numpy()].mean(dtype=np.float64)))
+    return values
+
+
+def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods: dict, window: int, log=print) -> dict:
+    """Every method on every frame of one shot; returns numbers and the frames themselves."""
+    history = TemporalHistory(window)
+    outs: dict[str, list[np.ndarray]] = {m: [] for m in [NOISY, SINGLE, TEMPORAL, *methods, REFERENCE]}
+    vectors: list[np.ndarray | None] = []
+    seconds = {SINGLE: 0.0, TEMPORAL: 0.0}
+    for n in frames:
+        nf = read_frame(layout.sequence_noisy_path(root, name, spp, n), features=("albedo", "normal", "vector"))
+        colour = hdr.sanitize(nf.color)
+        frame = FrameInputs(colour, nf.albedo, nf.normal)
+        t0 = time.perf_counter()
+        alone = single(frame)
+        t1 = time.perf_counter()
+        stable = history.push(n, alone, nf.color, nf.vector, hdr.autoexposure(nf.color))
+        seconds[SINGLE] += t1 - t0
+        seconds[TEMPORAL] += time.perf_counter() - t1
+        outs[NOISY].append(colour)
+        outs[SINGLE].append(alone)
+        outs[TEMPORAL].append(stable)
+        for m, fn in methods.items():
+            outs[m].append(fn(frame))
+        outs[REFERENCE].append(hdr.sanitize(read_frame(layout.sequence_ref_path(root, name, n)).color))
+        vectors.append(nf.vector)
+        log(f"bench: {name} frame {n} done")
+    refs = outs[REFERENCE]
+    exposure = hdr.autoexposure(refs[0])
+    numbers = {}
+    for m, images in outs.items():
+        numbers[m] = {"psnr": [psnr_tonemapped(x, r, exposure) for x, r in zip(images, refs)] if m != REFERENCE else [],
+                      "flicker": flicker(images, refs, exposure) if m != REFERENCE else [],
+                      "warped_change": warped_change(images, vectors, exposure)}
+    return {"shot": name, "frames": frames, "spp": spp, "exposure": exposure, "numbers": numbers,
+            "seconds_per_frame": {k: v / len(frames) for k, v in seconds.items()}, "images": outs}
+
+
+def run(root: Path, model: str | Path = DEFAULT_QUALITY, spp: int = 4, with_oidn: bool = True,
+        precision: str = DEFAULT_PRECISION, window: int = DEFAULT_WINDOW, log=print) -> dict:
+    shots = list_shots(root, spp)
+    if not shots:
+        raise InputFileError(f"{root}: no finished shot with {spp}-spp frames; render one with "
+                             f"'mcdenoise render-suite --out {root} --shots mixed_dolly'")
+    label, single = our_method(model, precision)
+    methods = {}
+    if with_oidn:
+        oidn.require()
+        methods = {oidn.PLAIN: oidn.plain, oidn.ACCURATE: oidn.accurate}
+    results = [run_shot(root, name, frames, spp, single, methods, window, log) for name, frames in shots]
+    return {"root": str(root), "model": label, "window": window, "spp": spp,
+            "methods": [NOISY, SINGLE, TEMPORAL, *methods], "shots": results}
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def headline(shot: dict) -> dict[str, float]:
+    """The two numbers that matter: ours temporal's flicker over OIDN-Accurate's, and its mean
+    PSNR minus ours single-frame's."""
+    n = shot["numbers"]
+    out = {"psnr_temporal_minus_single": _mean(n[TEMPORAL]["psnr"]) - _mean(n[SINGLE]["psnr"]),
+           "flicker_temporal_over_single": _mean(n[TEMPORAL]["flicker"]) / _mean(n[SINGLE]["flicker"])}
+    if oidn.ACCURATE in n:
+        out["flicker_temporal_over_oidn_accurate"] = _mean(n[TEMPORAL]["flicker"]) / _mean(n[oidn.ACCURATE]["flicker"])
+    return out
+
+
+def markdown(result: dict, per_frame: bool = True) -> str:
+    """The report; ``per_frame=False`` leaves out the per-frame PSNR tables (the console's summary)."""
+    lines = ["# Temporal benchmark", "",
+             (f"Shots in `{result['root']}` at {result['spp']} spp; model {result['model']}; temporal history of "
+              f"{result['window']} frames. PSNR (dB) per frame against that frame's reference and flicker "
+              "(mean |(out_t − out_t−1) − (ref_t − ref_t−1)|), both on frames tonemapped at the shot's first "
+              "reference's exposure; warped change: mean |out_t − warp(out_t−1)| where the Vector pass's warp is "
+              "valid (the reference row is the floor: real lighting change plus the reference's noise)."), ""]
+    for shot in result["shots"]:
+        n, h = shot["numbers"], headline(shot)
+        lines += [f"## {shot['shot']} ({len(shot['frames'])} frames)", ""]
+        if "flicker_temporal_over_oidn_accurate" in h:
+            lines.append(f"**Flicker, ours temporal / OIDN-Accurate: {h['flicker_temporal_over_oidn_accurate']:.2f}×**; "
+                         f"ours temporal / ours single-frame: {h['flicker_temporal_over_single']:.2f}×.  ")
+        lines += [f"**PSNR, ours temporal − ours single-frame: {h['psnr_temporal_minus_single']:+.2f} dB** (mean over frames).",
+                  "", "| method | mean PSNR | min PSNR | flicker | warped change |", "|---|---:|---:|---:|---:|"]
+        for m in result["methods"]:
+            lines.append(f"| {m} | {_mean(n[m]['psnr']):.2f} | {min(n[m]['psnr']):.2f} | {_mean(n[m]['flicker']):.5f} | "
+                         f"{_mean(n[m]['warped_change']):.5f} |")
+        lines.append(f"| reference | | | | {_mean(n[REFERENCE]['warped_change']):.5f} |")
+        if per_frame:
+            lines += ["", "PSNR per frame:", "", "| frame | " + " | ".join(result["methods"]) + " |",
+                      "|---:|" + "---:|" * len(result["methods"])]
+            for i, f in enumerate(shot["frames"]):
+                lines.append(f"| {f} | " + " | ".join(f"{n[m]['psnr'][i]:.2f}" for m in result["methods"]) + " |")
+        s = shot["seconds_per_frame"]
+        lines += ["", (f"Time per frame: our network {s[SINGLE]:.3f} s, the temporal step {s[TEMPORAL]:.3f} s more "
+                       f"({100 * s[TEMPORAL] / s[SINGLE]:.0f} %)."), ""]
+    return "\n".join(lines) + "\n"
+
+
+def strip(shot: dict, rows: list[str], frames: int = STRIP_FRAMES, gap: int = 2) -> np.ndarray:
+    """Rows of frames (the first ``frames``), each row followed by its frame-to-frame change
+    |x_t − x_t−1| ×4 (the first column blank): flicker shows as speckle in the change rows."""
+    images, exposure = shot["images"], shot["exposure"]
+    tiles: list[list[np.ndarray]] = []
+    for name in rows:
+        seq = [tonemap(x, exposure) for x in images[name][:frames]]
+        tiles.append(seq)
+        tiles.append([np.zeros_like(seq[0])] + [np.clip(4 * np.abs(seq[t] - seq[t - 1]), 0, 1) for t in range(1, len(seq))])
+    h, w = tiles[0][0].shape[:2]
+    canvas = np.full((len(tiles) * (h + gap), len(tiles[0]) * (w + gap), 3), 255, np.uint8)
+    for r, row in enumerate(tiles):
+        for c, im in enumerate(row):
+            canvas[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = (np.clip(im, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return canvas
+
+
+def plot(shot: dict, methods: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, frames = shot["numbers"], shot["frames"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    for m in methods:
+        if m == NOISY:
+            continue
+        a.plot(frames, n[m]["psnr"], marker="o", ms=3, label=m)
+        b.plot(frames[1:], n[m]["flicker"], marker="o", ms=3, label=m)
+    a.set(xlabel="frame", ylabel="PSNR (dB)", title=shot["shot"])
+    b.set(xlabel="frame", ylabel="flicker vs reference", title="flicker (lower is steadier)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(result: dict, report: Path) -> list[Path]:
+    report.mkdir(parents=True, exist_ok=True)
+    written = [report / "temporal.md", report / "temporal.json"]
+    written[0].write_text(markdown(result))
+    shots = [{k: v for k, v in s.items() if k != "images"} | {"headline": headline(s)} for s in result["shots"]]
+    written[1].write_text(json.dumps({**result, "shots": shots}, indent=1))
+    rows = [REFERENCE, NOISY, *([oidn.ACCURATE] if oidn.ACCURATE in result["methods"] else []), SINGLE, TEMPORAL]
+    for shot in result["shots"]:
+        path = report / f"temporal_{shot['shot']}.png"
+        save_png(path, strip(shot, rows))
+        plot(shot, result["methods"], report / f"temporal_{shot['shot']}_plot.png")
+        written += [path, report / f"temporal_{shot['shot']}_plot.png"]
+    return written
+
+
+def main(args: argparse.Namespace) -> None:
+    report = Path(args.report)
+    model = args.models[0] if args.models else DEFAULT_QUALITY
+    spp = args.spp[0] if args.spp else 4
+    result = run(Path(args.sequence), model, spp, not args.no_oidn, precision=args.precision)
+    write_report(result, report)
+    print(markdown(result, per_frame=False))
+    print(f"bench: wrote {report}/temporal.md, temporal.json, temporal_<shot>.png, temporal_<shot>_plot.png")

@@ -1,0 +1,187 @@
+"""Animated shots for the temporal benchmark (``mcdenoise render-suite --shots``): a suite scene
+(``dataset.suite``) with a moving camera and moving objects, rendered frame by frame as an
+artist renders an animation: a new Cycles seed every frame (Blender's animated seed), motion
+blur off and the Vector pass on, noisy frames at a few samples and a reference per frame.
+
+The same machinery as the suite (``dataset.render``: output settings, exposure probe, atomic
+writes, per-folder locks) and the same determinism: every seed derives from the shot's name and
+the frame number, so a re-run renders the same pixels. Resumable: a frame whose file exists is
+not rendered again, and the shot's JSON is written last. Files are named by ``dataset.layout``
+(``<shot>_0004spp_0001.exr``, ``<shot>_ref_0001.exr``), the frame number last, so the noisy
+frames are a ``denoise`` frame pattern.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mcdenoise.dataset import layout
+from mcdenoise.dataset.blender_scene import _aim, import_bpy
+from mcdenoise.dataset.render import (
+    BOUNCES,
+    _setup_device,
+    acquire_scene,
+    calibrate_exposure,
+    clean_partial,
+    configure,
+    cycles_seed,
+    release_scene,
+    render_exr,
+)
+from mcdenoise.dataset.suite import build
+from mcdenoise.dataset.suite_render import suite_seed
+from mcdenoise.errors import McDenoiseError, OutputError
+from mcdenoise.io.atomic import atomic_output
+
+# The motion of every shot is keyed over this many frames; a shot rendered with fewer frames
+# shows the start of the same motion (the motion per frame never depends on --frames).
+SPAN = 24
+
+
+@dataclass(frozen=True)
+class Shot:
+    """An animated shot: the suite scene it starts from, what moves, and the function that keys
+    the motion on frames 1 .. SPAN + 1 (``animate(bpy, scene)``)."""
+
+    scene: str
+    summary: str
+    animate: Callable[[Any, Any], None]
+
+
+def _key_camera(bpy: Any, start: tuple[float, ...], end: tuple[float, ...], target: tuple[float, ...]) -> None:
+    """The camera travels in a straight line from ``start`` to ``end`` over the span, aimed at
+    ``target`` on every frame (keyed each frame, so it never drifts off between keys)."""
+    cam = bpy.context.scene.camera
+    for frame in range(1, SPAN + 2):
+        t = (frame - 1) / SPAN
+        cam.location = [a + (b - a) * t for a, b in zip(start, end)]
+        _aim(cam, target)
+        cam.keyframe_insert("location", frame=frame)
+        cam.keyframe_insert("rotation_euler", frame=frame)
+
+
+def _key_object(bpy: Any, name: str, location: tuple[float, ...] | None = None, turn: float = 0.0) -> None:
+    """Object ``name`` moves by ``location`` and turns ``turn`` radians about Z over the span."""
+    obj = bpy.data.objects[name]
+    start_loc, start_rot = tuple(obj.location), tuple(obj.rotation_euler)
+    for frame, t in ((1, 0.0), (SPAN + 1, 1.0)):
+        if location is not None:
+            obj.location = [a + d * t for a, d in zip(start_loc, location)]
+            obj.keyframe_insert("location", frame=frame)
+        if turn:
+            obj.rotation_euler = (start_rot[0], start_rot[1], start_rot[2] + turn * t)
+            obj.keyframe_insert("rotation_euler", frame=frame)
+
+
+def _mixed_dolly(bpy: Any, scene: Any) -> None:
+    # The still life of the suite's "mixed": glass, chrome, a textured book, a candle flame.
+    _key_camera(bpy, (-0.35, -1.4, 0.65), (0.45, -1.15, 0.5), (0.0, 0.4, 0.12))
+    _key_object(bpy, "obj1", location=(0.5, -0.15, 0.0))  # the chrome ball rolls across the table
+    _key_object(bpy, "obj4", turn=math.pi / 2)  # the gold torus turns
+    _key_object(bpy, "obj2", turn=-0.4)  # the book turns
+
+
+def _metals_orbit(bpy: Any, scene: Any) -> None:
+    _key_camera(bpy, (0.6, -2.6, 1.3), (-0.2, -2.5, 1.2), (0.2, 0.8, 0.4))
+    _key_object(bpy, "obj2", turn=math.pi / 3)  # the copper Suzanne turns: moving highlights
+    _key_object(bpy, "obj0", location=(0.4, 0.2, 0.0))  # the chrome ball slides
+
+
+SHOTS: dict[str, Shot] = {
+    "mixed_dolly": Shot("mixed", "the 'mixed' still life (glass, chrome, textured book, candle flame, depth of field) "
+                                 "with a sideways dolly, a rolling chrome ball and turning objects", _mixed_dolly),
+    "metals_orbit": Shot("metals", "the 'metals' corner with the camera tracking sideways, a turning copper Suzanne "
+                                   "and a sliding chrome ball (moving highlights)", _metals_orbit),
+}
+
+
+def build_shot(name: str) -> Any:
+    """Build shot ``name`` (its suite scene, then its motion) with motion blur off and the Vector
+    pass on; returns the scene."""
+    if name not in SHOTS:
+        raise McDenoiseError(f"unknown shot {name!r}; known: {', '.join(SHOTS)}")
+    bpy = import_bpy()
+    scene = build(SHOTS[name].scene)
+    SHOTS[name].animate(bpy, scene)
+    scene.render.use_motion_blur = False  # the Vector pass is written only without motion blur
+    scene.frame_set(1)
+    return scene
+
+
+def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], ref_spp: int,
+                device: str = "cpu", threads: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Render frames 1 .. ``frames`` of shot ``name`` (each noisy sample count and a reference)
+    and write the shot's JSON last; returns the JSON record."""
+    bpy = import_bpy()
+    t0 = time.perf_counter()
+    folder = layout.suite_dir(root, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_partial(folder)  # stale temps and the exposure probe of a killed run
+    scene = build_shot(name)
+    used_device = _setup_device(bpy, scene, device)
+    configure(scene, res, threads)
+    scene.view_layers[0].use_pass_vector = True
+    seed = suite_seed(name)
+    exposure = calibrate_exposure(bpy, scene, folder, seed, res, jitter_stops=(0.0, 0.0))
+    seconds: dict[str, float] = {}
+    for frame in range(1, frames + 1):
+        scene.frame_set(frame)
+        jobs = [(layout.sequence_noisy_path(root, name, spp, frame), spp, f"noisy:{spp}:{frame}", False) for spp in spps]
+        jobs.append((layout.sequence_ref_path(root, name, frame), ref_spp, f"ref:{frame}", False))
+        t = time.perf_counter()
+        for path, samples, role, adaptive in jobs:
+            if not path.is_file():
+                render_exr(bpy, scene, path, samples, cycles_seed(seed, role), adaptive=adaptive)
+        seconds[str(frame)] = round(time.perf_counter() - t, 3)
+        log(f"{name} frame {frame}/{frames} in {seconds[str(frame)]:.1f} s")
+    record = {
+        "layout_version": 1, "shot": name, "scene": SHOTS[name].scene, "summary": SHOTS[name].summary,
+        "frames": frames,
+        "render": {"resolution": [res, res], "spp": list(spps), "ref_spp": ref_spp, "seeds": "per frame: noisy:<spp>:<frame>, ref:<frame>",
+                   "motion_blur": False, "passes": [*layout.PASSES, "Vector"], "bounces": BOUNCES, "device": used_device,
+                   "threads": threads, "blender": bpy.app.version_string, **exposure,
+                   "seconds": {"frames": seconds, "total": round(time.perf_counter() - t0, 3)}},
+    }
+    with atomic_output(layout.suite_desc_path(root, name)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def render_shots(root: str | Path, names: list[str], frames: int = 12, res: int = 128, spps: list[int] | None = None,
+                 ref_spp: int = 256, device: str = "cpu", threads: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Render every unfinished shot of ``names``; returns counts and timings for the summary line."""
+    import_bpy()  # fail early and clearly, before creating any folder
+    unknown = [n for n in names if n not in SHOTS]
+    if unknown:
+        raise McDenoiseError(f"unknown shot(s) {', '.join(unknown)}; known: {', '.join(SHOTS)}")
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder {root}: {exc}") from exc
+    log = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda text: None)
+    done = [n for n in names if layout.suite_desc_path(root, n).is_file()]
+    busy: list[str] = []
+    times: list[float] = []
+    t0 = time.perf_counter()
+    for name in names:
+        if name in done:
+            continue
+        folder = layout.suite_dir(root, name)
+        if not acquire_scene(folder):
+            busy.append(name)
+            continue
+        try:
+            record = render_shot(root, name, frames, res, list(spps or [4]), ref_spp, device, threads, log)
+        finally:
+            release_scene(folder)
+        times.append(record["render"]["seconds"]["total"])
+    return {"rendered": len(times), "skipped": len(done), "busy": len(busy), "selected": len(names),
+            "seconds": time.perf_counter() - t0, "mean_scene_seconds": sum(times) / len(times) if times else 0.0}

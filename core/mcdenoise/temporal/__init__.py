@@ -1,0 +1,16 @@
+"""Temporal denoising of animations: frames denoised one by one, then stabilised with the
+previous output warped into place by Blender's Vector pass.
+
+* :mod:`~mcdenoise.temporal.warp`: the Vector pass's convention, backward warping, validity;
+* :mod:`~mcdenoise.temporal.stabilise`: the per-pixel blend (the part a learned model replaces);
+* :mod:`~mcdenoise.temporal.history`: the frames kept, the exactly reproducible output, the
+  batch runner's per-frame hook;
+* :mod:`~mcdenoise.temporal.plan`: when the path applies, shards as blocks, warm-up frames.
+
+Kept free of torch at import time: the CLI reads :data:`DEFAULT_WINDOW` while building its
+options.
+"""
+
+# History frames each output uses, which is also how many frames a shard or a resumed run
+# denoises before its first frame (``--temporal-warmup``).
+DEFAULT_WINDOW = 4

@@ -1,0 +1,112 @@
+"""The temporal state of one sequence: the last few frames, and the output of the newest.
+
+The output of frame ``t`` is a pure function of frames ``t - window .. t`` of its consecutive
+run (fewer at the start of a run): the blend (:func:`mcdenoise.temporal.stabilise.blend`) is
+run from the oldest kept frame up to the newest every time, instead of carrying one state from
+the start of the shot forward. That costs ``window`` cheap blends per frame (no network) and
+buys exact reproducibility: a shard that denoises ``window`` warm-up frames before its first
+frame, or a run resumed after a kill, computes the same pixels as one uninterrupted run.
+
+A run restarts (history dropped, the frame denoised alone) when the frame number is not the
+previous one plus one (a cut in the frame list, a gap, a failed frame), when a frame has no
+Vector pass, or when its size differs from the previous frame's.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mcdenoise.temporal import DEFAULT_WINDOW, stabilise, warp
+
+# How the previous output is fetched: bicubic keeps the history sharp where bilinear would
+# blur it once more at every frame it is carried (the clamp keeps bicubic's overshoot in the box).
+WARP_MODE = "bicubic"
+
+
+@dataclass
+class _Kept:
+    """What a frame leaves for the frames after it (one warm-up frame's worth of memory:
+    ~33 bytes a pixel)."""
+
+    number: int | None
+    denoised: torch.Tensor  # (H, W, 3) float32 radiance, single-frame
+    noise: torch.Tensor  # (H, W, 1) stabilise.tolerance_noise
+    vector: torch.Tensor  # (H, W, 4) float16, the Vector pass
+    exposure: float
+    points: torch.Tensor | None  # (H, W, 2) where each pixel came from in the previous frame
+    valid: torch.Tensor | None  # (H, W) bool; None for the first frame of a run
+
+
+class TemporalHistory:
+    """Feed frames in order with :meth:`push`; each call returns that frame's temporal output."""
+
+    def __init__(self, window: int = DEFAULT_WINDOW):
+        if window < 0:
+            raise ValueError(f"temporal window must be >= 0, got {window}")
+        self.window = window
+        self.kept: deque[_Kept] = deque(maxlen=window + 1)
+
+    def restart(self) -> None:
+        self.kept.clear()
+
+    def push(self, number: int | None, denoised: np.ndarray, noisy: np.ndarray, vector: np.ndarray | None,
+             exposure: float) -> np.ndarray:
+        """The temporal output of frame ``number`` (same shape and dtype as ``denoised``), from
+        its single-frame ``denoised`` colour, its ``noisy`` input colour, its Vector pass (None:
+        no pass, the frame is returned as it is and the run restarts) and its exposure."""
+        if vector is None or self.window == 0:
+            self.restart()
+            return denoised
+        cur = torch.from_numpy(np.asarray(denoised, dtype=np.float32))
+        vec = torch.from_numpy(np.asarray(vector, dtype=np.float32))
+        last = self.kept[-1] if self.kept else None
+        follows = (last is not None and number is not None and last.number is not None and number == last.number + 1
+                   and last.denoised.shape == cur.shape)
+        if not follows:
+            self.restart()
+        points = valid = None
+        if follows:
+            points, valid = warp.validity(vec, last.vector.float())
+        noise = stabilise.tolerance_noise(torch.from_numpy(np.asarray(noisy, dtype=np.float32)), cur, exposure)
+        self.kept.append(_Kept(number, cur, noise, vec.half(), float(exposure), points, valid))
+        out = self._replay()
+        return out.numpy().astype(np.asarray(denoised).dtype, copy=False)
+
+    def _replay(self) -> torch.Tensor:
+        """The newest frame's output, blended up from the oldest kept frame."""
+        frames = list(self.kept)
+        out = frames[0].denoised
+        count = torch.ones(out.shape[:2])
+        for f in frames[1:]:
+            history = warp.sample(out, f.points, WARP_MODE)
+            prev_count = warp.sample(count[..., None], f.points)[..., 0]
+            out, count = stabilise.blend(f.denoised, f.noise, history, prev_count, f.valid, f.exposure)
+        return out
+
+
+LogFn = Callable[[str, str], None]
+
+
+class RunnerHook:
+    """The batch runner's per-frame call (``run_batch(temporal=...)``): the single-frame result
+    in, the temporal result out, frames in the runner's order. Says once when a frame has no
+    Vector pass (that frame and the run after it start over, frame by frame until vectors
+    return)."""
+
+    def __init__(self, window: int = DEFAULT_WINDOW, log: LogFn | None = None):
+        self.history = TemporalHistory(window)
+        self.log = log or (lambda level, message: None)
+        self.said_no_vector = False
+
+    def __call__(self, job, prepared, denoised: np.ndarray) -> np.ndarray:
+        frame = prepared.frame
+        if frame.vector is None and not self.said_no_vector:
+            self.said_no_vector = True
+            self.log("info", f"{frame.path}: no Vector pass, denoising frame by frame until one has it "
+                             "(render with the Vector pass and motion blur off for the temporal path)")
+        return self.history.push(job.source.frame, denoised, frame.color, frame.vector, prepared.exposure)
