@@ -137,3 +137,12 @@ def test_killed_batch_resumes_to_the_uninterrupted_result(tmp_path, weights):
     for n in frames:
         name = f"shot_{n:04d}.exr"
         np.testing.assert_array_equal(denoised_pass(out / name), denoised_pass(tmp_path / "ref" / name))
+
+
+def test_a_pattern_of_hashes_alone_finds_its_frames_on_disk(tmp_path):
+    """Blender's default output name is the frame number alone (``######.exr``): the frames on
+    disk are found without ``--frames``, as for ``shot_####.exr``."""
+    write_sequence(tmp_path, [1, 3], h=8, w=8, name="{:06d}.exr")
+    found = expand_inputs([str(tmp_path / "######.exr")])
+    assert [(s.path.name, s.frame, s.missing) for s in found] == [("000001.exr", 1, False), ("000002.exr", 2, True),
+                                                                 ("000003.exr", 3, False)]

@@ -116,8 +116,8 @@ def test_bad_inputs_are_one_line_and_exit_2(files, tmp_path, capsys):
         ([files["low"], "--ref", tmp_path / "missing.exr"], ["missing.exr", "no such file"]),
         ([notexr, "--ref", files["ref"]], [str(notexr), "not an OpenEXR file"]),
         ([small, "--ref", files["ref"]], [str(small), "30x20", str(files["ref"]), f"{W}x{H}"]),
-        ([files["low"], "--ref", files["ref"], "--pass", "Denoised"], [str(files["low"]), "'Denoised'", "(plain RGBA)", "--pass"]),
-        ([files["low"], "--ref", files["ref"], "--ref-pass", "Beauty"], [str(files["ref"]), "'Beauty'", "(plain RGBA)", "--ref-pass"]),
+        ([files["low"], "--ref", files["ref"], "--pass", "Denoised"], [str(files["low"]), "'Denoised'", "(plain RGB)", "--pass"]),
+        ([files["low"], "--ref", files["ref"], "--ref-pass", "Beauty"], [str(files["ref"]), "'Beauty'", "(plain RGB)", "--ref-pass"]),
         ([files["low"], "--ref", files["ref"], "--json", tmp_path / "no" / "s.json"], ["does not exist"]),
     ]
     for args, needles in cases:
@@ -132,4 +132,4 @@ def test_error_through_the_real_entry_point(files):
     run = subprocess.run([sys.executable, "-m", "mcdenoise", "compare", str(files["low"]), "--ref", str(files["ref"]), "--pass", "Denoised"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
-    assert "Traceback" not in run.stderr and len(run.stderr.splitlines()) == 1 and "(plain RGBA)" in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.splitlines()) == 1 and "(plain RGB)" in run.stderr

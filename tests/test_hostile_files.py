@@ -8,6 +8,7 @@ with different data windows) and checks what a user sees: the error, the exit st
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from mcdenoise.batch.plan import output_is_complete
 from mcdenoise.errors import InputFileError, McDenoiseError, OutputError, PassShapeError
 from mcdenoise.inference.frames import denoise_file
 from mcdenoise.io import header
-from mcdenoise.io.exr import read_frame
+from mcdenoise.io.exr import WRITTEN_BY, read_frame
+from mcdenoise.io.passes import PassNames
 from mcdenoise.io.write import write_exr, write_with_pass
 from mcdenoise.models.loader import load_model, save_weights
 
@@ -47,13 +49,16 @@ def _scene(h: int, w: int, seed: int = 0) -> dict[str, np.ndarray]:
     return {"color": color, "albedo": np.full((h, w, 3), 0.5, np.float16), "normal": normal}
 
 
-def _write_single_part(path: Path, h: int = 70, w: int = 24, compression=OpenEXR.ZIP_COMPRESSION, y0: int = -5) -> None:
+def _write_single_part(path: Path, h: int = 70, w: int = 24, compression=OpenEXR.ZIP_COMPRESSION, y0: int = -5,
+                       marked: tuple[str, ...] = ()) -> None:
     """A plain single-part file (what every non-Blender renderer writes): RGB + Albedo + Normal
-    in one part, in half (B44 compresses only half) and an offset, negative data window."""
+    in one part, in half (B44 compresses only half) and an offset, negative data window.
+    ``marked``: passes the header says mcdenoise wrote (as in an output)."""
     s = _scene(h, w)
+    marks = {WRITTEN_BY: "\n".join(marked)} if marked else {}
     write_exr(path, {"": s["color"].astype(np.float16), "Albedo": s["albedo"], "Normal": s["normal"].astype(np.float16)},
               header={"compression": compression, "dataWindow": box(3, y0, 3 + w - 1, y0 + h - 1),
-                      "displayWindow": box(0, 0, 63, 127)})
+                      "displayWindow": box(0, 0, 63, 127), **marks})
 
 
 def _write_zip_layers(path: Path, layers: tuple[str, ...] = ("ViewLayer",), h: int = 40, w: int = 48) -> None:
@@ -110,7 +115,7 @@ def test_completeness_is_proven_chunk_by_chunk_in_every_compression(tmp_path, na
     if not hasattr(OpenEXR, f"{name}_COMPRESSION"):
         pytest.skip(f"this OpenEXR has no {name} compression")
     path = tmp_path / "out.exr"
-    _write_single_part(path, compression=getattr(OpenEXR, f"{name}_COMPRESSION"))
+    _write_single_part(path, compression=getattr(OpenEXR, f"{name}_COMPRESSION"), marked=("Albedo",))
     # The file's own chunk count, computed here from the data window (70 lines from y=-5).
     chunks = -(-70 // COMPRESSIONS[name])
     data = path.read_bytes()
@@ -132,16 +137,18 @@ def test_completeness_is_proven_chunk_by_chunk_in_every_compression(tmp_path, na
 def test_a_multipart_output_with_its_middle_zeroed_is_not_complete(tmp_path):
     """Every chunk's leader is read, not only each part's last one: a zeroed stretch in the
     middle shows."""
-    path = tmp_path / "out.exr"
-    write_blender_like(path, h=256, w=64)
-    assert output_is_complete(path, "Combined")
+    src, path = tmp_path / "in.exr", tmp_path / "out.exr"
+    write_blender_like(src, h=256, w=64)
+    frame = read_frame(src)
+    write_with_pass(frame, path, frame.color)
+    assert output_is_complete(path, "Denoised")
     data = bytearray(path.read_bytes())
     n = len(data)
     with open(path, "rb") as fh:  # the zeroed sixth holds chunk leaders, not only compressed pixels
         assert any(n // 3 <= o < n // 2 for p in header.read_layout(fh).parts for o in p.offsets)
     data[n // 3 : n // 2] = bytes(n // 2 - n // 3)
     path.write_bytes(bytes(data))
-    assert not output_is_complete(path, "Combined")
+    assert not output_is_complete(path, "Denoised")
     with pytest.raises(InputFileError, match="incomplete or corrupted"):
         read_frame(path)
 
@@ -151,7 +158,7 @@ def test_tiled_outputs_are_checked_tile_by_tile(tmp_path):
     tiles = OpenEXR.TileDescription()
     tiles.xSize, tiles.ySize, tiles.mode = 16, 8, OpenEXR.ONE_LEVEL
     path = tmp_path / "tiled.exr"
-    part = OpenEXR.Part({"type": OpenEXR.tiledimage, "tiles": tiles, "compression": OpenEXR.ZIP_COMPRESSION},
+    part = OpenEXR.Part({"type": OpenEXR.tiledimage, "tiles": tiles, "compression": OpenEXR.ZIP_COMPRESSION, WRITTEN_BY: "Denoised"},
                         {c: np.ones((37, 50), np.float32) for c in ("R", "G", "B", "Denoised.R")}, "")
     OpenEXR.File([part]).write(str(path))
     assert output_is_complete(path, "Denoised")
@@ -293,6 +300,42 @@ def test_nan_weights_fail_the_frame_naming_the_weights(tmp_path, weights):
     with pytest.raises(McDenoiseError, match=rf"^{src}: .*not finite.*{broken.name}"):
         denoise_file(load_model(broken), src, out)
     assert not out.exists()
+
+
+def test_weights_that_fail_every_frame_stop_a_keep_going_batch(cli, tmp_path, weights):
+    """Item 10: weights that cannot denoise (NaN, or a network whose input width is not its
+    layout's) would fail every frame the same way; the batch stops at the first with one error
+    naming the weights, even with --keep-going, and exits 2."""
+    from batch_fixtures import TINY_UNET, write_sequence
+
+    from mcdenoise.models import build_model
+
+    misfit = tmp_path / "misfit.pt"
+    config = dict(TINY_UNET, in_channels=6)
+    save_weights(misfit, build_model("unet", **config), "unet", config, "color+albedo+normal")
+    with pytest.raises(McDenoiseError, match=rf"^{misfit}: the network takes 6 input channels but its input layout .* has 9"):
+        load_model(misfit)
+    nan = tmp_path / "nan.pt"
+    loaded = load_model(weights)
+    with torch.no_grad():
+        next(loaded.model.parameters()).fill_(float("nan"))
+    save_weights(nan, loaded.model, loaded.arch, loaded.config, loaded.inputs)
+    write_sequence(tmp_path / "in", [1, 2, 3, 4])
+    code, stdout, err = cli("denoise", tmp_path / "in" / "shot_####.exr", "--out", tmp_path / "out", "--weights", nan,
+                            "--device", "cpu", "-q", "--keep-going")
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(errors) == 1 and nan.name in errors[0] and "stopped" in err, (stdout, err)
+    assert not list((tmp_path / "out").glob("*.exr"))
+
+
+@pytest.mark.parametrize("channels, listed", [(("Y", "RY", "BY"), "(plain BY, RY, Y)"), (("Y",), "(plain Y)"),
+                                              (("R", "G", "B", "A"), "(plain RGBA)")])
+def test_a_file_without_a_colour_pass_is_described_as_it_is(tmp_path, channels, listed):
+    """Item 10: a luminance/chroma or one-channel file was described as "(plain RGBA)"."""
+    path = tmp_path / "odd.exr"
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, {c: np.ones((4, 4), np.float32) for c in channels}).write(str(path))
+    with pytest.raises(McDenoiseError, match=re.escape(f"the file has: {listed}")):
+        read_frame(path, PassNames(color=("Combined",)))
 
 
 # --------------------------------------------------------------------------- 5. data windows
@@ -505,8 +548,9 @@ def test_the_low_memory_temp_copy_follows_the_owner_rule_and_stale_ones_go(tmp_p
     _write_with_extra_part(path)
     frame = read_frame(path, low_memory=True)
     assert frame.albedo is not None and frame.normal is not None
-    assert len(used) == 1 and used[0].parent == temp_dir and atomic.is_temp(used[0])
-    assert not stale.exists() and live.exists() and not used[0].exists()
+    # the parts denoising reads, then the one it does not (Emit), alone: it is checked, as the output copies it
+    assert len(used) == 2 and all(u.parent == temp_dir and atomic.is_temp(u) and not u.exists() for u in used)
+    assert not stale.exists() and live.exists()
 
 
 def _window_patched(src: Path, dst: Path, x1: int) -> None:

@@ -14,14 +14,16 @@ from pathlib import Path
 from mcdenoise.batch.sequence import FrameSource
 from mcdenoise.errors import InputFileError, McDenoiseError, OutputError
 from mcdenoise.inference.frames import check_output_path
-from mcdenoise.io.exr import open_exr
-from mcdenoise.io.passes import split_channel_name
+from mcdenoise.io.exr import file_passes, open_exr
 
 
 @dataclass(frozen=True)
 class Job:
     source: FrameSource
     output: Path
+    # A temporal warm-up frame (mcdenoise.temporal.plan): denoised to fill the history, never
+    # written nor counted.
+    warmup: bool = False
 
 
 def output_path(path: Path, out_dir: Path | None, suffix: str) -> Path:
@@ -70,13 +72,14 @@ def _resolved(path: Path) -> Path:
 
 
 def output_is_complete(path: Path, pass_name: str) -> bool:
-    """True for an output a previous run finished: whole file (chunk tables checked) with the
-    denoised pass in it. Reads headers only, so checking a finished 8K sequence is quick."""
+    """True for an output a previous run finished: whole file (every chunk's leader checked
+    against the header) with the denoised pass in it, marked as written by mcdenoise (a file
+    that only happens to have a pass of that name is denoised again, not trusted). Reads
+    headers only, so checking a finished 8K sequence is quick."""
     if not path.is_file():
         return False
     try:
         f = open_exr(path, header_only=True)
     except McDenoiseError:
         return False
-    channels = [ch.name for part in f.parts for ch in part.header.get("channels", [])]
-    return any(split_channel_name(name)[1] == pass_name for name in channels)
+    return any(name == pass_name and ours for (_, name), ours in file_passes(f).items())

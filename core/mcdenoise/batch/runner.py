@@ -22,7 +22,7 @@ import numpy as np
 import OpenEXR
 
 from mcdenoise.batch.plan import Job, output_is_complete
-from mcdenoise.errors import InputFileError, McDenoiseError
+from mcdenoise.errors import InputFileError, McDenoiseError, WeightsError
 from mcdenoise.inference.frames import PreparedFrame, prepare_frame, run_model
 from mcdenoise.inference.allocator import freed_memory_returned, keeping_freed_memory, return_freed_memory
 from mcdenoise.inference.runtime import Runtime
@@ -50,6 +50,7 @@ class Summary:
     seconds: float = 0.0
     model_seconds: float = 0.0
     stopped_early: bool = False
+    fatal: bool = False  # stopped by an error that would fail every frame (the weights), keep_going or not
 
     def line(self) -> str:
         return f"done {len(self.done)} / skipped {len(self.skipped)} / failed {len(self.failed)}"
@@ -68,6 +69,7 @@ def run_batch(
     progress: Callable[[int], None] | None = None,
     on_denoised: Callable[[Job, PreparedFrame, np.ndarray], None] | None = None,
     describe: DescribeFn = str,
+    temporal: Callable[[Job, PreparedFrame, np.ndarray], np.ndarray] | None = None,
 ) -> Summary:
     """Denoise ``jobs``; per-frame problems are counted in the summary, not raised.
 
@@ -78,28 +80,34 @@ def run_batch(
     picks each frame's tile (default: the model's device, a share of free memory).
     ``describe`` words each frame's error for ``log`` and ``Summary.failed``: the front end
     names the fix in its own terms (the CLI in flags, or as JSON for the add-on's worker).
+    ``temporal``: the temporal path's per-frame call (:class:`mcdenoise.temporal.history.RunnerHook`),
+    the single-frame result in and the result to write out, frames in job order; the Vector
+    pass is then read too. Warm-up jobs (``Job.warmup``) are denoised for it only: never
+    skipped, written or counted, and one that fails is a warning (the history restarts after it).
     """
     start = time.perf_counter()
     log = log or (lambda level, message: None)
     progress = progress or (lambda n: None)
-    summary = Summary(total=len(jobs))
-    todo = _triage(jobs, pass_name, overwrite, keep_going, summary, log, progress, describe)
+    summary = Summary(total=sum(not job.warmup for job in jobs))
+    todo = triage(jobs, pass_name, overwrite, keep_going, summary, log, progress, describe)
     runtime = runtime or Runtime.for_model(loaded.model)
     _Pipeline(loaded, runtime, names, pass_name, require_aux, keep_going, summary, log, progress, on_denoised,
-              describe).run(todo)
+              describe, temporal).run(todo)
     summary.stopped_early = len(summary.done) + len(summary.skipped) + len(summary.failed) < summary.total
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _triage(jobs: list[Job], pass_name: str, overwrite: bool, keep_going: bool, summary: Summary, log: LogFn,
-            progress: Callable[[int], None], describe: DescribeFn) -> list[Job]:
+def triage(jobs: list[Job], pass_name: str, overwrite: bool, keep_going: bool, summary: Summary, log: LogFn,
+           progress: Callable[[int], None], describe: DescribeFn) -> list[Job]:
     """The jobs to run: finished outputs are skipped, and frames missing from a sequence stop
     the job (or, with ``keep_going``, count as failed)."""
     todo: list[Job] = []
     missing: list[Job] = []
     for job in jobs:
-        if not overwrite and output_is_complete(job.output, pass_name):
+        if job.warmup:
+            todo.append(job)
+        elif not overwrite and output_is_complete(job.output, pass_name):
             summary.skipped.append(job)
             progress(1)
         elif job.source.missing:
@@ -186,7 +194,9 @@ class _Pipeline:
 
     def __init__(self, loaded: LoadedModel, runtime: Runtime, names: PassNames, pass_name: str, require_aux: bool,
                  keep_going: bool, summary: Summary, log: LogFn, progress: Callable[[int], None],
-                 on_denoised: Callable[[Job, PreparedFrame, np.ndarray], None] | None, describe: DescribeFn):
+                 on_denoised: Callable[[Job, PreparedFrame, np.ndarray], None] | None, describe: DescribeFn,
+                 temporal: Callable[[Job, PreparedFrame, np.ndarray], np.ndarray] | None = None):
+        self.temporal = temporal
         self.loaded, self.runtime, self.names, self.pass_name = loaded, runtime, names, pass_name
         self.require_aux, self.keep_going, self.on_denoised = require_aux, keep_going, on_denoised
         self.summary, self.log, self.progress, self.describe = summary, log, progress, describe
@@ -198,11 +208,17 @@ class _Pipeline:
 
     def fail(self, job: Job, exc: BaseException) -> None:
         message = _message(job, exc, self.describe)
+        if job.warmup:  # the run or shard that writes this frame reports it
+            self.log("warning", f"temporal warm-up frame skipped: {message}")
+            return
         with self.lock:
             self.summary.failed.append((job, message))
         self.log("error", message)
         self.progress(1)
-        if not self.keep_going:
+        # Weights that cannot denoise (NaN, of another layout) would fail every frame the same
+        # way: the batch stops even with keep_going, and the error names the weights.
+        if not self.keep_going or isinstance(exc, WeightsError):
+            self.summary.fatal = self.summary.fatal or isinstance(exc, WeightsError)
             self.stop.set()
 
     def read(self, todo: list[Job], pixels: list[int]) -> None:
@@ -213,7 +229,8 @@ class _Pipeline:
             try:
                 self.runtime.check_frame_fits(frame_pixels, READ_BYTES_PER_PIXEL, job.source.path)
                 item: PreparedFrame | BaseException = prepare_frame(
-                    self.loaded, job.source.path, self.names, self.require_aux, low_memory=True, pass_name=self.pass_name)
+                    self.loaded, job.source.path, self.names, self.require_aux, low_memory=True, pass_name=self.pass_name,
+                    also_read=("vector",) if self.temporal is not None else ())
             except Exception as exc:
                 item = exc
             _put(self.read_q, (job, item, cost), self.stop)
@@ -265,6 +282,9 @@ class _Pipeline:
             denoised = self._denoise(job, prepared, cost)
             if denoised is None:
                 continue
+            if job.warmup:
+                self.budget.release(cost)
+                continue
             frame = prepared.frame
             del prepared
             _drop_planes(frame)
@@ -296,6 +316,8 @@ class _Pipeline:
         try:
             t0 = time.perf_counter()
             denoised = run_model(self.loaded, prepared, self.runtime)
+            if self.temporal is not None:
+                denoised = self.temporal(job, prepared, denoised)
             self.summary.model_seconds += time.perf_counter() - t0
             if self.on_denoised is not None:
                 self.on_denoised(job, prepared, denoised)

@@ -15,6 +15,7 @@ ranges we reject (``10-1``, ``1-10y3``, ``1-10:3``, ``1.5``), so the accepted in
 from __future__ import annotations
 
 import glob
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ class FramePattern:
     def frames_on_disk(self) -> list[int]:
         prefix = glob.escape(self.prefix)
         found = []
-        number = re.compile(re.escape(Path(self.prefix).name) + r"(-?\d+)" + re.escape(self.suffix) + "$")
+        number = re.compile(re.escape(os.path.basename(self.prefix)) + r"(-?\d+)" + re.escape(self.suffix) + "$")
         for name in glob.glob(prefix + "*" + glob.escape(self.suffix)):
             m = number.match(Path(name).name)
             if m and len(m.group(1).lstrip("-")) >= self.width:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from mcdenoise.choices import DEFAULT_DEVICE, DEFAULT_MAX_MEMORY_GIB, DEFAULT_QUALITY, PRECISION_DTYPES, QUALITIES, spoken
 from mcdenoise.cli import options
-from mcdenoise.cli.argtypes import memory_gib, png_path, shard, tile_side
+from mcdenoise.cli.argtypes import at_least, memory_gib, png_path, shard, tile_side
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.io.passes import DEFAULT_PRESET, PRESETS
+from mcdenoise.temporal import DEFAULT_WINDOW
 
 
 def add_pass_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +61,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_out(g, dest="out_dir", old=("--out-dir",),
                     help="write outputs into this folder (created if missing), same file names plus --suffix")
     g.add_argument("--suffix", help="added to each output's file name (default: _denoised, or none with --out)")
-    g.add_argument("--shard", type=shard, default=(0, 1), help="denoise only frames with index %% n == i of the frame list (default: 0/1)")
+    g.add_argument("--shard", type=shard, default=(0, 1),
+                   help="denoise only frames with index %% n == i of the frame list; on the temporal path the i-th of n "
+                        "contiguous blocks, warmed up with --temporal-warmup frames before it (default: 0/1)")
+    g.add_argument("--no-temporal", action="store_true",
+                   help="denoise each frame alone, even consecutive frames of a pattern with a Vector pass (which by default "
+                        "are stabilised with the previous frames; see docs/temporal.md)")
+    g.add_argument("--temporal-warmup", type=at_least(0), default=DEFAULT_WINDOW, metavar="N",
+                   help="history frames each temporal output uses; a shard or a resumed run first denoises the N frames "
+                        "before it without writing them, so its frames match one whole run exactly (default: %(default)s)")
     g.add_argument("--overwrite", action="store_true", help="denoise again even where a complete output exists (default: skip it)")
     g.add_argument("--keep-going", action="store_true", help="carry on past bad or missing frames; exit 1 at the end if any failed")
     options.add_quiet(g, help="no progress bar or per-frame lines; errors and the summary only")
@@ -68,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-memory", type=memory_gib, default=DEFAULT_MAX_MEMORY_GIB, metavar="GIB",
                    help="on CPU, use smaller tiles for frames too large for this many GiB (an 8K frame); 0 = no limit (default: %(default)s)")
     g.add_argument("--stats", action="store_true", help="print wall time, frames/s and the model's share of the time")
+    g = parser.add_argument_group("cluster (pip install 'mcdenoise[ray]'; see docs/farm.md)")
+    g.add_argument("--ray", metavar="ADDRESS",
+                   help="send the frames to a Ray cluster's workers: 'auto' (the cluster this machine belongs to), "
+                        "'local' (start one here) or the head's host:port; inputs and outputs must be on storage every "
+                        "worker sees at the same path")
+    g.add_argument("--ray-workers", type=at_least(1), metavar="N",
+                   help="workers to use, each loading the model once (default: one per GPU of the cluster, else per CPU)")
     add_model_arguments(parser)
     add_pass_arguments(parser)
 
@@ -131,6 +147,32 @@ def skip_line(summary) -> str | None:
             "--overwrite to denoise them again")
 
 
+def _run_on_ray(args: argparse.Namespace, jobs, names, temporal, sequence, suffix: str, log, bar):
+    """The batch on a Ray cluster (:mod:`mcdenoise.batch.ray_backend`): one frame per task, or
+    on the temporal path one contiguous block per worker, warmed up as a ``--shard`` is."""
+    from mcdenoise.batch import ray_backend
+    from mcdenoise.cli import wording
+    from mcdenoise.temporal import plan as temporal_plan
+
+    overwrite = args.overwrite or args.output is not None
+    spec = ray_backend.ModelSpec(args.weights.absolute() if args.weights is not None else None, args.quality, args.device,
+                                 args.precision, int(args.max_memory * 2**30), args.tile or None, args.compile)
+    settings = ray_backend.BatchSettings(names, args.pass_name, args.require_aux, overwrite,
+                                         args.temporal_warmup if temporal.use else None)
+
+    def blocks(todo, count: int):
+        written = temporal_plan.without_warmup(todo)
+        return [temporal_plan.with_warmup(written[i * len(written) // count:(i + 1) * len(written) // count], sequence,
+                                          args.temporal_warmup, args.out_dir, suffix, args.pass_name, overwrite)
+                for i in range(count)]
+
+    return ray_backend.run_batch_ray(
+        jobs, spec, settings, args.ray, workers=args.ray_workers, keep_going=args.keep_going,
+        chunks_of=blocks if temporal.use else ray_backend.one_frame_each, log=log, progress=bar.update,
+        describe=wording.describer(), announce=(lambda text: log("info", text)) if args.verbose else None,
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -141,22 +183,36 @@ def main(args: argparse.Namespace) -> int:
     from mcdenoise.preview import save_png, side_by_side
     from mcdenoise.batch.sequence import expand_inputs, select_shard
 
-    sources = select_shard(expand_inputs(args.inputs, args.frames), args.shard)
+    from mcdenoise.temporal import plan as temporal_plan
+
+    sequence = expand_inputs(args.inputs, args.frames)
+    names = pass_names_from_args(args)
+    temporal = temporal_plan.choose(sequence, names, enabled=not args.no_temporal)
+    sources = temporal_plan.shard_block(sequence, args.shard) if temporal.use else select_shard(sequence, args.shard)
     if args.preview is not None and len(sources) != 1:
         raise McDenoiseError("--preview takes one input frame")
     if args.preview is not None and args.output is not None and _same_file(args.preview, args.output):
         raise McDenoiseError(f"{args.preview}: --preview and -o name the same file; give the preview its own .png name")
     suffix = args.suffix if args.suffix is not None else ("" if args.out_dir is not None else "_denoised")
     jobs = plan_jobs(sources, args.output, args.out_dir, suffix)
+    if temporal.use:
+        jobs = temporal_plan.with_warmup(jobs, sequence, args.temporal_warmup, args.out_dir, suffix, args.pass_name,
+                                         args.overwrite)
+    written = temporal_plan.without_warmup(jobs)
     from mcdenoise.models.tiers import load_for_cli
 
-    loaded = load_for_cli(args.weights, args.quality, device=args.device)
-    runtime = runtime_from_args(args, loaded.model)
-    slow = warn_slow_bf16(runtime)
-    if slow:
-        print(f"mcdenoise denoise: warning: {slow}", file=sys.stderr)
-    names = pass_names_from_args(args)
-    bar = tqdm(total=len(jobs), unit="frame", file=sys.stderr, disable=args.quiet or len(jobs) < 2, dynamic_ncols=True)
+    if args.ray is not None:
+        if args.preview is not None:
+            raise McDenoiseError("--preview runs on this machine; drop --ray for one frame")
+        load_for_cli(args.weights, args.quality, device="cpu")  # a bad weights file: one error, before the cluster
+        loaded = runtime = None
+    else:
+        loaded = load_for_cli(args.weights, args.quality, device=args.device)
+        runtime = runtime_from_args(args, loaded.model)
+        slow = warn_slow_bf16(runtime)
+        if slow:
+            print(f"mcdenoise denoise: warning: {slow}", file=sys.stderr)
+    bar = tqdm(total=len(written), unit="frame", file=sys.stderr, disable=args.quiet or len(jobs) < 2, dynamic_ncols=True)
 
     def log(level: str, message: str | McDenoiseError) -> None:
         if isinstance(message, McDenoiseError):  # a warning with a fix: the CLI's flags, or neutral for the add-on
@@ -169,6 +225,14 @@ def main(args: argparse.Namespace) -> int:
         else:
             bar.write(f"mcdenoise denoise: {level}: {message}", file=sys.stderr)
 
+    if args.verbose or temporal.tell:
+        log("info", f"temporal: {'on' if temporal.use else 'off'}, {temporal.reason}"
+                    + (f"; {args.temporal_warmup} history frames" if temporal.use else ""))
+    hook = None
+    if temporal.use:
+        from mcdenoise.temporal.history import RunnerHook
+
+        hook = RunnerHook(args.temporal_warmup, log)
     said = []
 
     def on_denoised(job, prepared, denoised) -> None:
@@ -179,19 +243,24 @@ def main(args: argparse.Namespace) -> int:
             save_png(args.preview, side_by_side([prepared.frame.color, denoised]))
 
     try:
-        summary = run_batch(
-            loaded, jobs, runtime, names, args.pass_name, args.require_aux, args.keep_going,
-            overwrite=args.overwrite or args.output is not None, log=log, progress=bar.update,
-            on_denoised=on_denoised if args.preview or args.verbose else None, describe=wording.describer(),
-        )
+        if args.ray is not None:
+            summary = _run_on_ray(args, jobs, names, temporal, sequence, suffix, log, bar)
+        else:
+            summary = run_batch(
+                loaded, jobs, runtime, names, args.pass_name, args.require_aux, args.keep_going,
+                overwrite=args.overwrite or args.output is not None, log=log, progress=bar.update,
+                on_denoised=on_denoised if args.preview or args.verbose else None, describe=wording.describer(),
+                temporal=hook,
+            )
     finally:
         bar.close()
     if skip_line(summary):
         print(skip_line(summary))
-    if len(jobs) > 1 or summary.failed or summary.skipped:
+    if len(written) > 1 or summary.failed or summary.skipped:
         print(f"{summary.line()} of {summary.total} frame(s) in {summary.seconds:.1f} s")
     if summary.stopped_early:
-        print("stopped at the first failed frame; fix it and re-run to resume, or add --keep-going", file=sys.stderr)
+        print("stopped: the error above would fail every frame; fix it and re-run to resume" if args.keep_going else
+              "stopped at the first failed frame; fix it and re-run to resume, or add --keep-going", file=sys.stderr)
     if args.stats:
         n = len(summary.done)
         fps = n / summary.seconds if summary.seconds else 0.0
@@ -199,5 +268,5 @@ def main(args: argparse.Namespace) -> int:
         print(f"stats: {n} frame(s) in {summary.seconds:.2f} s = {fps:.3f} frames/s; model alone {summary.model_seconds:.2f} s = {model_fps:.3f} frames/s; "
               f"pipeline at {100 * fps / model_fps if model_fps else 0:.1f} % of model throughput")
     if summary.failed:
-        return 1 if args.keep_going else 2
+        return 1 if args.keep_going and not summary.stopped_early else 2
     return 0

@@ -38,6 +38,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_render_device(parser)
     parser.add_argument("--threads", type=at_least(0), default=0, help="render threads, 0 = all cores")
     options.add_quiet(parser, old=("--no-progress",), help="no progress bar (for logs)")
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="render the scenes as tasks on a Ray cluster: 'auto', 'local' or the head's host:port; --out "
+                             "must be on storage every worker sees at the same path (pip install 'mcdenoise[ray]'; "
+                             "docs/farm.md)")
+
+
+def _render_on_ray(args: argparse.Namespace) -> int:
+    """Each scene of this shard a Ray task running the local renderer on one index."""
+    import sys  # noqa: PLC0415
+
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from mcdenoise.batch.ray_backend import render_dataset_ray  # noqa: PLC0415
+    from mcdenoise.dataset.render import select_indices, summary_line  # noqa: PLC0415
+
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise McDenoiseError(f"cannot create dataset folder {args.out}: {exc}") from exc
+    indices = select_indices(args.start, args.scenes, args.shard)
+    options = {"seed_offset": args.seed_offset, "res": args.res, "spps": args.spp, "ref_spp": args.ref_spp,
+               "device": args.render_device, "threads": args.threads}
+    with tqdm(total=len(indices), unit="scene", disable=args.quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+        stats = render_dataset_ray(args.ray, args.out, indices, options, progress=bar.update)
+    i, n = args.shard
+    print(f"render-dataset: {summary_line(stats, f' (shard {i}/{n}, on Ray)')} -> {args.out}", flush=True)
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -45,6 +72,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.ref_spp <= max(args.spp):
         raise McDenoiseError(f"--ref-spp ({args.ref_spp}) must exceed the largest --spp ({max(args.spp)})")
+    if args.ray is not None:
+        return _render_on_ray(args)
     stats = render_dataset(
         args.out, args.scenes, start=args.start, seed_offset=args.seed_offset, res=args.res,
         spps=args.spp, ref_spp=args.ref_spp, shard=args.shard, device=args.render_device,

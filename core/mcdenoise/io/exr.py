@@ -27,7 +27,7 @@ import OpenEXR
 from mcdenoise.errors import InputFileError, MissingPassError, PassShapeError
 from mcdenoise.io import atomic, header, splice
 from mcdenoise.features import AUX_FEATURES, COLOR, FEATURES
-from mcdenoise.io.passes import PassNames, split_channel_name
+from mcdenoise.io.passes import PassNames, join_channel_name, split_channel_name
 
 
 # The largest side of a data window read: above any camera or render, below sizes whose
@@ -36,6 +36,11 @@ MAX_SIDE = 65536
 # The low-memory read's temp copy is named by io.atomic's owner rule after this, in the system
 # temp folder, so a run removes those a killed run left.
 READ_TEMP_NAME = "mcdenoise-read.exr"
+# A string attribute of each part mcdenoise writes a pass into: the passes in that part that
+# mcdenoise wrote ("layer.pass", one a line). A later run may replace those, and no other pass:
+# an AOV of the renderer's that happens to share the name (--pass-name Depth) is never lost,
+# while denoising an output again replaces its own Denoised pass instead of refusing.
+WRITTEN_BY = "mcdenoisePasses"
 
 
 @dataclass
@@ -56,6 +61,8 @@ class Frame:
     color_dtype: np.dtype
     vector: np.ndarray | None = None
     passes: dict[str, str] = field(default_factory=dict)  # feature -> the pass name read for it
+    # (layer, pass name) of every pass in the file -> whether mcdenoise wrote it (WRITTEN_BY)
+    file_passes: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def input_pass(self, pass_name: str) -> str | None:
         """The feature whose pass is named ``pass_name`` (as the lookup matches names: any
@@ -139,13 +146,14 @@ def _implausible_window(path: Path) -> str | None:
     return None
 
 
-def _decode(decodable: Path, path: Path) -> "OpenEXR.File":
+def _decode(decodable: Path, path: Path, note: str = "") -> "OpenEXR.File":
     """Decode every part of ``decodable`` (``path`` itself, or the parts of it a low-memory read
     needs), refusing a file of which OpenEXR could decode only some parts.
 
     OpenEXR leaves a part whose pixel data fails to decode out of the file it returns and prints
     why on stdout; the parts and channels the header declares are compared with those decoded,
-    and what it printed is kept off this process's output (a wrapper parses our stdout).
+    and what it printed is kept off this process's output (a wrapper parses our stdout). The
+    message names each lost part and its passes; ``note`` says why that part matters.
     """
     with _openexr_output_caught() as printed:
         try:
@@ -160,10 +168,11 @@ def _decode(decodable: Path, path: Path) -> "OpenEXR.File":
     decoded = {(part.name(), frozenset(part.channels)) for part in source.parts}
     lost = [p for p in declared if (p.name, frozenset(c.name for c in p.channels())) not in decoded]
     if lost:
-        passes = [label for p in lost for label in _pass_labels(c.name for c in p.channels())] or ["a part"]
+        what = ", ".join(_part_label(p) for p in lost)
         why = "; ".join(printed) or "OpenEXR dropped it"
         raise InputFileError(
-            f"{path}: the pixel data of {', '.join(passes)} is damaged and cannot be decoded ({why}); re-render or re-copy it"
+            f"{path}: the pixel data of {what} is damaged and cannot be decoded ({why})"
+            + (f"; {note}" if note else "") + "; re-render or re-copy it"
         )
     return source
 
@@ -256,14 +265,30 @@ def _flush_all() -> None:
             stream.flush()
 
 
+def _part_label(part: header.Part) -> str:
+    """A damaged part for messages: its passes, and its name where that is not the pass's."""
+    passes = _pass_labels(c.name for c in part.channels())
+    label = ", ".join(passes) or "a part without channels"
+    return label if [part.name] == passes or not part.name else f"part {part.name!r} ({label})"
+
+
 def _pass_labels(channel_names: Iterable[str]) -> list[str]:
-    """``layer.pass`` of each pass among these channels, in order, for messages."""
+    """``layer.pass`` of each pass among these channels, in order, for messages; channels of no
+    pass are listed as they are ("(plain RGBA)", "(plain Y, RY, BY)" for a luminance/chroma file)."""
     labels: list[str] = []
+    plain: list[str] = []
     for full in channel_names:
-        lay, name, _ = split_channel_name(full)
-        label = ".".join(x for x in (lay, name) if x) or "(plain RGBA)"
+        lay, name, comp = split_channel_name(full)
+        label = ".".join(x for x in (lay, name) if x)
+        if not label:
+            plain.append(comp)
+            label = "(plain)"
         if label not in labels:
             labels.append(label)
+    if plain:
+        plain.sort(key=lambda c: ("RGBA".index(c) if c in "RGBA" and len(c) == 1 else 4, c))  # files store them sorted by name
+        listed = "".join(plain) if all(len(c) == 1 for c in plain) and len(plain) > 1 else ", ".join(plain)
+        labels[labels.index("(plain)")] = f"(plain {listed})"
     return labels
 
 
@@ -347,15 +372,20 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_m
     ``low_memory`` keeps half-float passes as float16 (exact: every half is a float32, and the
     HDR transform converts tile by tile), skips alpha and drops the rest of the file until it
     is written back, so an 8K frame costs ~20 bytes a pixel instead of ~80 between read and write.
+    The parts it does not read are still decoded, one at a time, since the output copies them
+    (:func:`_check_unread_parts`).
     """
     path = Path(path)
     features = tuple(features)
     if low_memory:
         wanted = (*names.color, *(c for f in features for c in names.candidates(f)))
-        with _needed_parts_only(path, wanted) as (decodable, part_index):  # checks the whole file's chunks
+        with _needed_parts_only(path, wanted) as (decodable, headers, unread):  # checks the whole file's chunks
+            _check_unread_parts(path, unread)
             source = _decode(decodable, path)
+        part_index = {part.name(): i for i, part in enumerate(headers.parts)}
     else:
         source, part_index = open_exr(path), None
+        headers = source
     color = _find_pass(source, names.color, names.layer, COLOR.components)
     if color is None:
         everything = source if part_index is None else open_exr(path, header_only=True)
@@ -403,7 +433,20 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_m
         color_part=color.part if part_index is None else part_index[source.parts[color.part].name()],
         color_dtype=color_dtype,
         passes=passes,
+        file_passes=file_passes(headers),
     )
+
+
+def file_passes(source: "OpenEXR.File") -> dict[tuple[str, str], bool]:
+    """(layer, pass name) of every pass of a file (header-only or not) -> whether mcdenoise
+    wrote it: listed in the :data:`WRITTEN_BY` attribute of the part holding it."""
+    found: dict[tuple[str, str], bool] = {}
+    for part in source.parts:
+        marked = set(str(part.header.get(WRITTEN_BY, "")).splitlines())
+        for channel in part.header.get("channels", []):
+            layer, name, _ = split_channel_name(channel.name)
+            found[layer, name] = found.get((layer, name), True) and join_channel_name(layer, name, "") in marked
+    return found
 
 
 def _data_window(source: "OpenEXR.File", p: _Pass) -> tuple[int, int, int, int]:
@@ -417,8 +460,9 @@ def _describe_window(window: tuple[int, int, int, int]) -> str:
 
 
 @contextlib.contextmanager
-def _needed_parts_only(path: Path, pass_names: Iterable[str]) -> Iterator[tuple[Path, dict[str, int] | None]]:
-    """The file to decode for a low-memory read, and part name -> index in ``path``.
+def _needed_parts_only(path: Path, pass_names: Iterable[str]) -> Iterator[tuple[Path, "OpenEXR.File", set[str]]]:
+    """The file to decode for a low-memory read, ``path``'s headers and the names of the parts
+    left out of that file.
 
     A render with dozens of AOV parts (light groups, cryptomattes) would be decoded whole just to
     read three passes: on an 8K frame that is gigabytes and seconds. When the file is multi-part
@@ -434,18 +478,51 @@ def _needed_parts_only(path: Path, pass_names: Iterable[str]) -> Iterator[tuple[
         if any(split_channel_name(ch.name)[1].lower() in wanted for ch in part.header.get("channels", []))
     }
     if len(header.parts) < 2 or not keep or len(keep) == len(header.parts):
-        yield path, index
+        yield path, header, set()
         return
+    with _parts_copied(path, set(index) - keep) as tmp:
+        yield (path, header, set()) if tmp is None else (tmp, header, set(index) - keep)
+
+
+@contextlib.contextmanager
+def _parts_copied(path: Path, drop: set[str]) -> Iterator[Path | None]:
+    """A temp copy of multi-part scanline ``path`` without the parts named in ``drop`` (their
+    chunks copied still compressed), or None when the layout or the temp folder does not allow
+    it. The temp is named by :mod:`mcdenoise.io.atomic`'s owner rule, so a run removes those a
+    killed run left and never a live one's."""
     target = Path(tempfile.gettempdir()) / READ_TEMP_NAME
-    atomic.remove_stale_temps(target)  # those of killed runs (owner gone), never a live one's
+    atomic.remove_stale_temps(target)
     tmp = atomic.create_temp(target)
     try:
         try:
-            splice.splice(path, set(index) - keep, None, Path(tmp))
+            splice.splice(path, drop, None, Path(tmp))
         except (splice.NotSpliceable, struct.error, OSError):  # odd layout, or no room in the temp folder
-            yield path, index
+            yield None
             return
-        yield Path(tmp), index
+        yield Path(tmp)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _check_unread_parts(path: Path, unread: set[str]) -> None:
+    """Decode, one at a time and for nothing, the parts of ``path`` a low-memory read left out.
+
+    Denoising does not need them, but the output copies them byte for byte
+    (:mod:`mcdenoise.io.splice`), so a damaged one would reach the output of a run that exits 0.
+    Such a frame fails, naming the file and the part, rather than being written without that
+    part: the input itself is broken and needs a re-render or re-copy whatever the denoiser
+    does, a farm log shows a failed frame where it would bury a warning, and an output that
+    silently lacks an AOV breaks the comp that reads it later. One part at a time keeps the
+    read's memory to the largest part, as the low-memory read promises.
+    """
+    if not unread:
+        return
+    names = [part.name() for part in OpenEXR.File(str(path), header_only=True).parts]
+    note = "denoising does not read it, but the output would carry it"
+    for name in (n for n in names if n in unread):
+        with _parts_copied(path, set(names) - {name}) as tmp:
+            if tmp is None:  # cannot copy one part alone: decode the file whole
+                _decode(path, path, note)
+                return
+            _decode(tmp, path, note)

@@ -20,7 +20,7 @@ import OpenEXR
 from mcdenoise.errors import InputFileError, OutputError, PassShapeError
 from mcdenoise.io import splice
 from mcdenoise.io.atomic import atomic_output, temp_path
-from mcdenoise.io.exr import Frame, open_exr
+from mcdenoise.io.exr import WRITTEN_BY, Frame, open_exr
 from mcdenoise.io.passes import RGB, XYZ, join_channel_name, split_channel_name
 
 _HEADER_KEYS_SET_BY_WRITER = ("channels", "chunkCount")
@@ -49,11 +49,17 @@ def _write_parts_to(file: "OpenEXR.File", tmp: Path, path: Path) -> None:
 
 
 def check_pass_name(frame: Frame, pass_name: str) -> None:
-    """Refuse an output pass name that would overwrite one of the frame's input passes (the
-    writer replaces a pass of that name, which for colour would replace the noisy render, alpha
-    included) or that is empty (the pass's channels would become the layer's bare R, G, B)."""
-    if not pass_name.strip():
-        raise OutputError(f"{frame.path}: the output pass name is empty; the denoised pass needs a name of its own")
+    """Refuse an output pass name that is empty (the pass's channels would become the layer's
+    bare R, G, B) or that names a pass the file already has in the frame's layer, unless
+    mcdenoise wrote that pass (:data:`~mcdenoise.io.exr.WRITTEN_BY`).
+
+    The writer replaces a pass of the output's name, so that denoising an output again does not
+    stack passes; for any other pass that would replace the renderer's data (``Combined``, alpha
+    included, or ``Depth``) with the denoised RGB. Names are compared in any case, as the pass
+    lookup matches them, so ``depth`` beside ``Depth`` is refused too."""
+    if not pass_name.strip() or "." in pass_name:
+        raise OutputError(f"{frame.path}: output pass name {pass_name!r} is empty or holds a '.'; "
+                          "the denoised pass needs a plain name of its own")
     feature = frame.input_pass(pass_name)
     if feature is not None:
         read_as = "colour" if feature == "color" else feature
@@ -62,6 +68,20 @@ def check_pass_name(frame: Frame, pass_name: str) -> None:
             f"({join_channel_name(frame.layer, frame.passes[feature], '') or 'plain RGB'}), which the denoised pass "
             "would replace; the denoised pass needs a name of its own"
         )
+    theirs = [name for (layer, name), ours in frame.file_passes.items()
+              if layer == frame.layer and name.lower() == pass_name.lower() and not ours]
+    if theirs:
+        raise OutputError(
+            f"{frame.path}: pass name {pass_name!r} is the file's own pass {join_channel_name(frame.layer, theirs[0], '')!r}, "
+            "which the denoised pass would replace; the denoised pass needs a name of its own"
+        )
+
+
+def _marked(header: dict, written: str) -> dict:
+    """``header`` with ``written`` ("layer.pass") added to the passes mcdenoise wrote into its
+    part."""
+    listed = [name for name in str(header.get(WRITTEN_BY, "")).splitlines() if name and name != written]
+    return {**header, WRITTEN_BY: "\n".join([*listed, written])}
 
 
 def write_with_pass(
@@ -91,7 +111,8 @@ def write_with_pass(
         join_channel_name(frame.layer, pass_name, comp): OpenEXR.Channel(px) for comp, px in zip(RGB, pixels)
     }
     multipart = len(source.parts) > 1 or frame.layer != ""
-    if multipart and _write_spliced(frame, source, out_path, new_channels, pass_name):
+    written = join_channel_name(frame.layer, pass_name, "")
+    if multipart and _write_spliced(frame, source, out_path, new_channels, written):
         return
     if frame.source is None:
         source = open_exr(frame.path)
@@ -102,25 +123,28 @@ def write_with_pass(
             for name, ch in part.channels.items()
             if split_channel_name(name)[:2] != (frame.layer, pass_name)
         }
+        header = _copy_header(part.header)
         if not multipart and index == frame.color_part:
             kept.update(new_channels)
+            header = _marked(header, written)
         if kept:
-            parts.append(OpenEXR.Part(_copy_header(part.header), kept, part.name()))
+            parts.append(OpenEXR.Part(header, kept, part.name()))
     if multipart:
         header = _copy_header(source.parts[frame.color_part].header)
-        name = join_channel_name(frame.layer, pass_name, "")
-        header["name"] = name
-        parts.append(OpenEXR.Part(header, new_channels, name))
+        header["name"] = written
+        header[WRITTEN_BY] = written
+        parts.append(OpenEXR.Part(header, new_channels, written))
     _write_parts(parts, out_path)
 
 
-def _write_spliced(frame: Frame, source: "OpenEXR.File", out_path: Path, new_channels: dict, pass_name: str) -> bool:
-    """Write the new pass as an extra part next to the source's untouched compressed parts;
-    False (nothing written) when the file's layout needs the plain writer."""
+def _write_spliced(frame: Frame, source: "OpenEXR.File", out_path: Path, new_channels: dict, written: str) -> bool:
+    """Write the new pass (``written``: "layer.pass") as an extra part next to the source's
+    untouched compressed parts; False (nothing written) when the file's layout needs the plain
+    writer."""
     drop = set()
     for part in source.parts:
         names = [ch.name for ch in part.header.get("channels", [])]
-        replaced = [n for n in names if split_channel_name(n)[:2] == (frame.layer, pass_name)]
+        replaced = [n for n in names if join_channel_name(*split_channel_name(n)[:2], "") == written]
         if replaced and len(replaced) != len(names):
             return False  # the old pass shares a part with other channels
         if replaced:
@@ -130,9 +154,8 @@ def _write_spliced(frame: Frame, source: "OpenEXR.File", out_path: Path, new_cha
             splice.read_layout(fh)
     except (splice.NotSpliceable, struct.error, OSError):
         return False
-    name = join_channel_name(frame.layer, pass_name, "")
-    header = _copy_header(source.parts[frame.color_part].header)
-    header["name"] = name
+    name = written
+    header = {**_copy_header(source.parts[frame.color_part].header), "name": name, WRITTEN_BY: written}
     # OpenEXR writes chunkCount (which the splice needs) only in multi-part files: a 1-pixel
     # second part (sharing the attributes parts must agree on) makes the scratch file one.
     origin = np.asarray(header["dataWindow"][0], np.int32)
