@@ -36,10 +36,20 @@ FIXES: dict[str, str] = {
     "compile_cuda": "compiling is for CUDA only, so leave it off",
     "train_widths": "pick widths that match or grow the file's, or start from another weights file",
     "train_arch": "pick a matching architecture and widths (or wider widths, to grow a U-Net), or start from another weights file",
+    "train_batch": "use a batch size that divides evenly over the training processes",
     "train_run_dir": "use another run folder",
     "train_lr": "lower the learning rate and resume",
     "max_memory": "raise the memory budget to at least {need_gib} GiB (0 = no limit) on a machine that has it",
     "render_dataset": "render some into {root} with mcdenoise.dataset.render.render_dataset",
+    "blend_file": "give the path of a Blender scene file (.blend), or fine-tune on rendered pairs instead",
+    "shot_camera": "set the scene's camera (Scene Properties > Camera) and save the .blend",
+    "shot_engine": "set the render engine to Cycles (Render Properties > Render Engine) and save the .blend",
+    "shot_frames": "pick frames within {first}-{last}, or change the scene's frame range and save the .blend",
+    "finetune_frames": "give at least two frames: one is held aside to check the tuned model",
+    "finetune_minutes": "give a budget of at least {need_minutes} minutes, or fewer frames",
+    "pairs_match": "give the references the same frame numbers as the noisy renders",
+    "pairs_size": "render the noisy frame and its reference at the same resolution",
+    "finetune_work": "delete {work} to start over, or write the model to another file",
 }
 
 
@@ -99,6 +109,10 @@ class WeightsError(McDenoiseError):
 
 class DeviceError(McDenoiseError):
     """The requested compute device is not available."""
+
+
+class ShotError(McDenoiseError):
+    """A .blend that cannot be fine-tuned on as it is (no camera, not Cycles, frames outside its range)."""
 
 
 class Cancelled(McDenoiseError):

@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "render-dataset": ("mcdenoise.cli.render_dataset", "render training pairs with Cycles (needs bpy)"),
     "render-suite": ("mcdenoise.cli.render_suite", "render the benchmark suite's hand-built scenes (needs bpy)"),
     "train": ("mcdenoise.cli.train", "train a denoiser on a rendered dataset"),
+    "finetune": ("mcdenoise.cli.finetune", "tune the shipped model on your own shot in a few minutes (needs bpy for a .blend)"),
     "bench": ("mcdenoise.cli.bench", "quality/speed benchmark against OIDN"),
 }
 

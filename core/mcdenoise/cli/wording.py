@@ -34,10 +34,20 @@ FIXES: dict[str, str] = {
     "compile_cuda": "--compile is for CUDA only, so leave it off",
     "train_widths": "pick a --quality whose widths match or grow the file's, or another --init",
     "train_arch": "pick matching --arch/--quality (or a wider --quality, to grow a U-Net) or another --init",
+    "train_batch": "use a --batch that is a multiple of torchrun's --nproc-per-node (times its nodes)",
     "train_run_dir": "use another --out",
     "train_lr": "lower --lr and resume",
     "max_memory": "pass --max-memory {need_gib} or more (0 = no limit) on a node that has it",
     "render_dataset": "render some with 'mcdenoise render-dataset --out {root} --scenes N'",
+    "blend_file": "give a .blend file, or fine-tune on rendered files with --pairs NOISY_DIR REFS_DIR",
+    "shot_camera": "set the scene's camera in Blender (Scene Properties > Camera) and save the .blend",
+    "shot_engine": "set the render engine to Cycles in Blender (Render Properties > Render Engine) and save the .blend",
+    "shot_frames": "pass --frames within {first}-{last}",
+    "finetune_frames": "give --frames a range of at least two frames (one is held aside to check the tuned model)",
+    "finetune_minutes": "pass --minutes {need_minutes} or more, or fewer --frames",
+    "pairs_match": "give the references in REFS_DIR the same frame numbers as the files in NOISY_DIR",
+    "pairs_size": "render the noisy frame and its reference at the same resolution",
+    "finetune_work": "delete {work} to start over, or pick another -o",
 }
 
 
