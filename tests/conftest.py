@@ -48,3 +48,19 @@ def cli(monkeypatch, capfd):
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def addon_zip(tmp_path_factory) -> Path:
+    """The extension zip as users get it, built once for every add-on test module."""
+    from test_addon import build_zip
+
+    return build_zip(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def untrained(tmp_path_factory) -> Path:
+    """A small untrained network for the add-on's plumbing tests, written once."""
+    from test_addon import write_untrained
+
+    return write_untrained(tmp_path_factory.mktemp("weights") / "untrained.pt")

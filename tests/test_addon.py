@@ -125,16 +125,6 @@ def write_untrained(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def addon_zip(tmp_path_factory) -> Path:
-    return build_zip(tmp_path_factory.mktemp("dist"))
-
-
-@pytest.fixture(scope="module")
-def untrained(tmp_path_factory) -> Path:
-    return write_untrained(tmp_path_factory.mktemp("weights") / "untrained.pt")
-
-
 def channels(path: Path) -> set[str]:
     return {ch.name for part in open_exr(path, header_only=True).parts for ch in part.header["channels"]}
 

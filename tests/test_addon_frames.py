@@ -20,19 +20,10 @@ from mcdenoise.inference.frames import denoise_file
 from mcdenoise.io.exr import read_frame
 from mcdenoise.io.passes import PassNames
 from mcdenoise.models.loader import load_model
-from test_addon import blender_python, build_zip, channels, run_blender, write_untrained
+from test_addon import blender_python, channels, run_blender
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def addon_zip(tmp_path_factory) -> Path:
-    return build_zip(tmp_path_factory.mktemp("dist"))
-
-
-@pytest.fixture(scope="module")
-def untrained(tmp_path_factory) -> Path:
-    return write_untrained(tmp_path_factory.mktemp("weights") / "untrained.pt")
 
 # Helpers every script here uses: compositing on (4.x: the scene's node tree; 5.0: a compositor
 # node group), and a copy of each written file as Blender wrote it.
