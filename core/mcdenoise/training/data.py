@@ -1,7 +1,8 @@
 """Training pairs from a rendered dataset: scene cache, deterministic split and augmented crops.
 
-Inputs are built by :func:`mcdenoise.inference.encode.build_input`, the very function inference uses,
-so the network is trained in exactly the space it will see: ``hdr.forward(colour, exposure)``
+Inputs are prepared by each feature's own preparation (:mod:`mcdenoise.features`), the functions
+inference's :func:`mcdenoise.inference.encode.fill_input` calls, so the network is trained in
+exactly the space it will see: ``hdr.forward(colour, exposure)``
 with the exposure of the *full noisy frame* (jittered by 2^U(-1,1): scaling radiance alone would
 do nothing since autoexposure cancels it), albedo and normal from the *noisy* file (what users
 have), and the target ``hdr.forward(reference, same exposure)``. Which passes a crop holds, and
@@ -24,7 +25,7 @@ from mcdenoise import features, hdr
 from mcdenoise.dataset.layout import SceneEntry, list_scenes
 from mcdenoise.errors import InputFileError
 from mcdenoise.io.exr import read_frame
-from mcdenoise.inference.encode import FrameInputs, build_input
+from mcdenoise.inference.encode import FrameInputs
 from mcdenoise.models import ensemble
 
 
@@ -59,7 +60,7 @@ def load_scene(entry: SceneEntry, inputs: str = features.DEFAULT_INPUTS) -> Scen
             raise InputFileError(f"{entry.noisy(spp)}: dataset file lacks {'/'.join(missing)} passes; re-render it with render-dataset")
         # Prepared (clipped to the network's range) before the cast: Cycles albedo can exceed
         # fp16's 65504 (seen on one of 400 rendered scenes), and inf in the cache is a warning
-        # per load. Preparing is idempotent, so build_input preparing them again changes nothing.
+        # per load. Preparing is idempotent, so the crop encoder preparing them again changes nothing.
         passes = {g.name: _prepared(g, getattr(f, g.name)).astype(np.float16) for g in guides}
         noisy[spp] = FrameInputs(hdr.sanitize(f.color), **passes)
         exposure[spp] = hdr.autoexposure(f.color)
@@ -93,7 +94,9 @@ class CropSampler:
                  inputs: str = features.DEFAULT_INPUTS):
         self.root = Path(root)
         self.inputs = inputs
-        self.guides = features.layout_features(inputs)[1:]
+        self.layout = features.layout_features(inputs)
+        self.guides = self.layout[1:]
+        self.slices = features.channel_slices(inputs)
         self.vectors = features.vector_pairs(inputs)
         self.aux_channels = features.aux_channels(inputs)
         self.val_fraction = val_fraction
@@ -142,19 +145,29 @@ class CropSampler:
 
     def build(self, choice: tuple) -> tuple[np.ndarray, np.ndarray]:
         """One (input Cxcxc, target 3xcxc) float32 pair from :meth:`draw`'s choices."""
-        s, spp, y, x, c, op, perm, exposure, drop = choice
+        s, spp, y, x, c = choice[:5]
         n = s.noisy[spp]
-        ys, xs = slice(y, y + c), slice(x, x + c)
-        passes = {}
-        for g in self.guides:
-            window = getattr(n, g.name)[ys, xs]
-            passes[g.name] = (window[..., perm] if g.permute_with_color else window).astype(np.float32)
-        crop = FrameInputs(n.color[ys, xs][..., perm], **passes)
-        inp = build_input(crop, exposure, self.inputs, slice(None), slice(None))
+        windows = {f.name: torch.from_numpy(np.ascontiguousarray(getattr(n, f.name)[y : y + c, x : x + c])) for f in self.layout}
+        inp, target = self.encode(windows, torch.from_numpy(np.ascontiguousarray(s.ref[y : y + c, x : x + c])), choice)
+        return inp.numpy(), target.numpy()
+
+    def encode(self, windows: dict[str, torch.Tensor], ref: torch.Tensor, choice: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        """The crop's network input (C, c, c) and target (3, c, c), float32, on the windows'
+        device: each pass (h, w, channels) prepared as :func:`mcdenoise.inference.encode.fill_input`
+        prepares it, the colour shuffle, aux dropout and the flip/rotation applied. One function
+        for crops built on the host and on the training device (``training.resident``)."""
+        _, _, _, _, c, op, perm, exposure, drop = choice
+        perm_t = torch.as_tensor(perm, device=ref.device)
+        inp = torch.empty((features.channel_count(self.inputs), c, c), device=ref.device)
+        for f in self.layout:
+            window = windows[f.name].to(torch.float32)
+            if f.image or f.permute_with_color:
+                window = window.index_select(-1, perm_t)
+            inp[self.slices[f.name]] = f.prepare(window.contiguous(), exposure).permute(2, 0, 1)
         if drop:
             inp[self.aux_channels] = 0.0  # what inference feeds for a file without aux passes
-        target = hdr.forward(s.ref[ys, xs][..., perm], exposure).transpose(2, 0, 1)
-        return transform_planes(inp, op, self.vectors), transform_planes(target, op)
+        target = hdr.forward_(ref.index_select(-1, perm_t).to(torch.float32).contiguous(), exposure).permute(2, 0, 1)
+        return ensemble.transform(inp, op, self.vectors).contiguous(), ensemble.transform(target, op).contiguous()
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """One (input Cxcxc, target 3xcxc) float32 pair."""

@@ -4,8 +4,8 @@ On a GPU the network eats crops far faster than Python threads can cut, encode a
 on the CPU and copy them over: that, not the network, limited the project's GPU training. Here
 every scene the run draws is uploaded once (raw colour and reference in float32, since fireflies
 need the range, the prepared guides in float16 as the RAM cache holds them) and each crop is cut,
-encoded and augmented on the device with the same operations, in the same order, as
-:meth:`mcdenoise.training.data.CropSampler.build`. The random choices still come from the
+encoded and augmented on the device by the function host-built crops go through
+(:meth:`mcdenoise.training.data.CropSampler.encode`). The random choices still come from the
 sampler's one generator (:meth:`CropSampler.draw`), so a run is resumable and sees the batches it
 would see with host-built crops (equal to float rounding; ``tests/test_train.py`` checks this).
 """
@@ -15,8 +15,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mcdenoise import features, hdr
-from mcdenoise.models import ensemble
 from mcdenoise.training.data import CropSampler, SceneData
 
 
@@ -27,8 +25,6 @@ class ResidentBatches:
     def __init__(self, sampler: CropSampler, size: int, device: torch.device, keep: slice | None = None):
         self.sampler, self.size, self.device, self.keep = sampler, size, device, keep or slice(None)
         self._scenes: dict[int, dict] = {}
-        self._slices = features.channel_slices(sampler.inputs)
-        self._layout = features.layout_features(sampler.inputs)
 
     def _upload(self, s: SceneData) -> dict:
         index = s.entry.index
@@ -47,20 +43,10 @@ class ResidentBatches:
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def _build(self, choice: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-        s, spp, y, x, c, op, perm, exposure, drop = choice
+        s, spp, y, x, c = choice[:5]
         scene = self._upload(s)
-        passes = scene["noisy"][spp]
-        perm_t = torch.as_tensor(perm, device=self.device)
-        inp = torch.empty((features.channel_count(self.sampler.inputs), c, c), device=self.device)
-        for f in self._layout:
-            window = passes[f.name][y : y + c, x : x + c].to(torch.float32)
-            if f.image or f.permute_with_color:
-                window = window.index_select(-1, perm_t)
-            inp[self._slices[f.name]] = f.prepare(window.contiguous(), exposure).permute(2, 0, 1)
-        if drop:
-            inp[self.sampler.aux_channels] = 0.0  # what inference feeds for a file without aux passes
-        target = hdr.forward_(scene["ref"][y : y + c, x : x + c].index_select(-1, perm_t).contiguous(), exposure).permute(2, 0, 1)
-        return ensemble.transform(inp, op, self.sampler.vectors), ensemble.transform(target, op)
+        windows = {name: t[y : y + c, x : x + c] for name, t in scene["noisy"][spp].items()}
+        return self.sampler.encode(windows, scene["ref"][y : y + c, x : x + c], choice)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         choices = [self.sampler.draw() for _ in range(self.size)][self.keep]  # draws as for the whole batch
