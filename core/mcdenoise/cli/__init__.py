@@ -31,6 +31,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "render-suite": ("mcdenoise.cli.render_suite", "render the benchmark suite's hand-built scenes (needs bpy)"),
     "train": ("mcdenoise.cli.train", "train a denoiser on a rendered dataset"),
     "finetune": ("mcdenoise.cli.finetune", "tune the shipped model on your own shot in a few minutes (needs bpy for a .blend)"),
+    "recipe": ("mcdenoise.cli.recipe", "rebuild a shipped weights file by its recipe: render its data, train its stages"),
     "bench": ("mcdenoise.cli.bench", "quality/speed benchmark against OIDN"),
 }
 

@@ -81,6 +81,14 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
         ("export the newest checkpoint of a run without training",
          "mcdenoise train --out runs/unet --no-train --export my_model.pt"),
     ),
+    "recipe": (
+        ("where rebuilding the default model stands: scenes rendered, stages trained",
+         "mcdenoise recipe recipes/balanced.toml --dry-run"),
+        ("work on it for three hours (render, then train); the same command continues it later",
+         "mcdenoise recipe recipes/balanced.toml --minutes 180"),
+        ("train on a GPU once the data is rendered, writing the weights where you say",
+         "mcdenoise recipe recipes/balanced.toml --only train --device cuda -o default.pt"),
+    ),
     "finetune": (
         ("ten minutes in all (rendering included) tuning the default model on frames 1-12 of your shot",
          "mcdenoise finetune shot.blend --frames 1-12 --minutes 10 -o shot.pt"),

@@ -302,9 +302,10 @@ def git_hash() -> str:
         return "unknown"
 
 
-def export(run_dir: str | Path, out_path: str | Path, validate_now: bool = True) -> dict[str, Any]:
+def export(run_dir: str | Path, out_path: str | Path, validate_now: bool = True,
+           extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the newest checkpoint's model as a weights file (``models.loader.save_weights``) with
-    the facts a model card needs in its metadata."""
+    the facts a model card needs in its metadata (``extra``: more of them, e.g. the recipe)."""
     run_dir = Path(run_dir)
     latest = checkpoint.latest_checkpoint(run_dir)
     if latest is None:
@@ -321,7 +322,7 @@ def export(run_dir: str | Path, out_path: str | Path, validate_now: bool = True)
     meta = {
         "steps": ck["step"], "train_seconds": round(ck["train_seconds"], 1), "train_scenes": len(ck["scenes"]),
         "dataset": cfg.data, "crop": cfg.crop, "batch": cfg.batch, "loss": f"L1 + {cfg.ssim_weight} MS-SSIM",
-        "git": git_hash(), "device": cfg.device, **({"init": cfg.init} if cfg.init else {}), **val,
+        "git": git_hash(), "device": cfg.device, **({"init": cfg.init} if cfg.init else {}), **val, **(extra or {}),
     }
     save_weights(out_path, model, ck["arch"], ck["model_kwargs"], cfg.inputs, meta)
     return meta
