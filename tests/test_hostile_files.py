@@ -576,7 +576,7 @@ def test_a_frame_that_cannot_fit_the_memory_budget_fails_before_decoding(cli, we
 
     path = tmp_path / "zeros.exr"
     write_exr(path, {"": np.zeros((4096, 4096, 3), np.float16)}, header={"compression": OpenEXR.ZIP_COMPRESSION})
-    monkeypatch.setattr(runner, "prepare_frame", lambda *a, **k: pytest.fail("the frame was decoded"))
+    monkeypatch.setattr(runner, "prepare_views", lambda *a, **k: pytest.fail("the frame was decoded"))
     code, _out, err = cli("denoise", path, "--out", tmp_path / "out", "--weights", weights, "--max-memory", "0.75", "-q")
     assert code == 2
     assert "zeros.exr" in err and "17 megapixels" in err and "--max-memory 1 or more" in err

@@ -65,7 +65,7 @@ def pass_names(pass_name: str | None, preset: str = DEFAULT_PRESET) -> PassNames
     """Candidates for the scored pass: the preset's colour names, or the one named pass.
     "ViewLayer.Denoised" names a layer too: the first dot ends the layer, as in channel names."""
     # Only the one pass is read: no other feature's pass can slow the read or fail it.
-    base = replace(PRESETS[preset], **{f.name: () for f in fields(PassNames) if f.name not in ("color", "layer")})
+    base = replace(PRESETS[preset], **{f.name: () for f in fields(PassNames) if f.name not in ("color", "layer", "view")})
     if pass_name is None:
         return base
     layer, dot, name = pass_name.partition(".")

@@ -23,12 +23,13 @@ import OpenEXR
 
 from mcdenoise.batch.plan import Job, output_is_complete
 from mcdenoise.errors import InputFileError, McDenoiseError, WeightsError
-from mcdenoise.inference.frames import PreparedFrame, prepare_frame, run_model
+from mcdenoise.inference.frames import PreparedFrame, prepare_views, run_model
 from mcdenoise.inference.allocator import freed_memory_returned, keeping_freed_memory, return_freed_memory
 from mcdenoise.inference.runtime import Runtime
 from mcdenoise.io.atomic import remove_stale_temps
+from mcdenoise.io.exr import Frame, views
 from mcdenoise.io.passes import PassNames
-from mcdenoise.io.write import write_with_pass
+from mcdenoise.io.write import write_with_passes
 from mcdenoise.models.loader import LoadedModel
 
 # Pixels of frames read but not yet written. Two 4K frames fit; an 8K frame runs alone.
@@ -129,14 +130,15 @@ def triage(jobs: list[Job], pass_name: str, overwrite: bool, keep_going: bool, s
 
 
 def _frame_pixels(path: Path) -> int:
-    """Pixels of the largest part a frame's header declares (0 when it cannot be read). Only a
+    """Pixels of the largest part a frame's header declares, times its views (0 when it cannot be read). Only a
     regular file is peeked at: a FIFO or device named ``*.exr`` would block the open; the
     reader refuses it (:func:`mcdenoise.io.exr.check_regular_file`)."""
     if not path.is_file():  # False for anything but a regular file, links followed
         return 0  # OpenEXR would print its own line for it; the reader reports it once, worded
     try:
-        parts = OpenEXR.File(str(path), header_only=True).parts
-        return max(int(np.prod(p.header["dataWindow"][1] - p.header["dataWindow"][0] + 1)) for p in parts)
+        header = OpenEXR.File(str(path), header_only=True)
+        largest = max(int(np.prod(p.header["dataWindow"][1] - p.header["dataWindow"][0] + 1)) for p in header.parts)
+        return largest * max(1, len(views(header)))  # a stereo file's views are in flight together
     except Exception:
         return 0  # the reader reports what is wrong with the file
 
@@ -228,7 +230,7 @@ class _Pipeline:
             cost = self.budget.acquire(frame_pixels)
             try:
                 self.runtime.check_frame_fits(frame_pixels, READ_BYTES_PER_PIXEL, job.source.path)
-                item: PreparedFrame | BaseException = prepare_frame(
+                item: list[PreparedFrame] | BaseException = prepare_views(  # one per view of a stereo file
                     self.loaded, job.source.path, self.names, self.require_aux, low_memory=True, pass_name=self.pass_name,
                     also_read=("vector",) if self.temporal is not None else ())
             except Exception as exc:
@@ -239,9 +241,9 @@ class _Pipeline:
 
     def write(self) -> None:
         while (item := self.write_q.get()) is not None:
-            job, frame, denoised, cost = item
+            job, results, cost = item
             try:
-                write_with_pass(frame, job.output, denoised, pass_name=self.pass_name)
+                write_with_passes(results, job.output, pass_name=self.pass_name)
             except Exception as exc:
                 self.fail(job, exc)
             else:
@@ -250,7 +252,7 @@ class _Pipeline:
                 self.log("info", f"{job.source.path} -> {job.output}")
                 self.progress(1)
             finally:
-                del frame, denoised, item
+                del results, item
                 self.budget.release(cost)
 
     def run(self, todo: list[Job]) -> None:
@@ -279,19 +281,19 @@ class _Pipeline:
         while (item := self._next_read()) is not None:
             job, prepared, cost = item
             del item
-            denoised = self._denoise(job, prepared, cost)
-            if denoised is None:
+            results = self._denoise(job, prepared, cost)
+            del prepared
+            if results is None:
                 continue
             if job.warmup:
                 self.budget.release(cost)
                 continue
-            frame = prepared.frame
-            del prepared
-            _drop_planes(frame)
+            for frame, _ in results:
+                _drop_planes(frame)
             if not keeping_freed_memory():
                 return_freed_memory()
-            _put(self.write_q, (job, frame, denoised, cost), self.stop)
-            del frame, denoised
+            _put(self.write_q, (job, results, cost), self.stop)
+            del results
 
     def _next_read(self) -> tuple | None:
         """The next (job, prepared frame or its error, pixel cost) from the reader; None at the
@@ -303,26 +305,32 @@ class _Pipeline:
                 continue
         return None
 
-    def _denoise(self, job: Job, prepared: PreparedFrame | BaseException, cost: int) -> np.ndarray | None:
-        """The denoised colour of one frame, or None when it failed (counted as failed)."""
+    def _denoise(self, job: Job, prepared: list[PreparedFrame] | BaseException,
+                 cost: int) -> list[tuple[Frame, np.ndarray]] | None:
+        """Each view's frame and denoised colour (one view but in a stereo file), or None when
+        the frame failed (counted as failed). The temporal history follows one view: a stereo
+        file's views are denoised frame by frame."""
         if isinstance(prepared, BaseException):
             self.budget.release(cost)
             self.fail(job, prepared)
             return None
-        if prepared.aux_warning:
-            with self.lock:
-                self.summary.warnings += 1
-            self.log("warning", prepared.aux_warning)
-        try:
-            t0 = time.perf_counter()
-            denoised = run_model(self.loaded, prepared, self.runtime)
-            if self.temporal is not None:
-                denoised = self.temporal(job, prepared, denoised)
-            self.summary.model_seconds += time.perf_counter() - t0
-            if self.on_denoised is not None:
-                self.on_denoised(job, prepared, denoised)
-        except Exception as exc:
-            self.budget.release(cost)
-            self.fail(job, exc)
-            return None
-        return denoised
+        results = []
+        for view in prepared:
+            if view.aux_warning:
+                with self.lock:
+                    self.summary.warnings += 1
+                self.log("warning", view.aux_warning)
+            try:
+                t0 = time.perf_counter()
+                denoised = run_model(self.loaded, view, self.runtime)
+                if self.temporal is not None and len(prepared) == 1:
+                    denoised = self.temporal(job, view, denoised)
+                self.summary.model_seconds += time.perf_counter() - t0
+                if self.on_denoised is not None and not results:  # the first (default) view
+                    self.on_denoised(job, view, denoised)
+            except Exception as exc:
+                self.budget.release(cost)
+                self.fail(job, exc)
+                return None
+            results.append((view.frame, denoised))
+        return results

@@ -26,6 +26,7 @@ def add_pass_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--albedo-pass", help="name of the albedo pass")
     g.add_argument("--normal-pass", help="name of the normal pass")
     g.add_argument("--layer", help="view layer to denoise when a file has several (default: the first)")
+    g.add_argument("--view", help="view of a stereo (multi-view) file to denoise, e.g. left (default: every view, each from its own passes)")
     g.add_argument("--pass-name", default="Denoised", help="name of the pass written (default: %(default)s)")
 
 
@@ -106,7 +107,7 @@ def runtime_from_args(args: argparse.Namespace, model):
 
 
 def pass_names_from_args(args: argparse.Namespace):
-    return PRESETS[args.pass_preset].with_overrides(args.color_pass, args.albedo_pass, args.normal_pass, args.layer)
+    return PRESETS[args.pass_preset].with_overrides(args.color_pass, args.albedo_pass, args.normal_pass, args.layer, args.view)
 
 
 def warn_slow_bf16(runtime) -> str | None:
@@ -130,7 +131,7 @@ def run_line(args: argparse.Namespace, loaded, runtime, prepared) -> str:
              else f"quality {args.quality or DEFAULT_QUALITY} ({loaded.path.name if loaded.path else 'shipped'})")
     precision = next((p for p, dtype in PRECISION_DTYPES.items() if f"torch.{dtype}" == str(runtime.dtype)), str(runtime.dtype))
     tile = runtime.tile_for(loaded.model, prepared.inputs)
-    return (f"run: layer {frame.layer or '(none)'}, passes {passes}"
+    return (f"run: layer {frame.layer or '(none)'}" + (f", view {frame.view}" if frame.view else "") + f", passes {passes}"
             + ("" if prepared.used_aux else " (colour only)")
             + f"; model {model}; device {runtime.device}; precision {precision}; "
             + (f"tile {tile} px" if tile else "tile: whole frame"))
@@ -199,6 +200,7 @@ def main(args: argparse.Namespace) -> int:
         jobs = temporal_plan.with_warmup(jobs, sequence, args.temporal_warmup, args.out_dir, suffix, args.pass_name,
                                          args.overwrite)
     written = temporal_plan.without_warmup(jobs)
+    from mcdenoise.inference.runtime import resolve_device
     from mcdenoise.models.tiers import load_for_cli
 
     if args.ray is not None:
@@ -207,7 +209,7 @@ def main(args: argparse.Namespace) -> int:
         load_for_cli(args.weights, args.quality, device="cpu")  # a bad weights file: one error, before the cluster
         loaded = runtime = None
     else:
-        loaded = load_for_cli(args.weights, args.quality, device=args.device)
+        loaded = load_for_cli(args.weights, args.quality, device=resolve_device(args.device))
         runtime = runtime_from_args(args, loaded.model)
         slow = warn_slow_bf16(runtime)
         if slow:

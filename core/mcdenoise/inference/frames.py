@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import numpy as np
 
 from mcdenoise import features, hdr
 from mcdenoise.errors import MissingPassError, OutputError, WeightsError
-from mcdenoise.io.exr import Frame, read_frame
-from mcdenoise.io.write import check_pass_name, write_with_pass
+from mcdenoise.io.exr import Frame, open_exr, read_frame, views
+from mcdenoise.io.write import check_pass_name, write_with_passes
 from mcdenoise.inference.denoise import ProgressFn, denoise_frame
 from mcdenoise.inference.encode import FrameInputs
 from mcdenoise.inference.runtime import Runtime
@@ -31,7 +32,7 @@ class DenoiseResult:
     output: Path
     frame: Frame
     denoised: np.ndarray
-    used_aux: bool
+    used_aux: bool  # for a stereo file: every view had its aux passes
 
 
 @dataclass
@@ -73,9 +74,10 @@ def prepare_frame(
     warning = None
     if loaded.uses_aux and not has_aux:
         missing = " and ".join(name for name in features.AUX_FEATURES if passes[name] is None)
+        missing += f" pass of view {frame.view!r}" if frame.view else " pass"
         if require_aux:
-            raise MissingPassError(f"{in_path}: no {missing} pass", fix="require_aux")
-        warning = MissingPassError(f"{in_path}: no {missing} pass, denoising from colour only (lower quality)",
+            raise MissingPassError(f"{in_path}: no {missing}", fix="require_aux")
+        warning = MissingPassError(f"{in_path}: no {missing}, denoising from colour only (lower quality)",
                                    fix="aux_missing")
     if not has_aux:  # aux passes come together or not at all, as in training's aux dropout
         passes.update(dict.fromkeys(features.AUX_FEATURES))
@@ -119,13 +121,42 @@ def denoise_file(
     runtime: Runtime | None = None,
     require_aux: bool = False,
     progress: ProgressFn | None = None,
+    temporal: Callable[[PreparedFrame, np.ndarray], np.ndarray] | None = None,
 ) -> DenoiseResult:
     """Denoise ``in_path`` into ``out_path`` (which may be the same file: the write is atomic),
-    run as ``runtime`` says (see :func:`run_model`)."""
+    run as ``runtime`` says (see :func:`run_model`). ``temporal``: the temporal path's per-frame
+    call (the add-on's history across ``render_write`` calls), given the frame with its Vector
+    pass read and the single-frame result, returning what is written; called once per view of a
+    stereo file, in file order (``prepared.frame.view`` says which). Every view of a stereo file
+    is denoised from its own passes unless ``names.view`` picks one; all go into one write."""
     in_path, out_path = Path(in_path), check_output_path(out_path)
-    prepared = prepare_frame(loaded, in_path, names, require_aux, pass_name=pass_name)
-    if prepared.aux_warning:
-        warnings.warn(str(prepared.aux_warning), AuxMissingWarning, stacklevel=2)
-    denoised = run_model(loaded, prepared, runtime, progress)
-    write_with_pass(prepared.frame, out_path, denoised, pass_name=pass_name)
-    return DenoiseResult(in_path, out_path, prepared.frame, denoised, prepared.used_aux)
+    results = []
+    for prepared in prepare_views(loaded, in_path, names, require_aux, pass_name=pass_name,
+                                  also_read=("vector",) if temporal is not None else ()):
+        if prepared.aux_warning:
+            warnings.warn(str(prepared.aux_warning), AuxMissingWarning, stacklevel=2)
+        denoised = run_model(loaded, prepared, runtime, progress)
+        if temporal is not None:
+            denoised = temporal(prepared, denoised)
+        results.append((prepared, denoised))
+    write_with_passes([(prepared.frame, denoised) for prepared, denoised in results], out_path, pass_name=pass_name)
+    (first, denoised), used_aux = results[0], all(prepared.used_aux for prepared, _ in results)
+    return DenoiseResult(in_path, out_path, first.frame, denoised, used_aux)  # a stereo file: its first view's
+
+
+def views_to_denoise(in_path: str | os.PathLike, names: PassNames = PassNames()) -> list[str | None]:
+    """The views a denoise of ``in_path`` covers: the one ``names.view`` picks, else every view
+    of a stereo (multi-view) file, in file order; [None] for a file of one view."""
+    if names.view is not None:
+        return [names.view]
+    return list(views(open_exr(in_path, header_only=True))) or [None]
+
+
+def prepare_views(loaded: LoadedModel, in_path: str | os.PathLike, names: PassNames = PassNames(),
+                  require_aux: bool = False, low_memory: bool = False, pass_name: str | None = None,
+                  also_read: tuple[str, ...] = ()) -> list[PreparedFrame]:
+    """:func:`prepare_frame` for each view :func:`views_to_denoise` gives (one for a file of one
+    view): a stereo file's views share pass names, and each is denoised from its own passes."""
+    return [prepare_frame(loaded, in_path, names if view is None else names.with_overrides(view=view), require_aux,
+                          low_memory, pass_name, also_read)
+            for view in views_to_denoise(in_path, names)]

@@ -27,7 +27,7 @@ import OpenEXR
 from mcdenoise.errors import InputFileError, MissingPassError, PassShapeError
 from mcdenoise.io import atomic, header, splice
 from mcdenoise.features import AUX_FEATURES, COLOR, FEATURES
-from mcdenoise.io.passes import PassNames, join_channel_name, split_channel_name
+from mcdenoise.io.passes import PassNames, channel_view, file_views, join_channel_name, split_channel_name
 
 
 # The largest side of a data window read: above any camera or render, below sizes whose
@@ -40,7 +40,7 @@ READ_TEMP_NAME = "mcdenoise-read.exr"
 # mcdenoise wrote ("layer.pass", one a line). A later run may replace those, and no other pass:
 # an AOV of the renderer's that happens to share the name (--pass-name Depth) is never lost,
 # while denoising an output again replaces its own Denoised pass instead of refusing.
-WRITTEN_BY = "mcdenoisePasses"
+WRITTEN_BY = header.WRITTEN_BY
 
 
 @dataclass
@@ -63,6 +63,7 @@ class Frame:
     passes: dict[str, str] = field(default_factory=dict)  # feature -> the pass name read for it
     # (layer, pass name) of every pass in the file -> whether mcdenoise wrote it (WRITTEN_BY)
     file_passes: dict[tuple[str, str], bool] = field(default_factory=dict)
+    view: str = ""  # the view of a stereo (multi-view) file the passes are of; "" in a file of one view
 
     def input_pass(self, pass_name: str) -> str | None:
         """The feature whose pass is named ``pass_name`` (as the lookup matches names: any
@@ -80,6 +81,7 @@ class _Pass:
     layer: str
     name: str
     channels: dict[str, "OpenEXR.Channel"]  # component (upper-case) -> channel
+    view: str = ""
 
 
 # --------------------------------------------------------------------------- reading
@@ -311,18 +313,32 @@ def _truncation_problem(path: Path) -> str | None:
         return f"unreadable chunk table: {exc}"
 
 
+def part_views(header: dict) -> tuple[str, list[str]]:
+    """A part's ``view`` attribute and ``multiView`` list, as :func:`channel_view` takes them."""
+    return str(header.get("view", "") or ""), [str(v) for v in header.get("multiView", None) or ()]
+
+
+def views(source: "OpenEXR.File") -> list[str]:
+    """The views of a stereo (multi-view) file, default view first; [] for a file of one view."""
+    return file_views(part_views(part.header) for part in source.parts)
+
+
 def _find_pass(source: "OpenEXR.File", candidates: tuple[str, ...], layer: str | None,
-               components: tuple[tuple[str, ...], ...]) -> _Pass | None:
-    """First pass (in candidate order) that has all of one of the ``components`` namings,
-    optionally in one layer."""
-    found: dict[tuple[str, str], _Pass] = {}
-    order: list[tuple[str, str]] = []
+               components: tuple[tuple[str, ...], ...], view: str = "") -> _Pass | None:
+    """First pass (in candidate order) of ``view`` that has all of one of the ``components``
+    namings, optionally in one layer."""
+    found: dict[tuple[str, str, str], _Pass] = {}
+    order: list[tuple[str, str, str]] = []
     for index, part in enumerate(source.parts):
+        of_part = part_views(part.header)
         for full, channel in part.channels.items():
-            lay, name, comp = split_channel_name(full)
-            key = (lay, name.lower())
+            of_view, unviewed = channel_view(full, *of_part)
+            if of_view != view:
+                continue
+            lay, name, comp = split_channel_name(unviewed)
+            key = (of_view, lay, name.lower())
             if key not in found:
-                found[key] = _Pass(index, lay, name, {})
+                found[key] = _Pass(index, lay, name, {}, of_view)
                 order.append(key)
             found[key].channels[comp.upper()] = channel
     for candidate in candidates:
@@ -358,9 +374,19 @@ def _release(source: "OpenEXR.File", p: _Pass) -> None:
     p.channels.clear()
 
 
-def available_passes(source: "OpenEXR.File") -> list[str]:
-    """Human-readable list of the passes in a file (header-only or not), for error messages."""
-    return _pass_labels(ch.name for part in source.parts for ch in part.header.get("channels", []))
+def available_passes(source: "OpenEXR.File", view: str | None = None) -> list[str]:
+    """Human-readable list of the passes in a file (header-only or not), for error messages:
+    those of ``view`` (named without it) when given, else every channel's as named."""
+    names = []
+    for part in source.parts:
+        of_part = part_views(part.header)
+        for ch in part.header.get("channels", []):
+            of_view, unviewed = channel_view(ch.name, *of_part)
+            if view is None:
+                names.append(ch.name)
+            elif of_view == view:
+                names.append(unviewed)
+    return _pass_labels(names)
 
 
 def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_memory: bool = False,
@@ -386,13 +412,15 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_m
     else:
         source, part_index = open_exr(path), None
         headers = source
-    color = _find_pass(source, names.color, names.layer, COLOR.components)
+    view = _view_to_read(path, headers, names.view)
+    color = _find_pass(source, names.color, names.layer, COLOR.components, view)
     if color is None:
         everything = source if part_index is None else open_exr(path, header_only=True)
+        in_view = f" of view {view!r}" if view else ""
         raise MissingPassError(
             f"{path}: no colour pass found (looked for {', '.join(repr(c) for c in names.color)}"
-            + (f" in layer {names.layer!r}" if names.layer else "")
-            + f"); the file has: {', '.join(available_passes(everything)) or 'no channels'}",
+            + (f" in layer {names.layer!r}" if names.layer else "") + in_view
+            + f"); the file has{in_view}: {', '.join(available_passes(everything, view if view else None)) or 'no channels'}",
             fix="color_pass",
         )
     window = _data_window(source, color)
@@ -406,7 +434,7 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_m
     optional: dict[str, np.ndarray | None] = {}
     passes = {"color": color.name}
     for name in features:
-        found = _find_pass(source, names.candidates(name), color.layer, FEATURES[name].components)
+        found = _find_pass(source, names.candidates(name), color.layer, FEATURES[name].components, view)
         optional[name] = None
         if found is None:
             continue
@@ -414,7 +442,7 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_m
         # origin would put every guide pixel beside the wrong colour pixel.
         if (own := _data_window(source, found)) != window:
             raise PassShapeError(
-                f"{path}: {name} pass is {_describe_window(own)} but colour is {_describe_window(window)}; "
+                f"{path}: {name} pass" + (f" of view {view!r}" if view else "") + f" is {_describe_window(own)} but colour is {_describe_window(window)}; "
                 "re-render so all passes share one data window"
             )
         optional[name] = _stack(found, FEATURES[name].components, path, low_memory)
@@ -434,6 +462,19 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_m
         color_dtype=color_dtype,
         passes=passes,
         file_passes=file_passes(headers),
+        view=view,
+    )
+
+
+def _view_to_read(path: Path, source: "OpenEXR.File", wanted: str | None) -> str:
+    """The view whose passes a read takes: ``wanted``, or the file's default (first) view; ""
+    in a file of one view."""
+    have = views(source)
+    if wanted is None or wanted in have:
+        return wanted if wanted is not None else (have[0] if have else "")
+    raise MissingPassError(
+        f"{path}: no view {wanted!r} in this file; "
+        + (f"its views are {', '.join(repr(v) for v in have)}" if have else "it holds a single view (no stereo)")
     )
 
 
@@ -443,8 +484,9 @@ def file_passes(source: "OpenEXR.File") -> dict[tuple[str, str], bool]:
     found: dict[tuple[str, str], bool] = {}
     for part in source.parts:
         marked = set(str(part.header.get(WRITTEN_BY, "")).splitlines())
+        of_part = part_views(part.header)
         for channel in part.header.get("channels", []):
-            layer, name, _ = split_channel_name(channel.name)
+            layer, name, _ = split_channel_name(channel_view(channel.name, *of_part)[1])
             found[layer, name] = found.get((layer, name), True) and join_channel_name(layer, name, "") in marked
     return found
 

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 MAGIC = b"\x76\x2f\x31\x01"
+# A string attribute of each part mcdenoise writes a pass into (see mcdenoise.io.exr): here, in
+# pure Python, so the add-on can tell a finished frame in a Blender without OpenEXR.
+WRITTEN_BY = "mcdenoisePasses"
 SINGLE_TILED, LONG_NAMES, NON_IMAGE, MULTIPART = 0x200, 0x400, 0x800, 0x1000
 _MAX_NAME = 255  # attribute names and type names: at most 31 bytes, 255 with LONG_NAMES
 _BLOCK = 1 << 16
@@ -78,6 +81,22 @@ class Part:
     def name(self) -> str:
         raw = self.attr(b"name")  # UTF-8, as OpenEXR reads it (Blender allows any layer name)
         return raw.decode("utf-8", "replace") if raw is not None else ""
+
+    @property
+    def view(self) -> str:
+        """The part's ``view`` attribute (a multi-part stereo file: Blender 5.0's), or ""."""
+        raw = self.attr(b"view")
+        return raw.decode("utf-8", "replace") if raw is not None else ""
+
+    @property
+    def multi_view(self) -> tuple[str, ...]:
+        """The ``multiView`` attribute (a single-part stereo file: Blender 4.x's), or ()."""
+        raw, out, at = self.attr(b"multiView") or b"", [], 0
+        while at + 4 <= len(raw):
+            (size,) = struct.unpack_from("<i", raw, at)
+            out.append(raw[at + 4 : at + 4 + max(size, 0)].decode("utf-8", "replace"))
+            at += 4 + max(size, 0)
+        return tuple(out)
 
     @property
     def kind(self) -> str:

@@ -50,16 +50,16 @@ def _chunk_sizes(fh: BinaryIO, part: header.Part) -> list[int]:
     return sizes
 
 
-def splice(src: Path, drop: set[str], extra: Path | None, out: Path) -> None:
+def splice(src: Path, drop: set[str], extra: Path | None, out: Path, extra_parts: int = 1) -> None:
     """Write ``out``: ``src``'s parts except those named in ``drop``, byte for byte, then the
-    first part of ``extra`` (a multi-part file written by OpenEXR) if given."""
+    first ``extra_parts`` parts of ``extra`` (a multi-part file written by OpenEXR) if given."""
     with open(src, "rb") as fs, open(extra or src, "rb") as fe:
         version, src_parts = read_layout(fs)
         sources = [(fs, p) for p in src_parts if p.name not in drop]
         extra_version = 0
         if extra is not None:
-            extra_version, extra_parts = read_layout(fe)
-            sources.append((fe, extra_parts[0]))
+            extra_version, added = read_layout(fe)
+            sources += [(fe, part) for part in added[:extra_parts]]
         if not sources:
             raise NotSpliceable("no part left to write")
         sizes = [_chunk_sizes(fh, p) for fh, p in sources]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,8 @@ import OpenEXR
 from mcdenoise.errors import InputFileError, OutputError, PassShapeError
 from mcdenoise.io import splice
 from mcdenoise.io.atomic import atomic_output, temp_path
-from mcdenoise.io.exr import WRITTEN_BY, Frame, open_exr
-from mcdenoise.io.passes import RGB, XYZ, join_channel_name, split_channel_name
+from mcdenoise.io.exr import WRITTEN_BY, Frame, open_exr, part_views, views
+from mcdenoise.io.passes import RGB, XYZ, channel_view, join_channel_name, split_channel_name
 
 _HEADER_KEYS_SET_BY_WRITER = ("channels", "chunkCount")
 
@@ -99,79 +100,143 @@ def write_with_pass(
     Multi-part scanline files (Blender's) keep the other parts' compressed bytes as they are
     (:mod:`mcdenoise.io.splice`); other files are decoded and re-encoded whole.
     """
+    write_with_passes([(frame, rgb)], out_path, pass_name)
+
+
+def write_with_passes(
+    results: list[tuple[Frame, np.ndarray]],
+    out_path: str | os.PathLike,
+    pass_name: str = "Denoised",
+) -> None:
+    """:func:`write_with_pass` for several frames read from one file (the views of a stereo
+    file), all written at once, so the output never holds one view's new pass without the other's.
+
+    Each view's pass goes where the file keeps that view's passes: a part of its own carrying the
+    colour part's ``view`` attribute and named like Blender's ("ViewLayer.Denoised-left"), or, in
+    a single-part file with a ``multiView`` list, channels named with the view
+    ("ViewLayer.Denoised.left.R") in that part: Blender reads the list only from a file of one part.
+    """
     out_path = Path(out_path)
-    check_pass_name(frame, pass_name)
+    frame = results[0][0]
+    if any(f.path != frame.path for f, _ in results):
+        raise ValueError("write_with_passes: frames of different files")
+    for f, _ in results:
+        check_pass_name(f, pass_name)
     source = frame.source if frame.source is not None else open_exr(frame.path, header_only=True)
-    (x0, y0), (x1, y1) = source.parts[frame.color_part].header["dataWindow"]
-    h, w = int(y1 - y0 + 1), int(x1 - x0 + 1)
-    if rgb.shape != (h, w, 3):
-        raise PassShapeError(f"{out_path}: denoised image is {rgb.shape}, expected {(h, w, 3)}")
-    pixels = [np.ascontiguousarray(rgb[..., i], dtype=frame.color_dtype) for i in range(3)]
-    new_channels = {
-        join_channel_name(frame.layer, pass_name, comp): OpenEXR.Channel(px) for comp, px in zip(RGB, pixels)
-    }
-    multipart = len(source.parts) > 1 or frame.layer != ""
-    written = join_channel_name(frame.layer, pass_name, "")
-    if multipart and _write_spliced(frame, source, out_path, new_channels, written):
+    in_part = bool(part_views(source.parts[frame.color_part].header)[1])  # single-part multi-view
+    multipart = (len(source.parts) > 1 or frame.layer != "") and not in_part
+    new = [_new_pass(f, source, rgb, pass_name, out_path, in_part) for f, rgb in results]
+    if multipart and _write_spliced(frame.path, source, out_path, new):
         return
     if frame.source is None:
         source = open_exr(frame.path)
+    replaced = {(f.view, f.layer, pass_name) for f, _ in results}
     parts = []
     for index, part in enumerate(source.parts):
         kept = {
             name: _channel_copy(ch)
             for name, ch in part.channels.items()
-            if split_channel_name(name)[:2] != (frame.layer, pass_name)
+            if _pass_of(name, part.header) not in replaced
         }
         header = _copy_header(part.header)
         if not multipart and index == frame.color_part:
-            kept.update(new_channels)
-            header = _marked(header, written)
+            for p in new:
+                kept.update(p.channels)
+                header = _marked(header, p.written)
         if kept:
             parts.append(OpenEXR.Part(header, kept, part.name()))
     if multipart:
-        header = _copy_header(source.parts[frame.color_part].header)
-        header["name"] = written
-        header[WRITTEN_BY] = written
-        parts.append(OpenEXR.Part(header, new_channels, written))
+        parts += [OpenEXR.Part(p.header, p.channels, p.header["name"]) for p in new]
     _write_parts(parts, out_path)
 
 
-def _write_spliced(frame: Frame, source: "OpenEXR.File", out_path: Path, new_channels: dict, written: str) -> bool:
-    """Write the new pass (``written``: "layer.pass") as an extra part next to the source's
-    untouched compressed parts; False (nothing written) when the file's layout needs the plain
-    writer."""
+@dataclass
+class _NewPass:
+    channels: dict[str, "OpenEXR.Channel"]
+    header: dict  # the header of its own part (multi-part files)
+    written: str  # "layer.pass", as WRITTEN_BY lists it
+    view: str  # the part's view attribute ("" for none)
+
+
+def _new_pass(frame: Frame, source: "OpenEXR.File", rgb: np.ndarray, pass_name: str, out_path: Path,
+              in_part: bool) -> _NewPass:
+    color_header = source.parts[frame.color_part].header
+    (x0, y0), (x1, y1) = color_header["dataWindow"]
+    h, w = int(y1 - y0 + 1), int(x1 - x0 + 1)
+    if rgb.shape != (h, w, 3):
+        raise PassShapeError(f"{out_path}: denoised image is {rgb.shape}, expected {(h, w, 3)}")
+    pixels = [np.ascontiguousarray(rgb[..., i], dtype=frame.color_dtype) for i in range(3)]
+    view_in_name = frame.view if in_part else ""
+    channels = {
+        join_channel_name(frame.layer, pass_name, comp, view_in_name): OpenEXR.Channel(px) for comp, px in zip(RGB, pixels)
+    }
+    written = join_channel_name(frame.layer, pass_name, "")
+    part_view = part_views(color_header)[0]
+    name = f"{written}-{part_view}" if part_view else written
+    return _NewPass(channels, {**_copy_header(color_header), "name": name, WRITTEN_BY: written}, written, part_view)
+
+
+def _pass_of(channel: str, header: dict) -> tuple[str, str, str]:
+    """(view, layer, pass) of a channel of a part with this header."""
+    view, name = channel_view(channel, *part_views(header))
+    return (view, *split_channel_name(name)[:2])
+
+
+def _write_spliced(path: Path, source: "OpenEXR.File", out_path: Path, new: list[_NewPass]) -> bool:
+    """Write the new passes as extra parts next to the source's untouched compressed parts;
+    False (nothing written) when the file's layout needs the plain writer."""
+    replaced = {(p.view, p.written) for p in new}
     drop = set()
     for part in source.parts:
         names = [ch.name for ch in part.header.get("channels", [])]
-        replaced = [n for n in names if join_channel_name(*split_channel_name(n)[:2], "") == written]
-        if replaced and len(replaced) != len(names):
+        view = part_views(part.header)[0]
+        old = [n for n in names if (view, join_channel_name(*split_channel_name(n)[:2], "")) in replaced]
+        if old and len(old) != len(names):
             return False  # the old pass shares a part with other channels
-        if replaced:
+        if old:
             drop.add(part.name())
     try:
-        with open(frame.path, "rb") as fh:
+        with open(path, "rb") as fh:
             splice.read_layout(fh)
     except (splice.NotSpliceable, struct.error, OSError):
         return False
-    name = written
-    header = {**_copy_header(source.parts[frame.color_part].header), "name": name, WRITTEN_BY: written}
     # OpenEXR writes chunkCount (which the splice needs) only in multi-part files: a 1-pixel
-    # second part (sharing the attributes parts must agree on) makes the scratch file one.
+    # extra part (sharing the attributes parts must agree on) makes the scratch file one.
+    header = new[0].header
     origin = np.asarray(header["dataWindow"][0], np.int32)
     spacer_header = {**header, "name": "spacer", "dataWindow": (origin, origin.copy()), "compression": OpenEXR.NO_COMPRESSION}
     spacer = OpenEXR.Part(spacer_header, {"spacer.Y": OpenEXR.Channel(np.zeros((1, 1), np.float16))}, "spacer")
     with atomic_output(out_path) as tmp:
         scratch = temp_path(out_path)  # a temp of the target too, so a killed run's is removed
         try:
-            _write_parts_to(OpenEXR.File([OpenEXR.Part(header, new_channels, name), spacer]), scratch, out_path)
-            splice.splice(frame.path, drop, scratch, tmp)
+            parts = [OpenEXR.Part(p.header, p.channels, p.header["name"]) for p in new]
+            _write_parts_to(OpenEXR.File([*parts, spacer]), scratch, out_path)
+            splice.splice(path, drop, scratch, tmp, extra_parts=len(parts))
         except splice.NotSpliceable as exc:
-            raise InputFileError(f"{frame.path}: {exc}; re-render or re-copy it") from exc
+            raise InputFileError(f"{path}: {exc}; re-render or re-copy it") from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
                 scratch.unlink()
     return True
+
+
+def join_views(files: dict[str, Path], out_path: str | os.PathLike) -> None:
+    """Write one stereo (multi-view) EXR from a file per view (``{view: path}``, the default
+    view first): each part of each file becomes a part with a ``view`` attribute, named as
+    Blender 5.0 names the parts of its stereo files ("ViewLayer.Combined-left").
+
+    Blender's ``save_render`` writes a stereo Render Result only as a file per view; joined, the
+    views are denoised as those of a stereo render saved as one file."""
+    parts = []
+    for view, path in files.items():
+        source = open_exr(path)
+        if views(source):
+            raise InputFileError(f"{path}: already holds several views; expected one file per view")
+        for part in source.parts:
+            name = f"{part.name()}-{view}" if part.name() else view
+            header = {**_copy_header(part.header), "name": name, "view": view}
+            parts.append(OpenEXR.Part(header, {n: _channel_copy(ch) for n, ch in part.channels.items()}, name))
+    _write_parts(parts, Path(out_path))
 
 
 def write_exr(

@@ -23,7 +23,7 @@ from pathlib import Path
 from mcdenoise.batch.plan import Job, output_is_complete, output_path
 from mcdenoise.batch.sequence import FrameSource
 from mcdenoise.errors import McDenoiseError
-from mcdenoise.io.exr import open_exr
+from mcdenoise.io.exr import open_exr, views
 from mcdenoise.io.passes import PassNames, split_channel_name
 
 
@@ -48,6 +48,14 @@ def has_vector_pass(path: Path, names: PassNames) -> bool:
                for part in header.parts for ch in part.header.get("channels", []))
 
 
+def _views(path: Path) -> int:
+    """How many views a frame holds (a stereo file: 2); its history would follow one."""
+    try:
+        return len(views(open_exr(path, header_only=True)))
+    except McDenoiseError:
+        return 0  # the reader reports a broken frame when it gets to it
+
+
 def choose(sources: list[FrameSource], names: PassNames, enabled: bool = True) -> TemporalChoice:
     """The temporal path runs on a numbered sequence (a frame pattern) with at least two
     consecutive frame numbers whose first frame on disk carries a Vector pass."""
@@ -61,6 +69,8 @@ def choose(sources: list[FrameSource], names: PassNames, enabled: bool = True) -
     first = next((s for s in sources if not s.missing), None)
     if first is None:
         return TemporalChoice(False, "no frame on disk")
+    if names.view is None and _views(first.path) > 1:
+        return TemporalChoice(False, f"{first.path} holds several views (stereo), denoised frame by frame", tell=True)
     if not has_vector_pass(first.path, names):
         return TemporalChoice(False, f"no Vector pass in {first.path}, denoising frame by frame (render the Vector "
                                      "pass, with motion blur off, to denoise temporally)", tell=True)
