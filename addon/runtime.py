@@ -81,6 +81,64 @@ def missing_modules() -> list[str]:
     return [name for name in ("torch", "OpenEXR", "numpy", "psutil") if importlib.util.find_spec(name) is None]
 
 
+# Why importing PyTorch or OpenEXR failed in this Blender session although they were found. A
+# failed ``import torch`` leaves half its submodules loaded, so it is not tried again before
+# 'Install PyTorch' has put a new copy in place (which calls :func:`forget_import_problem`).
+_IMPORT_PROBLEM: dict[str, str] = {}
+
+
+def import_problem() -> str | None:
+    """Why the in-Blender backend cannot run although :func:`missing_modules` found everything
+    (a partial install, a wrong ABI, a missing shared library), or None. It imports torch, so
+    call it where a denoise is about to import it anyway (not from a panel)."""
+    if "problem" in _IMPORT_PROBLEM:
+        return _IMPORT_PROBLEM["problem"]
+    add_paths()
+    for name in ("torch", "OpenEXR"):
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - ImportError, OSError (a .so/.dll), RuntimeError, ...
+            _IMPORT_PROBLEM["problem"] = broken_import_message(name, exc)
+            return _IMPORT_PROBLEM["problem"]
+    return None
+
+
+def known_import_problem() -> str | None:
+    """The problem :func:`import_problem` found, if it already ran (cheap: for panels)."""
+    return _IMPORT_PROBLEM.get("problem")
+
+
+def forget_import_problem() -> None:
+    _IMPORT_PROBLEM.clear()
+    importlib.invalidate_caches()
+
+
+def module_folder(name: str) -> Path | None:
+    """Where the package ``name`` would be imported from (found without importing it)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(spec.origin) if spec.origin else None
+
+
+def broken_import_message(name: str, exc: BaseException) -> str:
+    from . import wording  # noqa: PLC0415
+
+    detail = (str(exc).strip().splitlines() or [""])[0]
+    folder = module_folder(name)
+    site = user_site_dir()
+    installed_here = folder is not None and site is not None and _inside(str(folder), site)
+    return wording.BROKEN_IMPORT[installed_here].format(
+        name=name, error=f"{type(exc).__name__}: {detail}", folder=folder or "?", site=site or "?")
+
+
 def external_python_problem(python: str) -> str | None:
     """Why an 'external Python' path cannot be used, or None."""
     if not python:
