@@ -46,10 +46,10 @@ def test_defaults_come_from_the_table():
 
 
 def test_device_flag_reads_what_the_loader_accepts():
-    for text in ("auto", "cpu", "cuda", "CPU", "cuda:1"):
+    for text in ("auto", "cpu", "cuda", "CPU", "cuda:1", "mps", "xpu", "xpu:1"):
         assert torch_device(text) == text  # kept as written: training records it in its config
-    for text in ("gpu", "cuda:x", "cpu:0", "auto:1", ""):
-        with pytest.raises(argparse.ArgumentTypeError, match="auto, cpu or cuda"):
+    for text in ("gpu", "cuda:x", "cpu:0", "auto:1", "mps:0", "rocm", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="auto, cpu, cuda, mps or xpu"):
             torch_device(text)
 
 

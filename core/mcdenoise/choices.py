@@ -60,9 +60,40 @@ PRECISION_DTYPES: dict[str, str] = {"fp32": "float32", "fp16": "float16", "bf16"
 PRECISIONS = ("auto", *PRECISION_DTYPES)
 DEFAULT_PRECISION = "auto"
 
-# ``--device`` of the verbs that run the network; "cuda:N" also picks a GPU. ``render-dataset``
-# instead names where Blender's Cycles renders.
-TORCH_DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Device:
+    """One ``--device`` (a PyTorch device type) and where a PyTorch build can have it: the
+    add-on's menu offers only the devices of the platform it runs on."""
+
+    name: str  # what --device takes, torch's device type
+    label: str  # the add-on's menu entry
+    description: str  # its tooltip
+    indexed: bool  # "NAME:N" picks one of several
+    systems: tuple[str, ...]  # platform.system() values where PyTorch ships it ("" for every one)
+    machines: tuple[str, ...] = ()  # platform.machine() values it needs (empty: any)
+
+    def on_platform(self, system: str, machine: str) -> bool:
+        return ("" in self.systems or system in self.systems) and (not self.machines or machine.lower() in self.machines)
+
+
+# ``--device`` of the verbs that run the network; "cuda:N" and "xpu:N" also pick a GPU. ROCm
+# builds of PyTorch drive AMD GPUs under the name cuda. "auto" takes the first GPU kind PyTorch
+# sees, in GPU_DEVICES order. ``render-dataset`` instead names where Blender's Cycles renders.
+DEVICES: dict[str, Device] = {device.name: device for device in (
+    Device("auto", "Automatic", "The GPU when PyTorch sees one (CUDA, ROCm, Apple MPS or Intel XPU), else the CPU",
+           False, ("",)),
+    Device("cpu", "CPU", "Always the CPU", False, ("",)),
+    Device("cuda", "GPU (CUDA / ROCm)", "An NVIDIA GPU, or an AMD GPU with a ROCm build of PyTorch", True,
+           ("Linux", "Windows")),
+    Device("mps", "GPU (Apple MPS)", "The GPU of an Apple silicon Mac, through Metal", False, ("Darwin",),
+           ("arm64", "aarch64")),
+    Device("xpu", "GPU (Intel XPU)", "An Intel GPU (Arc, Data Center) with an XPU build of PyTorch", True,
+           ("Linux", "Windows")),
+)}
+TORCH_DEVICES = tuple(DEVICES)
+GPU_DEVICES = tuple(name for name in DEVICES if name not in ("auto", "cpu"))
 DEFAULT_DEVICE = "auto"
 CYCLES_DEVICES = ("cpu", "gpu")
 DEFAULT_CYCLES_DEVICE = "cpu"
@@ -79,9 +110,15 @@ def spoken(names: Iterable[str]) -> str:
 
 
 def is_torch_device(name: str) -> bool:
-    """Whether ``--device NAME`` names a device: one of TORCH_DEVICES (any case) or cuda:N."""
+    """Whether ``--device NAME`` names a device: one of TORCH_DEVICES (any case), or NAME:N for
+    the kinds that number their GPUs (cuda:1, xpu:0)."""
     base, colon, index = name.lower().partition(":")
-    return base in TORCH_DEVICES and (not colon or (base == "cuda" and index.isdigit()))
+    return base in DEVICES and (not colon or (DEVICES[base].indexed and index.isdigit()))
+
+
+def indexed_devices() -> str:
+    """``cuda:N or xpu:N``: how a help text names the numbered forms."""
+    return spoken(f"{device.name}:N" for device in DEVICES.values() if device.indexed)
 
 # The smallest tile side anyone may ask for (0 is the whole frame): a tile is cut on the model's
 # 16-pixel grid and computes a margin of its receptive radius on each side, so below this almost

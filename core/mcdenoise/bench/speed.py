@@ -285,6 +285,9 @@ def main(args: argparse.Namespace) -> None:
         raise McDenoiseError("--repeat and --rounds must be at least 1")
     if args.max_memory < 0:
         raise McDenoiseError("--max-memory must be positive (GiB), or 0 for the rows without a budget only")
+    if args.device not in ("auto", "cpu", "cuda"):  # its timers synchronise CUDA only
+        raise McDenoiseError(f"--device {args.device}: the speed benchmark times the CPU and CUDA GPUs only; "
+                             "use --device cpu, cuda or auto")
     gpu = torch.cuda.is_available() and args.device != "cpu"
     if args.device == "cuda" and not gpu:
         raise McDenoiseError("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu or auto")

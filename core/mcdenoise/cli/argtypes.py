@@ -24,8 +24,8 @@ def shard(text: str) -> tuple[int, int]:
 
 
 def torch_device(text: str) -> str:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, kept as written (whether CUDA is there is
-    checked when the model loads)."""
+    """A name of ``choices.DEVICES`` (``auto``, ``cpu``, ``cuda``, ``mps``, ``xpu``) or ``cuda:N`` /
+    ``xpu:N``, kept as written (whether that GPU is there is checked when the model loads)."""
     if not is_torch_device(text):
         raise argparse.ArgumentTypeError(f"unknown device {text!r}; use {spoken(TORCH_DEVICES)}")
     return text

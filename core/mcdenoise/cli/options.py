@@ -30,6 +30,7 @@ from mcdenoise.choices import (
     PRECISIONS,
     QUALITIES,
     TORCH_DEVICES,
+    indexed_devices,
     spoken,
 )
 from mcdenoise.cli.argtypes import names, torch_device
@@ -66,11 +67,11 @@ def _with_aliases(container: Container, action: argparse.Action, old: tuple[str,
 def add_device(container: Container, *, default: str | None, help_default: str | None = None,
                help: str | None = None, whole: bool = False, old: tuple[str, ...] = ()) -> argparse.Action:
     """``--device``: where our networks run; ``whole`` offers only the names of TORCH_DEVICES,
-    no ``cuda:N`` (``bench --speed`` times a kind of device)."""
+    no ``cuda:N`` / ``xpu:N`` (``bench --speed`` times a kind of device)."""
     shown = help_default or "%(default)s"
     kind = {"choices": TORCH_DEVICES} if whole else {"type": torch_device}
     action = container.add_argument("--device", default=default, **kind,
-                                    help=help or f"{spoken(TORCH_DEVICES)}; cuda:N picks a GPU (default: {shown})")
+                                    help=help or f"{spoken(TORCH_DEVICES)}; {indexed_devices()} picks one GPU (default: {shown})")
     return _with_aliases(container, action, old)
 
 

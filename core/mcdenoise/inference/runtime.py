@@ -69,6 +69,47 @@ def configure_cpu_threads(threads: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+def gpu_devices() -> list[str]:
+    """The GPU kinds of ``choices.GPU_DEVICES`` this PyTorch can use on this machine, in that
+    order (the order ``auto`` prefers). Each backend is asked only where this build has it."""
+    found = []
+    if torch.cuda.is_available():  # NVIDIA, or AMD through a ROCm build (torch.version.hip)
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        found.append("xpu")
+    return found
+
+
+def gpu_name(kind: str) -> str:
+    """How a message names a GPU kind: a ROCm build's "cuda" is an AMD GPU."""
+    if kind == "cuda":
+        return "ROCm" if getattr(torch.version, "hip", None) else "CUDA"
+    return kind.upper()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device ``--device NAME`` means here. 'auto' takes the first GPU PyTorch sees,
+    else the CPU; asking for a GPU kind PyTorch does not see is an error rather than a silent
+    fallback, so a farm node's misconfiguration is noticed."""
+    name = (name or "auto").lower()
+    if not choices.is_torch_device(name):
+        raise DeviceError(f"unknown device {name!r}; use {choices.spoken(choices.TORCH_DEVICES)} "
+                          f"({choices.indexed_devices()} picks one GPU)")
+    base = name.partition(":")[0]
+    if base == "auto":
+        gpus = gpu_devices()
+        return torch.device(gpus[0] if gpus else "cpu")
+    if base == "cpu":
+        return CPU
+    if base not in gpu_devices():
+        raise DeviceError(f"device {name!r} was asked for but PyTorch sees no {gpu_name(base)} GPU", fix="device_cuda")
+    return torch.device(name)
+
+
 def choose_dtype(device: torch.device, precision: str = "auto", bf16_supported: bool | None = None) -> torch.dtype:
     """Compute dtype for a device. 'auto' is fp32 on CPU (without AMX, reduced precision conv
     is slower there) and fp16 on CUDA (tensor cores; our log-space activations stay far
@@ -123,9 +164,13 @@ def tile_for_memory(budget_bytes: float, bytes_per_pixel: float, margin: int, al
 
 
 def available_memory(device: torch.device) -> int:
-    """Free bytes on the device: CUDA's own count, else the system's available memory."""
+    """Free bytes on the device: a discrete GPU's own count (CUDA/ROCm, XPU), else the
+    system's available memory (the CPU, and Apple's MPS, whose GPU shares it)."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "xpu":
+        free, _total = torch.xpu.mem_get_info(device)
         return int(free)
     return int(psutil.virtual_memory().available)
 
@@ -174,7 +219,7 @@ class Runtime:
         """The tile to denoise ``frame`` in: None (the whole frame) when its longer side fits the
         memory at hand, else the largest aligned tile that does; never above ``max_tile``.
 
-        The memory at hand is a share of the GPU's free memory on CUDA; on CPU ``max_memory``
+        The memory at hand is a share of the GPU's free memory on a GPU; on CPU ``max_memory``
         minus what the process and the frame's arrays (its passes, and the result of
         ``result_itemsize`` bytes per value: 2 when it comes back in half) already take, or
         without a budget a share of the free memory (which the frame's arrays are already out of).
@@ -185,7 +230,7 @@ class Runtime:
         # On a GPU the activations take the compute dtype; on CPU they are counted as fp32
         # whatever the precision (bf16 needs about half), so a budgeted run tiles the same at
         # every precision.
-        dtype = self.dtype if self.device.type == "cuda" else torch.float32
+        dtype = self.dtype if self.device.type in choices.GPU_DEVICES else torch.float32
         fit = tile_for_memory(room, activation_bytes_per_pixel(model, dtype), model.receptive_radius, model.alignment)
         height, width = frame.color.shape[:2]
         return self.max_tile if (self.max_tile or max(height, width)) <= fit else fit
@@ -205,7 +250,7 @@ class Runtime:
 
     def _network_memory(self, frame: FrameInputs, result_itemsize: int) -> float | None:
         """Bytes the network's working memory may take for ``frame``; None for no limit."""
-        if self.device.type == "cuda":
+        if self.device.type in choices.GPU_DEVICES:
             return available_memory(self.device) * GPU_MEMORY_SHARE
         if self.max_memory is None:
             return available_memory(self.device) * CPU_MEMORY_SHARE

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from mcdenoise import features
-from mcdenoise.choices import DEFAULT_QUALITY, TIERS, TORCH_DEVICES, spoken
-from mcdenoise.errors import DeviceError, WeightsError
+from mcdenoise.choices import DEFAULT_QUALITY, TIERS
+from mcdenoise.errors import WeightsError
 from mcdenoise.io.atomic import atomic_output
 from mcdenoise.models import build_model
 
@@ -59,18 +59,11 @@ class LoadedModel:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present; asking for CUDA on a machine without it is an error
-    rather than a silent fallback, so a farm node misconfiguration is noticed."""
-    name = (name or "auto").lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {name!r} was asked for but PyTorch sees no CUDA GPU", fix="device_cuda")
-        return torch.device(name)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise DeviceError(f"unknown device {name!r}; use {spoken(TORCH_DEVICES)}")
+    """The torch device of ``--device NAME``: one rule for every verb (``inference.runtime``), so
+    training, fine-tuning and denoising agree on what 'auto', 'mps' or 'cuda:1' mean."""
+    from mcdenoise.inference.runtime import resolve_device as resolve  # runtime imports the encoders: import on use
+
+    return resolve(name)
 
 
 def save_weights(
