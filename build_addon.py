@@ -2,9 +2,9 @@
 
 The zip holds ``addon/`` at its root, the part of the core package the add-on imports vendored as
 ``vendor/mcdenoise`` (with the weights of each quality) and, when PyPI is reachable, OpenEXR
-wheels listed in the manifest so Blender installs them with the extension. Training, benchmark,
-dataset and CLI code stays out: the add-on never imports it, and its external Python runs its own
-mcdenoise. Plain Python only: no Blender or torch is needed to build (the core's ``io.atomic``,
+wheels listed in the manifest so Blender installs them with the extension. Benchmark and CLI code
+stays out: the add-on never imports it, and its external Python runs its own mcdenoise (training
+and dataset code come in for "Fine-tune on this shot", whose process imports them). Plain Python only: no Blender or torch is needed to build (the core's ``io.atomic``,
 which writes the zip, and ``choices`` are standard library only).
 """
 

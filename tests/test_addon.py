@@ -135,8 +135,8 @@ def tonemapped_mse(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_zip_is_a_blender_extension_with_the_core_inside(addon_zip):
     """The zip holds the add-on and the part of the core it runs (every test here that denoises
-    inside Blender runs that copy); training, benchmark, dataset and CLI code and the DnCNN
-    weights stay out."""
+    inside Blender runs that copy, and "Fine-tune on this shot" runs its finetune, training and
+    dataset code); benchmark and CLI code and the DnCNN weights stay out."""
     import zipfile
 
     from mcdenoise import __version__
@@ -149,7 +149,8 @@ def test_zip_is_a_blender_extension_with_the_core_inside(addon_zip):
             "io/exr.py", "io/write.py", "io/splice.py", "models/tiers.py", "models/unet.py"} <= vendored
     assert {f"weights/{tier.weights}" for tier in TIERS.values()} <= vendored
     top = {n.split("/")[0] for n in vendored}
-    assert not top & {"training", "bench", "dataset", "cli", "__main__.py"}, sorted(top)
+    assert {"finetune/run.py", "finetune/shot.py", "training/loop.py", "dataset/render.py"} <= vendored
+    assert not top & {"bench", "cli", "__main__.py"}, sorted(top)
     assert "weights/dncnn.pt" not in vendored and not any(n.endswith((".pyc", ".tmp")) for n in names)
     manifest = zipfile.ZipFile(addon_zip).read("blender_manifest.toml").decode()
     assert 'id = "mcdenoise"' in manifest

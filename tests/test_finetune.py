@@ -276,3 +276,25 @@ def test_sigterm_stops_the_cli_with_a_checkpoint_and_the_job_resumes(shots, tmp_
     result = finetune_shot(shots["good"], out, Options(minutes=30, max_steps=killed["step"] + 1, **SMALL))
     assert result.finished and result.steps == killed["step"] + 1 and out.is_file()
     assert {p: p.stat().st_mtime_ns for p in work_dir(out).rglob("*.exr")} == renders
+
+
+def test_restart_clears_a_finished_or_other_job_and_keeps_a_stopped_one(tmp_path):
+    """``Options.restart`` (the add-on's button): another job's work or a finished job is cleared
+    (renders, run, state; other files stay), a stopped job of the same settings is resumed."""
+    from mcdenoise.finetune.run import Job, work_dir
+
+    out = tmp_path / "shot.pt"
+    folder = work_dir(out)
+    (folder / "train" / "0000").mkdir(parents=True)
+    (folder / "shot.blend").write_bytes(b"BLENDER")
+    me = {"source": "shot.blend", "frames": None}
+    Job(out, me, 1.0).save()
+    assert Job(out, me, 1.0, restart=True).state["job"] == me and (folder / "train").is_dir()  # stopped: resumed
+    with pytest.raises(McDenoiseError, match="holds the work of another fine-tuning job"):
+        Job(out, {**me, "frames": [1, 2]}, 1.0)
+    other = Job(out, {**me, "frames": [1, 2]}, 1.0, restart=True)
+    assert other.state["spent"] == 0.0 and not (folder / "train").exists() and (folder / "shot.blend").is_file()
+    other.state["result"] = {"kept": "tuned"}
+    other.save()
+    again = Job(out, {**me, "frames": [1, 2]}, 1.0, restart=True)
+    assert "result" not in again.state

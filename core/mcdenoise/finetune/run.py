@@ -63,6 +63,10 @@ class Options:
     windows_per_frame: int = budget.MAX_WINDOWS_PER_FRAME  # shot only: at most this many windows of a frame
     max_steps: int = 0  # cap on the training steps, 0 = as many as the minutes allow
     stop_after_steps: int = 0  # stop this call after that many training steps (resumable), 0 = never
+    # Start over when the work folder holds a finished job or another job's work, instead of
+    # reporting the recorded result or refusing (the add-on's button: each click tunes anew,
+    # and resumes only a stopped job of the same settings).
+    restart: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ def work_dir(output: str | Path) -> Path:
 class Job:
     """The work folder's ``state.json`` and the budget's clock across calls."""
 
-    def __init__(self, output: Path, identity: dict[str, Any], minutes: float):
+    def __init__(self, output: Path, identity: dict[str, Any], minutes: float, restart: bool = False):
         self.output = output
         self.dir = work_dir(output)
         self.path = self.dir / "state.json"
@@ -117,6 +121,10 @@ class Job:
             raise OutputError(f"{output.parent}: folder does not exist", fix="out_dir_create")
         self.dir.mkdir(exist_ok=True)
         state = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        if state and restart and (state.get("result") or state.get("version") != STATE_VERSION
+                                  or state.get("job") != identity):
+            self.clear()
+            state = {}
         if state and (state.get("version") != STATE_VERSION or state.get("job") != identity):
             raise McDenoiseError(f"{self.dir} holds the work of another fine-tuning job ({state.get('job')})",
                                  fix="finetune_work", work=self.dir)
@@ -130,6 +138,15 @@ class Job:
     @property
     def left(self) -> float:
         return self.budget - self.spent
+
+    def clear(self) -> None:
+        """Remove what a job wrote here (state, renders, training run); other files stay."""
+        import shutil
+
+        self.path.unlink(missing_ok=True)
+        (self.dir / "probe.exr").unlink(missing_ok=True)
+        for folder in (self.train_root, self.held_root, self.run_dir):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def save(self) -> None:
         self.state["spent"] = round(self.spent, 3)
@@ -177,7 +194,7 @@ def finetune_shot(blend: str | Path, output: str | Path, options: Options | None
     frames = opts.frames or list(range(shot.frame_start, shot.frame_end + 1))
     budget.pick_frames(frames, opts.train_frames)
     spp = opts.spp or shot.spp
-    job = Job(output, identity, opts.minutes)
+    job = Job(output, identity, opts.minutes, opts.restart)
     if job.state.get("result"):
         return _recorded(job)
     try:
@@ -267,7 +284,7 @@ def finetune_pairs(noisy_dir: str | Path, refs_dir: str | Path, output: str | Pa
     base = _load_base(opts.quality)
     identity = {"source": [str(Path(noisy_dir).resolve()), str(Path(refs_dir).resolve())], "frames": frames,
                 "quality": opts.quality}
-    job = Job(output, identity, opts.minutes)
+    job = Job(output, identity, opts.minutes, opts.restart)
     if job.state.get("result"):
         return _recorded(job)
     try:
