@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import bpy
 
-from . import handlers, runtime
+from . import external, handlers, render_memory, runtime
+from .composite import MCDENOISE_OT_recomposite
+from .finetune_ui import MCDENOISE_OT_finetune, MCDENOISE_OT_finetune_cancel
 from .install import MCDENOISE_OT_install_torch
 from .operators import MCDENOISE_OT_cancel_queue, MCDENOISE_OT_denoise_image, MCDENOISE_OT_setup_passes
 from .panels import MCDENOISE_PT_image_editor, MCDENOISE_PT_render
 from .preferences import McDenoisePreferences
 from .properties import McDenoiseSceneSettings
+from .sequence import MCDENOISE_OT_denoise_sequence
 
 classes = (
     McDenoisePreferences,
@@ -21,6 +24,10 @@ classes = (
     MCDENOISE_OT_denoise_image,
     MCDENOISE_OT_setup_passes,
     MCDENOISE_OT_cancel_queue,
+    MCDENOISE_OT_denoise_sequence,
+    MCDENOISE_OT_recomposite,
+    MCDENOISE_OT_finetune,
+    MCDENOISE_OT_finetune_cancel,
     MCDENOISE_OT_install_torch,
     MCDENOISE_PT_image_editor,
     MCDENOISE_PT_render,
@@ -33,10 +40,13 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.mcdenoise = bpy.props.PointerProperty(type=McDenoiseSceneSettings)
     handlers.register()
+    render_memory.register()  # after handlers: see render_memory.py
 
 
 def unregister() -> None:
+    render_memory.unregister()
     handlers.unregister()
+    external.close()  # the external Python's worker process
     del bpy.types.Scene.mcdenoise
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -25,7 +25,7 @@ from pathlib import Path
 import bpy
 from bpy.app.handlers import persistent
 
-from . import jobs, scene_io, status, worker, writeback
+from . import composite, jobs, render_view, scene_io, status, temporal_state, worker, writeback
 
 # Candidate output files of the frame being rendered -> their signature before it rendered;
 # whether render_write found a file for it.
@@ -82,10 +82,13 @@ def file_job(scene: bpy.types.Scene, path: Path) -> writeback.FileJob:
 
 def queue_file(scene: bpy.types.Scene, path: Path) -> None:
     frame, pass_name, job = scene.frame_current, scene.mcdenoise.pass_name, file_job(scene, path)
+    # This frame's place in the render's temporal history (one per view layer and view).
+    steps = temporal_state.RENDER.steps(scene.name, temporal_state.view_of(scene, path, frame), frame,
+                                        temporal_state.plan(scene, job.job))
 
     def task(cancel):
         try:
-            result = writeback.denoise(job, cancel=cancel)
+            result = writeback.denoise(job, cancel=cancel, temporal=steps)
         except Exception as exc:  # noqa: BLE001 - never abort the render
             if worker.is_cancelled(exc):
                 status.report(f"frame {frame}: cancelled, {path.name} left as it was")
@@ -97,10 +100,11 @@ def queue_file(scene: bpy.types.Scene, path: Path) -> None:
         for note in result.warnings:
             print(f"mcdenoise: warning: {note}")
         layers = ", ".join(layer for layer in result.layers if layer)
-        note = f" ({result.note})" if result.note else ""
+        note = "".join(f" ({n})" for n in (result.note, steps.note() if steps else "") if n)
         status.report(f"frame {frame}: '{pass_name}' pass added" + (f" ({layers})" if layers else "") + f" to {result.path}{note}")
-        return None
+        return lambda: composite.show_denoised(scene_name, result.path, pass_name)  # the Render Result's slot
 
+    scene_name = scene.name
     jobs.submit(f"frame {frame}", task)
 
 
@@ -183,6 +187,7 @@ def _denoise_render_result(scene_name: str) -> None:
         def show() -> None:
             scene_io.show_result(name, result, shown)
             status.report(f"frame {frame}: denoised into image '{name}' ({reason})")
+            composite.show_denoised(scene_name, result.path, job.job.pass_name)
 
         return show
 
@@ -197,8 +202,12 @@ def _wait_at_exit() -> None:
 
 
 HANDLERS = (
+    (bpy.app.handlers.render_init, temporal_state.restart_render_history),
+    (bpy.app.handlers.render_cancel, temporal_state.drop_after_cancel),
     (bpy.app.handlers.render_pre, on_render_pre),
+    (bpy.app.handlers.render_pre, render_view.on_render_pre),
     (bpy.app.handlers.render_write, on_render_write),
+    (bpy.app.handlers.render_complete, temporal_state.release_after_render),  # queued before on_render_complete waits
     (bpy.app.handlers.render_complete, on_render_complete),
     (bpy.app.handlers.render_cancel, on_render_cancel),
 )

@@ -9,7 +9,7 @@ import time
 import bpy
 from bpy.props import StringProperty
 
-from . import jobs, scene_io, status, worker, writeback
+from . import composite, jobs, render_view, scene_io, status, worker, writeback
 
 
 class MCDENOISE_OT_denoise_image(bpy.types.Operator):
@@ -42,7 +42,9 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
         self._result_name = f"{image.name} (denoised)"
         self._shown_layer = scene_io.shown_layer(context.scene)
         layers = scene_io.view_layer_names(context.scene)
+        self._from_render = image.type == "RENDER_RESULT"
         if image.type == "RENDER_RESULT":
+            render_view.check_render_slot(image)
             in_path = self._temp_input = scene_io.save_render_result(context.scene)
             out_path = scene_io.scratch_output(self._result_name)
         else:
@@ -61,8 +63,11 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
 
     def _finish(self, context: bpy.types.Context, result: writeback.FileResult) -> None:
         image = scene_io.show_result(self._result_name, result, self._shown_layer)
+        settings = context.scene.mcdenoise
+        # The Render Result's own 'Denoised' slot, where the artist already looks (J compares).
+        in_slot = self._from_render and settings.show_denoised and composite.into_slot(context.scene, result.path, settings.pass_name)
         space = getattr(context, "space_data", None)
-        if space is not None and space.type == "IMAGE_EDITOR":
+        if space is not None and space.type == "IMAGE_EDITOR" and not in_slot:
             space.image = image
         for note in result.warnings:
             self.report({"WARNING"}, note)
@@ -170,7 +175,7 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
 
 
 class MCDENOISE_OT_setup_passes(bpy.types.Operator):
-    """Switch to Cycles with its own denoiser off, enable Denoising Data passes and set the output to multilayer EXR"""
+    """Switch to Cycles with its own denoiser off, enable Denoising Data (and Vector) passes and set the output to multilayer EXR"""
 
     bl_idname = "mcdenoise.setup_passes"
     bl_label = "Set up passes"
@@ -182,10 +187,19 @@ class MCDENOISE_OT_setup_passes(bpy.types.Operator):
         # Cycles' denoiser only costs render time here: mcdenoise reads the raw render (Noisy
         # Image, or Combined when that denoiser is off). The viewport's denoiser is left alone.
         scene.cycles.use_denoising = False
+        # The Vector pass feeds the temporal path. With motion blur on Cycles writes it all zeros;
+        # motion blur is the artist's look, so it is left as it is and only mentioned.
+        vector = scene.mcdenoise.temporal
         for view_layer in scene.view_layers:
             view_layer.cycles.denoising_store_passes = True
+            view_layer.use_pass_vector = view_layer.use_pass_vector or vector
         scene_io.use_multilayer_exr(scene.render.image_settings)
-        self.report({"INFO"}, "Cycles with its own denoiser off, Denoising Data passes and multilayer EXR output are on")
+        message = "Cycles with its own denoiser off, Denoising Data passes and multilayer EXR output are on"
+        if vector:
+            message += ("; Vector pass on, but with motion blur on it holds no motion: animations are denoised frame "
+                        "by frame (turn motion blur off for temporal denoising)" if scene.render.use_motion_blur else
+                        "; Vector pass on (temporal denoising of animations)")
+        self.report({"INFO"}, message)
         return {"FINISHED"}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import jobs, scene_io, status
+from . import composite, finetune_ui, jobs, scene_io, sequence, status
 
 
 def draw_common(layout: bpy.types.UILayout, context: bpy.types.Context, image_name: str) -> None:
@@ -17,6 +17,9 @@ def draw_common(layout: bpy.types.UILayout, context: bpy.types.Context, image_na
     col.prop(settings, "tile")
     col.prop(settings, "require_aux")
     col.prop(settings, "keep_original")
+    composite.draw(layout, context)
+    sequence.draw(layout, context)
+    finetune_ui.draw(layout, context)
     problems = scene_io.setup_problems(context)
     if problems:
         box = layout.box()

@@ -5,17 +5,12 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import runtime
+from . import devices, runtime
 
 BACKENDS = [
     ("AUTO", "Automatic", "PyTorch inside Blender when importable, otherwise the external Python"),
     ("BLENDER", "Inside Blender", "Import PyTorch in Blender's own Python (installed with the button below or already there)"),
     ("EXTERNAL", "External Python", "Run 'python -m mcdenoise denoise' from another environment as a worker process"),
-]
-DEVICES = [
-    ("AUTO", "Automatic", "GPU (CUDA) when PyTorch sees one, else CPU"),
-    ("CPU", "CPU", "Always the CPU"),
-    ("GPU", "GPU (CUDA)", "An NVIDIA GPU; fails with a message when PyTorch sees none"),
 ]
 
 
@@ -28,7 +23,7 @@ class McDenoisePreferences(bpy.types.AddonPreferences):
         description="Python of an environment where mcdenoise is installed from a clone ('pip install -e .' or its built wheel), e.g. ~/mcdenoise-env/bin/python",
         subtype="FILE_PATH",
     )
-    device: EnumProperty(name="Device", items=DEVICES, default="AUTO")
+    device: EnumProperty(name="Device", items=devices.ITEMS, default="AUTO", description="Where the model runs")
     weights_path: StringProperty(
         name="Weights",
         description="A .pt file from 'mcdenoise train'; empty = the model shipped with the extension",
@@ -38,18 +33,22 @@ class McDenoisePreferences(bpy.types.AddonPreferences):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         layout.prop(self, "backend")
-        layout.prop(self, "device")
+        devices.draw(layout, self)
         layout.prop(self, "weights_path")
         box = layout.box()
         missing = runtime.missing_modules()
         if missing:
             box.label(text=f"Not importable in Blender: {', '.join(missing)}", icon="ERROR")
+        elif runtime.known_import_problem():  # found, but 'import torch' failed: a partial or wrong install
+            box.label(text="PyTorch is found but fails to import: install it again", icon="ERROR")
         else:
             box.label(text="PyTorch and OpenEXR are importable in Blender", icon="CHECKMARK")
         row = box.row()
         row.operator("mcdenoise.install_torch", text="Install PyTorch (CPU)").variant = "CPU"
         row.operator("mcdenoise.install_torch", text="Install PyTorch (CUDA)").variant = "CUDA"
         box.label(text=f"Installs into {runtime.user_site_dir() or '?'} (about 200 MB CPU, 2.5 GB CUDA)")
+        if not getattr(bpy.app, "online_access", True):
+            box.label(text="Blender is offline: allow Online Access in System > Network to install", icon="INFO")
         box = layout.box()
         box.prop(self, "python_path")
         box.label(text="Used by 'External Python' (or Automatic without PyTorch in Blender)")

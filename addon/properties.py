@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from . import runtime
 
@@ -30,7 +30,7 @@ class McDenoiseSceneSettings(bpy.types.PropertyGroup):
     )
     quality: EnumProperty(
         name="Quality", items=QUALITIES, default=DEFAULT_QUALITY,
-        description="Model size and time per frame (ignored when a weights file is set in the preferences)",
+        description="Model size and time per frame (ignored when a weights file is set for the scene or in the preferences)",
     )
     pass_name: StringProperty(name="Pass name", description="Name of the pass written into the EXR", default="Denoised")
     tile: IntProperty(
@@ -48,4 +48,31 @@ class McDenoiseSceneSettings(bpy.types.PropertyGroup):
         description="Auto-denoise writes '<name>_denoised.exr' beside each rendered EXR (every pass plus the denoised "
         "one) instead of adding the pass to the EXR itself",
         default=False,
+    )
+    weights_path: StringProperty(
+        name="Weights", subtype="FILE_PATH",
+        description="This scene's model: a .pt file ('Fine-tune on this shot' sets it); used instead of Quality and of "
+        "the preferences' Weights; empty = those",
+    )
+    finetune_frames: StringProperty(
+        name="Frames", description="Frames of the shot to fine-tune on, e.g. 1-48 (one is held aside to check the result); "
+        "empty = the scene's frame range",
+    )
+    finetune_minutes: FloatProperty(
+        name="Minutes", description="The whole budget of 'Fine-tune on this shot', rendering included",
+        default=10.0, min=0.5, soft_max=60.0,
+    )
+    finetune_note: StringProperty(name="Fine-tune result", description="What the last fine-tune of this scene gave")
+    show_denoised: BoolProperty(
+        name="Show in Render Result",
+        description="After a frame is denoised in the open Blender, run the compositor again on its Denoised pass into "
+        "the Render Result's 'Denoised' slot (J in the Image Editor switches between it and the render)",
+        default=True,
+    )
+    temporal: BoolProperty(
+        name="Temporal (animations)",
+        description="Stabilise each frame of an animation with the frames before it, brought into place by the Vector "
+        "pass (needs motion blur off and PyTorch in Blender); against flicker. Frames without a Vector pass are "
+        "denoised one by one",
+        default=True,
     )

@@ -18,7 +18,9 @@ from .worker import Job
 
 def make_job(scene: bpy.types.Scene, in_path: Path, out_path: Path) -> Job:
     prefs, settings = preferences.get(), scene.mcdenoise
-    python, weights = (runtime.bpy_abspath(p) if p else "" for p in (prefs.python_path, prefs.weights_path))
+    # The scene's own model (a fine-tune on this shot) before the preferences' one, before Quality.
+    chosen = settings.weights_path or prefs.weights_path
+    python, weights = (runtime.bpy_abspath(p) if p else "" for p in (prefs.python_path, chosen))
     return Job(in_path, out_path, prefs.backend, python, prefs.device, weights,
                settings.pass_name, properties.tile_side(settings), settings.require_aux, settings.quality)
 
@@ -77,10 +79,43 @@ def save_render_result(scene: bpy.types.Scene) -> Path:
         raise runtime_error("there is no Render Result yet: render a frame (F12) first")
     path = temp_dir() / f"render_result_{scene.frame_current:04d}_{secrets.token_hex(4)}.exr"
     with multilayer_exr_settings(scene):
-        image.save_render(str(path), scene=scene)
+        try:
+            image.save_render(str(path), scene=scene)
+        except RuntimeError:  # a stereo Render Result: a file per view written, reported as a failure
+            if not _view_files(scene, path):
+                raise
+    written = {view: p for view, p in _view_files(scene, path).items() if p.is_file()}
+    if written and not path.is_file():
+        _join_views(written, path)
     if not path.is_file():
         raise runtime_error("Blender wrote no file for the Render Result; render a frame (F12) first")
     return path
+
+
+def _view_files(scene: bpy.types.Scene, path: Path) -> dict[str, Path]:
+    """The file per view ``save_render`` writes for a stereo Render Result in place of ``path``
+    (whatever the Views Format: it cannot write one file holding every view); {} when mono."""
+    render = scene.render
+    if not render.use_multiview:
+        return {}
+    names = ("left", "right") if render.views_format == "STEREO_3D" else [v.name for v in render.views if v.use]
+    return {name: path.with_name(path.stem + render.views[name].file_suffix + path.suffix)
+            for name in names if name in render.views}
+
+
+def _join_views(files: dict[str, Path], path: Path) -> None:
+    """One stereo EXR at ``path`` from a file per view (deleted), so each view is denoised."""
+    try:
+        runtime.core()
+        from mcdenoise.io.write import join_views  # noqa: PLC0415 (imports OpenEXR)
+    except ImportError as exc:
+        raise runtime_error(f"Blender saves a stereo Render Result as a file per view, and joining them needs OpenEXR "
+                            f"in Blender ({exc}); render to a multilayer EXR output and denoise that file") from exc
+    try:
+        join_views(files, path)
+    finally:
+        for file in files.values():
+            file.unlink(missing_ok=True)
 
 
 def runtime_error(message: str) -> Exception:

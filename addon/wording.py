@@ -10,6 +10,21 @@ import json
 # (``mcdenoise.cli.wording.FORMAT_VARIABLE``).
 JSON_ERRORS = {"MCDENOISE_ERROR_FORMAT": "json"}
 
+# The add-on's own problems with getting PyTorch (no core error behind them).
+_OR_EXTERNAL = "or set 'External Python' in the mcdenoise preferences to an environment with mcdenoise installed"
+OFFLINE = ("Blender is offline: allow Online Access (Edit > Preferences > System > Network; from a command line, "
+           "blender --online-mode) to download PyTorch, " + _OR_EXTERNAL)
+OFFLINE_FORCED = "Blender was started with --offline-mode: start it without that option to download PyTorch, " + _OR_EXTERNAL
+NO_PIP = ("Blender's Python ({python}) has neither pip nor the pip wheel of ensurepip: install pip for that Python "
+          "(e.g. your system's python3-pip package), " + _OR_EXTERNAL)
+# Keyed by whether the broken package is the extension's own copy (the one 'Install PyTorch' made).
+BROKEN_IMPORT = {
+    True: "'import {name}' fails in Blender ({error}): the copy in {folder} is broken or incomplete; click 'Install PyTorch' "
+          "in the mcdenoise preferences again (it replaces {site}) or delete {site}, " + _OR_EXTERNAL,
+    False: "'import {name}' fails in Blender ({error}): {folder} is broken or built for another Python; delete or repair it, "
+           + _OR_EXTERNAL,
+}
+
 FIXES: dict[str, str] = {
     "color_pass": "render with Combined (or Noisy Image) in the view layer's passes and save as OpenEXR MultiLayer",
     "require_aux": "click 'Set up passes' (enables Denoising Data), or untick 'Require albedo/normal'",
@@ -21,7 +36,7 @@ FIXES: dict[str, str] = {
     "output_clash": "give each image its own output file",
     "frames_missing": "re-render the missing frames or narrow the frame range",
     "frame_pattern": "check the output path and frame range",
-    "weights_path": "check 'Weights' in the mcdenoise preferences",
+    "weights_path": "check 'Weights' in the mcdenoise panel (this scene's) or in the mcdenoise preferences",
     "weights_format": "set 'Weights' in the mcdenoise preferences to an mcdenoise weights file, or clear it to use Quality",
     "reinstall": "reinstall the mcdenoise extension",
     "quality_shipped": "pick another Quality, or set 'Weights' in the mcdenoise preferences",

@@ -5,8 +5,9 @@ Nothing here touches ``bpy``: the render handlers and the Denoise button hand ov
 
 One file can hold several view layers (and, with compositing on, Blender's ``Composite`` layer
 ahead of them): each rendered view layer is denoised from its own passes into its own
-``Denoised`` pass, and the composite is never taken for a view layer. All of them go into one
-temp file beside the target (:func:`mcdenoise.io.atomic.atomic_output`), which is checked (every
+``Denoised`` pass, and the composite is never taken for a view layer; a stereo render saved as
+one file gets a pass per view, each from that view's passes (the core denoises every view of a
+file). All of them go into one temp file beside the target (:func:`mcdenoise.io.atomic.atomic_output`), which is checked (every
 chunk, every original channel, the new passes) before it replaces the target, so the artist's
 file is either untouched or complete. A single-part file with a lossy codec (DWAA, B44, ...) is
 never rewritten in place: the EXR writer re-encodes every pass of a single-part file, so each
@@ -78,11 +79,19 @@ def file_layers(path: Path) -> dict[str, set[str]]:
     from mcdenoise.io.passes import split_channel_name  # noqa: PLC0415
 
     found: dict[str, set[str]] = {}
-    for part in _layout(path).parts:
-        for channel in part.channels():
-            layer, name, _ = split_channel_name(channel.name)
-            found.setdefault(layer, set()).add(name.lower())
+    for _, unviewed, _ in _viewed_channels(_layout(path)):
+        layer, name, _ = split_channel_name(unviewed)
+        found.setdefault(layer, set()).add(name.lower())
     return found
+
+
+def _viewed_channels(layout) -> list[tuple[str, str, tuple[int, int, int, int]]]:
+    """(view, name without the view, data window) of every channel, in file order: a stereo file
+    holding every view repeats each pass once per view (the core denoises each view)."""
+    from mcdenoise.io.passes import channel_view  # noqa: PLC0415
+
+    return [(*channel_view(c.name, part.view, part.multi_view), part.data_window())
+            for part in layout.parts for c in part.channels()]
 
 
 def lossy_codec(path: Path) -> str | None:
@@ -93,17 +102,6 @@ def lossy_codec(path: Path) -> str | None:
         return None
     value = layout.parts[0].attr(b"compression")
     return LOSSY_CODECS.get(value[0]) if value else None
-
-
-def check_one_view(path: Path) -> None:
-    """Refuse a stereo (multi-view) render saved as one file: its views share pass names, which
-    the core's pass lookup cannot tell apart yet. One file per view is denoised view by view."""
-    parts = _layout(path).parts
-    if any(part.attr(b"view") is not None or part.attr(b"multiView") is not None for part in parts):
-        raise worker.AddonError(
-            f"{path}: a stereo render with every view in one EXR cannot be denoised yet; set Output Properties > "
-            "Views > Views Format to 'Individual' (one file per view, each gets its Denoised pass)"
-        )
 
 
 def layers_to_denoise(path: Path, scene_layers: tuple[str, ...]) -> list[str | None]:
@@ -120,13 +118,13 @@ def layers_to_denoise(path: Path, scene_layers: tuple[str, ...]) -> list[str | N
 
 
 def denoise(file_job: FileJob, progress: Callable[[int, int], None] | None = None,
-            cancel: threading.Event | None = None) -> FileResult:
-    """Denoise every view layer of ``file_job.path`` into one new file and put it in place."""
+            cancel: threading.Event | None = None, temporal: Callable[[str], Callable | None] | None = None) -> FileResult:
+    """Denoise every view layer of ``file_job.path`` into one new file and put it in place;
+    ``temporal(layer)`` gives that layer's temporal step (its history, :mod:`mcdenoise.temporal_state`)."""
     runtime.core()
     from mcdenoise.io.atomic import atomic_output  # noqa: PLC0415
 
     source = file_job.path
-    check_one_view(source)
     target = file_job.out_path or (copy_path(source) if file_job.copy else source)
     codec = lossy_codec(source)
     note = ""
@@ -140,7 +138,7 @@ def denoise(file_job: FileJob, progress: Callable[[int, int], None] | None = Non
         read_from = source
         for layer in layers:
             job = replace(file_job.job, in_path=read_from, out_path=tmp, layer=layer)
-            outcome = worker.run(job, progress, cancel)
+            outcome = worker.run(job, progress, cancel, temporal(layer or "") if temporal is not None else None)
             result.warnings += [note for note in outcome.warnings if note not in result.warnings]
             result.layers.append(layer or "")
             if outcome.denoised is not None:
@@ -171,11 +169,16 @@ def verify(written: Path, original: Path, new_passes: list[str]) -> None:
             problem = str(exc)
     if problem:
         raise OutputError(f"{original}: the denoised file came out incomplete ({problem}); the original is kept")
-    have = {(c.name, part.data_window()) for part in layout.parts for c in part.channels()}
-    names = {name for name, _ in have}
-    lost = sorted(c.name for part in _layout(original).parts for c in part.channels()
-                  if (c.name, part.data_window()) not in have)
-    missing = [p for p in new_passes if not {f"{p}.{c}" for c in "RGB"} <= names]
+    from mcdenoise.io.passes import file_views  # noqa: PLC0415
+
+    have = set(_viewed_channels(layout))
+    names = {(view, name) for view, name, _ in have}
+    before = _layout(original)
+    views = file_views((part.view, part.multi_view) for part in before.parts) or [""]  # each view gets the pass
+    lost = sorted(f"{name} ({view})" if view else name for view, name, window in _viewed_channels(before)
+                  if (view, name, window) not in have)
+    missing = [f"{p} ({view})" if view else p for p in new_passes for view in views
+               if not {(view, f"{p}.{c}") for c in "RGB"} <= names]
     if lost or missing:
         what = f"lost {', '.join(lost[:4])}" if lost else f"has no {', '.join(missing)}"
         raise OutputError(f"{original}: the denoised file {what}; the original is kept")
