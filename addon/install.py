@@ -27,7 +27,7 @@ from pathlib import Path
 import bpy
 from bpy.props import EnumProperty
 
-from . import runtime, wording
+from . import modal, runtime, wording
 
 PYPI_INDEX = "https://pypi.org/simple"
 LOG_NAME = "install-pytorch.log"
@@ -218,6 +218,7 @@ class MCDENOISE_OT_install_torch(bpy.types.Operator):
 
     _install: PipInstall | None = None
     _timer = None
+    _progress = False  # modal.start began a progress bar
 
     def _begin(self) -> PipInstall | None:
         problem = offline_problem()
@@ -251,35 +252,27 @@ class MCDENOISE_OT_install_torch(bpy.types.Operator):
         self._install = self._begin()
         if self._install is None:
             return {"CANCELLED"}
-        self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
-        context.window_manager.modal_handler_add(self)
+        modal.start(self, context, 0.5)
         return {"RUNNING_MODAL"}
-
-    def _stop(self, context: bpy.types.Context) -> None:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
 
     def cancel(self, context: bpy.types.Context) -> None:
         """Blender ends the operator (a file is loaded, the window closes): stop pip, keep the
         previous install."""
         if self._install is not None:
             self._install.cancel()
-        self._stop(context)
+        modal.stop(self, context)
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if event.type == "ESC":
             self._install.cancel()
-            self._stop(context)
+            modal.stop(self, context)
             self.report({"WARNING"}, f"PyTorch installation cancelled; {self._install.target} is as it was")
             return {"CANCELLED"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         state = self._install.step()
         if state != "running":
-            self._stop(context)
+            modal.stop(self, context)
             return self._ended(state, self._install)
         if context.workspace is not None:
             context.workspace.status_text_set(

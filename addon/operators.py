@@ -9,7 +9,7 @@ import time
 import bpy
 from bpy.props import StringProperty
 
-from . import composite, jobs, render_view, scene_io, status, worker, writeback
+from . import composite, jobs, modal, render_view, scene_io, status, worker, writeback
 
 
 class MCDENOISE_OT_denoise_image(bpy.types.Operator):
@@ -23,6 +23,7 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
 
     _thread = None
     _timer = None
+    _progress = False  # modal.start began a progress bar
 
     # ------------------------------------------------------------------ setup
 
@@ -124,27 +125,15 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
 
         self._thread = threading.Thread(target=target, name="mcdenoise", daemon=True)
         self._thread.start()
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.2, window=context.window)
-        wm.progress_begin(0, 100)
-        wm.modal_handler_add(self)
+        modal.start(self, context, 0.2, progress_total=100)
         return {"RUNNING_MODAL"}
-
-    def _stop_modal(self, context: bpy.types.Context) -> None:
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-        wm.progress_end()
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
 
     def cancel(self, context: bpy.types.Context) -> None:
         """Blender ends the operator (a file is loaded, the window closes): stop the thread at its
         next tile and leave nothing behind; its partial output is a temp that is removed."""
         if getattr(self, "_cancel", None) is not None:
             self._cancel.set()
-        self._stop_modal(context)
+        modal.stop(self, context)
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._cleanup()
@@ -163,7 +152,7 @@ class MCDENOISE_OT_denoise_image(bpy.types.Operator):
         context.workspace.status_text_set(f"mcdenoise: denoising ({tiles}{elapsed:.0f} s), Esc cancels")
         if self._thread.is_alive():
             return {"RUNNING_MODAL"}
-        self._stop_modal(context)
+        modal.stop(self, context)
         if self._error is not None:
             return self._fail(context, self._error)
         self._cleanup()

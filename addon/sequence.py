@@ -33,7 +33,7 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import handlers, jobs, runtime, scene_io, status, temporal_state, worker, writeback
+from . import handlers, jobs, modal, runtime, scene_io, status, temporal_state, worker, writeback
 
 
 @dataclass(frozen=True)
@@ -232,6 +232,7 @@ class MCDENOISE_OT_denoise_sequence(bpy.types.Operator):
                             "(otherwise they are skipped)", default=False)
 
     _timer = None
+    _progress = False  # modal.start began a progress bar
 
     def _frames(self, scene: bpy.types.Scene) -> list[SequenceFrame]:
         if self.use_custom_range:
@@ -272,10 +273,7 @@ class MCDENOISE_OT_denoise_sequence(bpy.types.Operator):
             jobs.wait()
             return self._report_end(run)
         self._run, self._started = run, time.monotonic()
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.25, window=context.window)
-        wm.progress_begin(0, max(run.queued, 1))
-        wm.modal_handler_add(self)
+        modal.start(self, context, 0.25, progress_total=max(run.queued, 1))
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
@@ -293,22 +291,13 @@ class MCDENOISE_OT_denoise_sequence(bpy.types.Operator):
             context.workspace.status_text_set(f"mcdenoise: denoising {run.current or 'frames'}{tiles}, "
                                               f"{time.monotonic() - self._started:.0f} s; Esc cancels")
             return {"RUNNING_MODAL"}
-        self._stop(context)
+        modal.stop(self, context)
         return self._report_end(run)
-
-    def _stop(self, context: bpy.types.Context) -> None:
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-            wm.progress_end()
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
 
     def cancel(self, context: bpy.types.Context) -> None:
         """Blender ends the operator (a file is loaded, the window closes): stop the frames too."""
         jobs.cancel()
-        self._stop(context)
+        modal.stop(self, context)
 
 
 def draw(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
