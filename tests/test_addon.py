@@ -87,6 +87,26 @@ def keep(path, name):
     shutil.copy(path, kept)
     return kept
 
+def compositing_on(sc):
+    """Turn compositing on with an Invert node between Render Layers and the output (4.x: the
+    scene's node tree and its Composite node; 5.0: a node group); returns the tree and the node.
+    Blender then writes the composite as Composite.Combined ahead of the view layers."""
+    sc.render.use_compositing = True
+    if hasattr(sc, "compositing_node_group"):
+        tree = bpy.data.node_groups.new("Compositing", "CompositorNodeTree")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        out_node = tree.nodes.new("NodeGroupOutput")
+        sc.compositing_node_group = tree
+    else:
+        sc.use_nodes = True
+        tree = sc.node_tree
+        out_node = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite")
+    layers = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers"), None) or tree.nodes.new("CompositorNodeRLayers")
+    invert = tree.nodes.new("CompositorNodeInvert")
+    tree.links.new(layers.outputs["Image"], invert.inputs["Color"])
+    tree.links.new(invert.outputs[0], out_node.inputs[0])
+    return tree, invert
+
 def finish():
     print("RESULT " + json.dumps(out))
 '''

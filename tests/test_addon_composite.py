@@ -25,24 +25,6 @@ COMPOSITE = r'''
 import os
 prefs.backend, prefs.python_path = args["backend"], args["python"]
 
-def compositing_on(sc):
-    """The compositor inverts the render (4.x: the scene's node tree; 5.0: a node group)."""
-    sc.render.use_compositing = True
-    if hasattr(sc, "compositing_node_group"):
-        tree = bpy.data.node_groups.new("Compositing", "CompositorNodeTree")
-        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
-        out_node = tree.nodes.new("NodeGroupOutput")
-        sc.compositing_node_group = tree
-    else:
-        sc.use_nodes = True
-        tree = sc.node_tree
-        out_node = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite")
-    layers = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers"), None) or tree.nodes.new("CompositorNodeRLayers")
-    invert = tree.nodes.new("CompositorNodeInvert")
-    tree.links.new(layers.outputs["Image"], invert.inputs["Color"])
-    tree.links.new(invert.outputs[0], out_node.inputs[0])
-    return tree
-
 def tree_state(sc):
     """What the artist's compositor is: its tree, nodes (with mute) and links."""
     tree = sc.compositing_node_group if hasattr(sc, "compositing_node_group") else sc.node_tree
@@ -77,7 +59,7 @@ def fo_files():
 
 sc = tiny_scene(2, 1, args["frame"], size=32)
 bpy.ops.mcdenoise.setup_passes()
-tree = compositing_on(sc)
+tree, _ = compositing_on(sc)
 file_output(tree)
 sc.mcdenoise.auto_denoise = True
 bpy.ops.render.render(write_still=True)
@@ -171,20 +153,7 @@ import os
 prefs.backend, prefs.python_path = args["backend"], args["python"]
 sc = tiny_scene(2, 1, args["dir"] + "/anim_", size=32)
 bpy.ops.mcdenoise.setup_passes()
-sc.render.use_compositing = True
-if hasattr(sc, "compositing_node_group"):
-    tree = bpy.data.node_groups.new("Compositing", "CompositorNodeTree")
-    tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
-    out_node = tree.nodes.new("NodeGroupOutput")
-    sc.compositing_node_group = tree
-else:
-    sc.use_nodes = True
-    tree = sc.node_tree
-    out_node = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite")
-layers = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers"), None) or tree.nodes.new("CompositorNodeRLayers")
-invert = tree.nodes.new("CompositorNodeInvert")
-tree.links.new(layers.outputs["Image"], invert.inputs["Color"])
-tree.links.new(invert.outputs[0], out_node.inputs[0])
+tree, invert = compositing_on(sc)
 # An animated compositor: inverted at frame 1, not at frame 2 (each frame composited at its time).
 factor = next(s for s in invert.inputs if s.name in ("Fac", "Factor"))
 factor.default_value = 1.0

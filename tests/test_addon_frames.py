@@ -66,25 +66,6 @@ def stamps_now():
     return {name: list((lambda st: [st.st_ino, st.st_mtime_ns, st.st_size])(os.stat(os.path.join(folder, name)))) == s
             for name, s in stamps.items() if os.path.exists(os.path.join(folder, name))}
 
-def compositing_on(sc):
-    """The compositor inverts the render: Blender writes it as Composite.Combined ahead of the
-    view layers."""
-    sc.render.use_compositing = True
-    if hasattr(sc, "compositing_node_group"):
-        tree = bpy.data.node_groups.new("Compositing", "CompositorNodeTree")
-        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
-        out_node = tree.nodes.new("NodeGroupOutput")
-        sc.compositing_node_group = tree
-    else:
-        sc.use_nodes = True
-        tree = sc.node_tree
-        out_node = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite")
-    layers = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers") if any(
-        n.bl_idname == "CompositorNodeRLayers" for n in tree.nodes) else tree.nodes.new("CompositorNodeRLayers")
-    invert = tree.nodes.new("CompositorNodeInvert")
-    tree.links.new(layers.outputs["Image"], invert.inputs["Color"])
-    tree.links.new(invert.outputs[0], out_node.inputs[0])
-
 import os
 prefs.backend, prefs.python_path = args["backend"], args["python"]
 status_module = sys.modules["bl_ext.user_default.mcdenoise.status"]
