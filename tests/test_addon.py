@@ -31,19 +31,9 @@ from mcdenoise.preview import tonemap
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
-# Installs the built zip the way Blender's "Install from Disk" does, then enables it.
-PRELUDE = r'''
-import json, sys, bpy
-args = json.loads(sys.argv[1])
-for name in args.get("hide", []):  # make a module unimportable, as in a bare Blender
-    sys.modules[name] = None
-result = bpy.ops.extensions.package_install_files(filepath=args["zip"], repo="user_default", enable_on_install=True)
-assert result == {"FINISHED"}, result
-assert "bl_ext.user_default.mcdenoise" in bpy.context.preferences.addons, "extension not enabled"
-prefs = bpy.context.preferences.addons["bl_ext.user_default.mcdenoise"].preferences
-prefs.weights_path = args["weights"]
-prefs.device = "CPU"
-out = {}
+# A cube on a plane lit by a point light; the stereo tests render it without the add-on.
+TINY_SCENE = r'''
+import bpy
 
 def tiny_scene(samples, seed, path, store_passes=True, size=64):
     """A cube on a plane lit by a point light: size x size, plain Cycles path tracing. Cycles' own
@@ -75,7 +65,23 @@ def tiny_scene(samples, seed, path, store_passes=True, size=64):
     for vl in sc.view_layers:
         vl.cycles.denoising_store_passes = store_passes
     return sc
+'''
 
+# Installs the built zip the way Blender's "Install from Disk" does, then enables it.
+PRELUDE = r'''
+import json, sys, bpy
+args = json.loads(sys.argv[1])
+for name in args.get("hide", []):  # make a module unimportable, as in a bare Blender
+    sys.modules[name] = None
+result = bpy.ops.extensions.package_install_files(filepath=args["zip"], repo="user_default", enable_on_install=True)
+assert result == {"FINISHED"}, result
+assert "bl_ext.user_default.mcdenoise" in bpy.context.preferences.addons, "extension not enabled"
+prefs = bpy.context.preferences.addons["bl_ext.user_default.mcdenoise"].preferences
+prefs.weights_path = args["weights"]
+prefs.device = "CPU"
+out = {}
+
+''' + TINY_SCENE + r'''
 def status():
     """The add-on's last result, as its panel shows it."""
     return sys.modules["bl_ext.user_default.mcdenoise.status"].last()

@@ -25,35 +25,17 @@ from mcdenoise.io.exr import open_exr, read_frame, views
 from mcdenoise.io.passes import PassNames
 from mcdenoise.io.write import write_with_pass, write_with_passes
 from mcdenoise.models.loader import load_model
-from test_addon import blender_python, channels
+from test_addon import TINY_SCENE, blender_python, channels
 
 pytestmark = pytest.mark.slow
 
 # A stereo still in one multilayer EXR: a cube on a plane, the cameras 0.5 apart so the views differ.
-RENDER = r'''
-import json, sys, bpy, bmesh
-from mathutils import Vector
+RENDER = TINY_SCENE + r'''
+import json, sys
 args = json.loads(sys.argv[1])
-sc = bpy.context.scene
-for ob in list(bpy.data.objects):
-    bpy.data.objects.remove(ob)
-def mesh(name, build, loc):
-    bm = bmesh.new(); build(bm); me = bpy.data.meshes.new(name); bm.to_mesh(me); bm.free()
-    ob = bpy.data.objects.new(name, me); ob.location = loc; sc.collection.objects.link(ob)
-mesh("cube", lambda bm: bmesh.ops.create_cube(bm, size=1.0), (0, 0, 0.5))
-mesh("plane", lambda bm: bmesh.ops.create_grid(bm, x_segments=1, y_segments=1, size=4.0), (0, 0, 0))
-cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam")); sc.collection.objects.link(cam)
-cam.location = (3.5, -3.5, 3.0)
-cam.rotation_euler = (Vector((0, 0, 0.4)) - cam.location).to_track_quat("-Z", "Y").to_euler()
-cam.data.stereo.interocular_distance = 0.5
-sc.camera = cam
-light = bpy.data.objects.new("light", bpy.data.lights.new("light", "POINT"))
-light.data.energy = 500; light.location = (1, -2, 3); sc.collection.objects.link(light)
-sc.render.engine = "CYCLES"; sc.cycles.device = "CPU"; sc.cycles.samples = 2
-sc.cycles.use_adaptive_sampling = False; sc.cycles.use_denoising = False
-sc.render.resolution_x = sc.render.resolution_y = 32; sc.render.resolution_percentage = 100
-for vl in sc.view_layers:
-    vl.cycles.denoising_store_passes = True
+sc = tiny_scene(2, 0, args["out"], size=32)
+sc.camera.data.stereo.interocular_distance = 0.5
+sc.cycles.use_denoising = False
 im = sc.render.image_settings
 if hasattr(im, "media_type"):
     im.media_type = "MULTI_LAYER_IMAGE"
