@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import external, handlers, render_memory, runtime
+from . import external, handlers, runtime
 from .composite import MCDENOISE_OT_recomposite
 from .finetune_ui import MCDENOISE_OT_finetune, MCDENOISE_OT_finetune_cancel
 from .install import MCDENOISE_OT_install_torch
@@ -40,11 +40,9 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.mcdenoise = bpy.props.PointerProperty(type=McDenoiseSceneSettings)
     handlers.register()
-    render_memory.register()  # after handlers: see render_memory.py
 
 
 def unregister() -> None:
-    render_memory.unregister()
     handlers.unregister()
     external.close()  # the external Python's worker process
     del bpy.types.Scene.mcdenoise

@@ -201,6 +201,18 @@ def _wait_at_exit() -> None:
     jobs.wait()
 
 
+@persistent
+def on_render_start_memory(*_args) -> None:
+    """Free the in-Blender model so Cycles has the GPU memory it would otherwise keep
+    (:func:`worker.render_started`); kept again between renders, for the Denoise button."""
+    worker.render_started()
+
+
+@persistent
+def on_render_end_memory(*_args) -> None:
+    worker.render_ended()
+
+
 HANDLERS = (
     (bpy.app.handlers.render_init, temporal_state.restart_render_history),
     (bpy.app.handlers.render_cancel, temporal_state.drop_after_cancel),
@@ -210,6 +222,11 @@ HANDLERS = (
     (bpy.app.handlers.render_complete, temporal_state.release_after_render),  # queued before on_render_complete waits
     (bpy.app.handlers.render_complete, on_render_complete),
     (bpy.app.handlers.render_cancel, on_render_cancel),
+    # Last: at render_complete a command-line render first finishes its queue, then the render
+    # counts as ended for the model's memory.
+    (bpy.app.handlers.render_pre, on_render_start_memory),
+    (bpy.app.handlers.render_complete, on_render_end_memory),
+    (bpy.app.handlers.render_cancel, on_render_end_memory),
 )
 
 
@@ -230,3 +247,5 @@ def unregister() -> None:
         bpy.app.timers.unregister(jobs.poll)
     atexit.unregister(_wait_at_exit)
     jobs.cancel()
+    worker.render_ended()
+    worker.release_models()

@@ -21,7 +21,7 @@ from . import external, runtime, wording
 # The loaded network is kept between presses of Denoise (loading it costs more than a small
 # frame); keyed by weights path and device so a preference change reloads. While a render runs
 # it would hold GPU memory Cycles needs for the next frame: the render handlers
-# (render_memory.py) call render_started/render_ended, and meanwhile the model is freed at each
+# (handlers.py) call render_started/render_ended, and meanwhile the model is freed at each
 # frame's start and after each denoise (reloading it costs a fraction of a frame).
 _MODEL_CACHE: dict[tuple[str, str], object] = {}
 _CACHE_LOCK = threading.Lock()
