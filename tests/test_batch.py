@@ -146,3 +146,30 @@ def test_a_pattern_of_hashes_alone_finds_its_frames_on_disk(tmp_path):
     found = expand_inputs([str(tmp_path / "######.exr")])
     assert [(s.path.name, s.frame, s.missing) for s in found] == [("000001.exr", 1, False), ("000002.exr", 2, True),
                                                                  ("000003.exr", 3, False)]
+
+
+def test_the_pixel_budget_counts_the_largest_part_times_the_views(tmp_path):
+    """What the batch runner charges a frame in flight, read by the one header parser: the largest
+    data window, once per view of a stereo file; 0 (left to the reader to report) for what is no
+    readable EXR, or no regular file."""
+    import OpenEXR
+
+    from exr_fixtures import write_blender_like
+    from mcdenoise.batch.runner import _frame_pixels
+
+    mono = tmp_path / "mono.exr"
+    write_blender_like(mono, h=24, w=40, data_window=(5, 3))
+    assert _frame_pixels(mono) == 24 * 40
+    parts = []
+    for view in ("left", "right"):  # Blender 5.0's layout: a part per pass and view, with a view attribute
+        for part in OpenEXR.File(str(mono), separate_channels=True).parts:
+            head = {**part.header, "view": view, "name": f"{part.name()}-{view}"}
+            parts.append(OpenEXR.Part(head, {n: OpenEXR.Channel(c.pixels) for n, c in part.channels.items()}, head["name"]))
+    stereo = tmp_path / "stereo.exr"
+    OpenEXR.File(parts).write(str(stereo))
+    assert _frame_pixels(stereo) == 2 * 24 * 40
+    (tmp_path / "notes.exr").write_text("not an image")
+    cut = tmp_path / "cut.exr"
+    cut.write_bytes(mono.read_bytes()[:300])
+    os.mkfifo(tmp_path / "pipe.exr")
+    assert [_frame_pixels(tmp_path / n) for n in ("notes.exr", "cut.exr", "pipe.exr", "missing.exr")] == [0, 0, 0, 0]

@@ -297,6 +297,21 @@ def _with_manifest(src: Path, dst: Path, manifest: str) -> None:
     OpenEXR.File(parts).write(str(dst))
 
 
+def test_an_open_reads_the_headers_once_and_a_read_decodes_once(tmp_path, monkeypatch):
+    """Every check of an open (window sizes, chunk tables) works from one read of the headers,
+    which a header-only open returns; a read adds one decode. Headers can be megabytes."""
+    src = tmp_path / "in.exr"
+    write_blender_like(src, h=24, w=32)
+    opened = []
+    real = OpenEXR.File
+    monkeypatch.setattr(OpenEXR, "File", lambda *a, **k: opened.append(k.get("header_only", False)) or real(*a, **k))
+    headers = exr_mod.open_exr(src, header_only=True)
+    assert "ViewLayer.Combined" in [part.name() for part in headers.parts] and opened == [True]
+    opened.clear()
+    read_frame(src)
+    assert opened == [True, False]
+
+
 def test_header_larger_than_a_mebibyte_is_read_denoised_and_kept(tmp_path, cli):
     """A 1.5 MB string attribute puts the chunk tables past the first MiB: the file is whole, is
     denoised through the CLI into a whole output that keeps the attribute, and a copy cut short

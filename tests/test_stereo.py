@@ -131,6 +131,37 @@ def test_each_view_is_read_from_its_own_passes(stereo):
         read_frame(path, PassNames(view="middle"))
 
 
+@pytest.mark.parametrize("low_memory", [False, True])
+def test_every_view_is_prepared_from_one_decode_of_the_file(stereo, untrained, monkeypatch, low_memory):
+    """Denoising a stereo file (the CLI, the batch runner, the add-on) decodes it once for both
+    views, not once a view, and each view's frame is the one read alone for that view."""
+    from mcdenoise.inference.frames import prepare_views
+
+    _, path = stereo
+    decoded = []
+    real = OpenEXR.File
+
+    def counting(*args, **kwargs):
+        if not kwargs.get("header_only"):
+            decoded.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(OpenEXR, "File", counting)
+    alone = {view: read_frame(path, PassNames(view=view), low_memory=low_memory) for view in ("left", "right")}
+    one_view = len(decoded) // 2  # the file, or (low-memory) its needed parts and each unread part alone
+    assert one_view == 1 or low_memory
+    decoded.clear()
+    prepared = prepare_views(load_model(untrained, device="cpu"), path, low_memory=low_memory)
+    assert len(decoded) == one_view, decoded
+    assert [p.frame.view for p in prepared] == ["left", "right"]
+    for p in prepared:
+        want = alone[p.frame.view]
+        assert (p.frame.color_part, p.frame.passes, p.frame.color_dtype) == (want.color_part, want.passes, want.color_dtype)
+        for name in ("color", "albedo", "normal", "alpha"):
+            np.testing.assert_array_equal(getattr(p.frame, name), getattr(want, name), err_msg=name)
+    assert prepared[0].exposure != prepared[1].exposure  # each view's own exposure
+
+
 def test_both_views_are_written_and_every_other_channel_kept(stereo, tmp_path):
     """Each view's Denoised pass goes where Blender keeps that view's passes, the rest is kept
     pixel for pixel (5.0's parts byte for byte), denoising again replaces the passes, and

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import OpenEXR
 
 from mcdenoise.batch.plan import Job, output_is_complete
 from mcdenoise.errors import InputFileError, McDenoiseError, WeightsError
@@ -27,7 +27,8 @@ from mcdenoise.inference.frames import PreparedFrame, prepare_views, run_model
 from mcdenoise.inference.allocator import freed_memory_returned, keeping_freed_memory, return_freed_memory
 from mcdenoise.inference.runtime import Runtime
 from mcdenoise.io.atomic import remove_stale_temps
-from mcdenoise.io.exr import Frame, views
+from mcdenoise.io import header
+from mcdenoise.io.exr import Frame
 from mcdenoise.io.passes import PassNames
 from mcdenoise.io.write import write_with_passes
 from mcdenoise.models.loader import LoadedModel
@@ -134,12 +135,12 @@ def _frame_pixels(path: Path) -> int:
     regular file is peeked at: a FIFO or device named ``*.exr`` would block the open; the
     reader refuses it (:func:`mcdenoise.io.exr.check_regular_file`)."""
     if not path.is_file():  # False for anything but a regular file, links followed
-        return 0  # OpenEXR would print its own line for it; the reader reports it once, worded
+        return 0  # the reader reports it, worded
     try:
-        header = OpenEXR.File(str(path), header_only=True)
-        largest = max(int(np.prod(p.header["dataWindow"][1] - p.header["dataWindow"][0] + 1)) for p in header.parts)
-        return largest * max(1, len(views(header)))  # a stereo file's views are in flight together
-    except Exception:
+        with open(path, "rb") as fh:
+            layout = header.read_layout(fh)
+        return layout.largest_part_pixels() * max(1, len(layout.views()))  # a stereo file's views are in flight together
+    except (OSError, header.HeaderError, struct.error):
         return 0  # the reader reports what is wrong with the file
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from mcdenoise import features, hdr
 from mcdenoise.errors import MissingPassError, OutputError, WeightsError
-from mcdenoise.io.exr import Frame, open_exr, read_frame, views
+from mcdenoise.io.exr import Frame, read_frame, read_views
 from mcdenoise.io.write import check_pass_name, write_with_passes
 from mcdenoise.inference.denoise import ProgressFn, denoise_frame
 from mcdenoise.inference.encode import FrameInputs
@@ -62,13 +62,38 @@ def prepare_frame(
     under (:func:`mcdenoise.io.write.check_pass_name`) is refused here, before the model runs.
     ``also_read``: features read into the frame though the model does not read them (the
     temporal path's ``vector``)."""
+    return _prepare(loaded, in_path, names, require_aux, low_memory, pass_name, also_read, every_view=False)[0]
+
+
+def prepare_views(loaded: LoadedModel, in_path: str | os.PathLike, names: PassNames = PassNames(),
+                  require_aux: bool = False, low_memory: bool = False, pass_name: str | None = None,
+                  also_read: tuple[str, ...] = ()) -> list[PreparedFrame]:
+    """:func:`prepare_frame` for the view ``names.view`` picks, else for every view of a stereo
+    (multi-view) file in file order (one for a file of one view): a stereo file's views share
+    pass names, and each is denoised from its own passes. The file is read once for all views
+    (:func:`mcdenoise.io.exr.read_views`)."""
+    return _prepare(loaded, in_path, names, require_aux, low_memory, pass_name, also_read, every_view=True)
+
+
+def _prepare(loaded: LoadedModel, in_path: str | os.PathLike, names: PassNames, require_aux: bool, low_memory: bool,
+             pass_name: str | None, also_read: tuple[str, ...], every_view: bool) -> list[PreparedFrame]:
+    """The frame :func:`read_frame` gives, or with ``every_view`` those :func:`read_views`
+    gives, checked and ready for the model (see :func:`prepare_frame`)."""
     in_path = Path(in_path)
     if features.layout_features(loaded.inputs)[0] is not features.COLOR:
         raise WeightsError(f"{loaded.path}: a greyscale DnCNN (for eval-dncnn) cannot denoise colour renders; use a render model")
     wanted = features.passes_to_read(loaded.inputs)
-    frame = read_frame(in_path, names, low_memory=low_memory, features=tuple(dict.fromkeys((*wanted, *also_read))))
+    how = {"low_memory": low_memory, "features": tuple(dict.fromkeys((*wanted, *also_read)))}
+    frames = read_views(in_path, names, **how) if every_view else [read_frame(in_path, names, **how)]
     if pass_name is not None:
-        check_pass_name(frame, pass_name)
+        for frame in frames:
+            check_pass_name(frame, pass_name)
+    return [_prepared(loaded, in_path, frame, wanted, require_aux) for frame in frames]
+
+
+def _prepared(loaded: LoadedModel, in_path: Path, frame: Frame, wanted: tuple[str, ...],
+              require_aux: bool) -> PreparedFrame:
+    """One frame's model inputs, exposure and aux verdict."""
     passes = {name: getattr(frame, name) for name in wanted}
     has_aux = all(passes[name] is not None for name in features.AUX_FEATURES)
     warning = None
@@ -142,21 +167,3 @@ def denoise_file(
     write_with_passes([(prepared.frame, denoised) for prepared, denoised in results], out_path, pass_name=pass_name)
     (first, denoised), used_aux = results[0], all(prepared.used_aux for prepared, _ in results)
     return DenoiseResult(in_path, out_path, first.frame, denoised, used_aux)  # a stereo file: its first view's
-
-
-def views_to_denoise(in_path: str | os.PathLike, names: PassNames = PassNames()) -> list[str | None]:
-    """The views a denoise of ``in_path`` covers: the one ``names.view`` picks, else every view
-    of a stereo (multi-view) file, in file order; [None] for a file of one view."""
-    if names.view is not None:
-        return [names.view]
-    return list(views(open_exr(in_path, header_only=True))) or [None]
-
-
-def prepare_views(loaded: LoadedModel, in_path: str | os.PathLike, names: PassNames = PassNames(),
-                  require_aux: bool = False, low_memory: bool = False, pass_name: str | None = None,
-                  also_read: tuple[str, ...] = ()) -> list[PreparedFrame]:
-    """:func:`prepare_frame` for each view :func:`views_to_denoise` gives (one for a file of one
-    view): a stereo file's views share pass names, and each is denoised from its own passes."""
-    return [prepare_frame(loaded, in_path, names if view is None else names.with_overrides(view=view), require_aux,
-                          low_memory, pass_name, also_read)
-            for view in views_to_denoise(in_path, names)]

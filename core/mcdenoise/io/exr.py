@@ -104,18 +104,18 @@ def open_exr(path: str | os.PathLike, header_only: bool = False) -> "OpenEXR.Fil
         raise InputFileError(f"{path}: cannot read ({exc.strerror})") from exc
     if magic != header.MAGIC:
         raise InputFileError(f"{path}: not an OpenEXR file (wrong magic number); expected a .exr render")
-    problem = _implausible_window(path)
+    try:  # the headers, read once for the checks and a header-only open
+        headers = OpenEXR.File(str(path), header_only=True)
+    except Exception as exc:  # OpenEXR raises bare RuntimeError/ValueError
+        raise InputFileError(f"{path}: file is incomplete or corrupted (unreadable header: {exc}); "
+                             "re-render or re-copy it") from exc
+    problem = _implausible_window(headers)
     if problem:
         raise InputFileError(f"{path}: {problem}; mcdenoise reads frames of at most {MAX_SIDE} pixels a side")
     problem = _truncation_problem(path)
     if problem:
         raise InputFileError(f"{path}: file is incomplete or corrupted ({problem}); re-render or re-copy it")
-    if not header_only:
-        return _decode(path, path)
-    try:
-        return OpenEXR.File(str(path), header_only=True)
-    except Exception as exc:  # OpenEXR raises bare RuntimeError/ValueError
-        raise InputFileError(f"{path}: cannot decode EXR ({exc})") from exc
+    return headers if header_only else _decode(path, path)
 
 
 def check_regular_file(path: Path) -> None:
@@ -134,14 +134,10 @@ def check_regular_file(path: Path) -> None:
         raise InputFileError(f"{path}: is {kind}, not a regular file; expected an .exr file")
 
 
-def _implausible_window(path: Path) -> str | None:
+def _implausible_window(headers: "OpenEXR.File") -> str | None:
     """Why a part's data window is no render's, or None: checked from the header before any
     pixel is allocated, as a 2 KB file may declare gigapixels of zeros."""
-    try:
-        parts = OpenEXR.File(str(path), header_only=True).parts
-    except Exception:
-        return None  # the truncation check reports what is wrong with the header
-    for part in parts:
+    for part in headers.parts:
         (x0, y0), (x1, y1) = (int(v) for v in part.header["dataWindow"][0]), (int(v) for v in part.header["dataWindow"][1])
         if x1 - x0 + 1 > MAX_SIDE or y1 - y0 + 1 > MAX_SIDE:
             return f"declares a data window of {x1 - x0 + 1}x{y1 - y0 + 1} pixels"
@@ -303,10 +299,6 @@ def _truncation_problem(path: Path) -> str | None:
     and one partly overwritten, reading a few bytes per chunk and no pixels.
     """
     try:
-        OpenEXR.File(str(path), header_only=True)
-    except Exception as exc:
-        return f"unreadable header: {exc}"
-    try:
         with open(path, "rb") as fh:
             return header.chunk_problem(fh, header.read_layout(fh))
     except (header.HeaderError, struct.error) as exc:
@@ -392,7 +384,8 @@ def available_passes(source: "OpenEXR.File", view: str | None = None) -> list[st
 def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_memory: bool = False,
                features: Iterable[str] = AUX_FEATURES) -> Frame:
     """Read colour (required), alpha, and the optional passes ``features`` names (feature names
-    of :mod:`mcdenoise.features`; by default the aux passes albedo and normal) of one frame.
+    of :mod:`mcdenoise.features`; by default the aux passes albedo and normal) of one frame: of
+    the view ``names.view`` picks, or the file's default view.
     :func:`mcdenoise.features.passes_to_read` says which a model needs.
 
     ``low_memory`` keeps half-float passes as float16 (exact: every half is a float32, and the
@@ -401,26 +394,46 @@ def read_frame(path: str | os.PathLike, names: PassNames = PassNames(), *, low_m
     The parts it does not read are still decoded, one at a time, since the output copies them
     (:func:`_check_unread_parts`).
     """
-    path = Path(path)
-    features = tuple(features)
+    return _read(Path(path), names, low_memory, tuple(features), every_view=False)[0]
+
+
+def read_views(path: str | os.PathLike, names: PassNames = PassNames(), *, low_memory: bool = False,
+               features: Iterable[str] = AUX_FEATURES) -> list[Frame]:
+    """:func:`read_frame` of every view of a stereo (multi-view) file, in file order, from one
+    read of it: the views' passes are in the same parts or parts decoded together, so reading
+    the file once per view would decode it once per view. One frame for a file of one view, or
+    for the view ``names.view`` picks."""
+    return _read(Path(path), names, low_memory, tuple(features), every_view=names.view is None)
+
+
+def _read(path: Path, names: PassNames, low_memory: bool, features: tuple[str, ...], every_view: bool) -> list[Frame]:
+    """Open (or, ``low_memory``, decode the needed parts of) ``path`` once, and take the frame of
+    each view asked for from it."""
     if low_memory:
         wanted = (*names.color, *(c for f in features for c in names.candidates(f)))
         with _needed_parts_only(path, wanted) as (decodable, headers, unread):  # checks the whole file's chunks
-            _check_unread_parts(path, unread)
+            _check_unread_parts(path, headers, unread)
             source = _decode(decodable, path)
         part_index = {part.name(): i for i, part in enumerate(headers.parts)}
     else:
         source, part_index = open_exr(path), None
         headers = source
-    view = _view_to_read(path, headers, names.view)
+    in_file = (views(headers) or [""]) if every_view else [_view_to_read(path, headers, names.view)]
+    return [_frame_of_view(path, source, headers, part_index, names, view, low_memory, features) for view in in_file]
+
+
+def _frame_of_view(path: Path, source: "OpenEXR.File", headers: "OpenEXR.File", part_index: dict[str, int] | None,
+                   names: PassNames, view: str, low_memory: bool, features: tuple[str, ...]) -> Frame:
+    """One view's frame from a file read by :func:`_read`: ``source`` holds the decoded parts
+    (with ``part_index``, the parts of a low-memory read, whose numbers differ from the file's),
+    ``headers`` every part's header."""
     color = _find_pass(source, names.color, names.layer, COLOR.components, view)
     if color is None:
-        everything = source if part_index is None else open_exr(path, header_only=True)
         in_view = f" of view {view!r}" if view else ""
         raise MissingPassError(
             f"{path}: no colour pass found (looked for {', '.join(repr(c) for c in names.color)}"
             + (f" in layer {names.layer!r}" if names.layer else "") + in_view
-            + f"); the file has{in_view}: {', '.join(available_passes(everything, view if view else None)) or 'no channels'}",
+            + f"); the file has{in_view}: {', '.join(available_passes(headers, view if view else None)) or 'no channels'}",
             fix="color_pass",
         )
     window = _data_window(source, color)
@@ -547,7 +560,7 @@ def _parts_copied(path: Path, drop: set[str]) -> Iterator[Path | None]:
             os.unlink(tmp)
 
 
-def _check_unread_parts(path: Path, unread: set[str]) -> None:
+def _check_unread_parts(path: Path, headers: "OpenEXR.File", unread: set[str]) -> None:
     """Decode, one at a time and for nothing, the parts of ``path`` a low-memory read left out.
 
     Denoising does not need them, but the output copies them byte for byte
@@ -560,7 +573,7 @@ def _check_unread_parts(path: Path, unread: set[str]) -> None:
     """
     if not unread:
         return
-    names = [part.name() for part in OpenEXR.File(str(path), header_only=True).parts]
+    names = [part.name() for part in headers.parts]
     note = "denoising does not read it, but the output would carry it"
     for name in (n for n in names if n in unread):
         with _parts_copied(path, set(names) - {name}) as tmp:

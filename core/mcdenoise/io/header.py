@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from mcdenoise.io.passes import file_views
+
 MAGIC = b"\x76\x2f\x31\x01"
 # A string attribute of each part mcdenoise writes a pass into (see mcdenoise.io.exr): here, in
 # pure Python, so the add-on can tell a finished frame in a Blender without OpenEXR.
@@ -231,6 +233,15 @@ class Layout:
     @property
     def multipart(self) -> bool:
         return bool(self.version & MULTIPART)
+
+    def views(self) -> list[str]:
+        """The views of a stereo (multi-view) file, default view first; [] for a file of one
+        view (what :func:`mcdenoise.io.exr.views` says of the file opened by OpenEXR)."""
+        return file_views((part.view, part.multi_view) for part in self.parts)
+
+    def largest_part_pixels(self) -> int:
+        """Pixels of the largest data window among the parts."""
+        return max((x1 - x0 + 1) * (y1 - y0 + 1) for x0, y0, x1, y1 in (part.data_window() for part in self.parts))
 
 
 class _Stream:
