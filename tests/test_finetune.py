@@ -54,6 +54,30 @@ def test_plan_fits_the_render_budget_and_shrinks_to_it():
     assert probe.overhead == pytest.approx(0.5) and probe.per_sample == pytest.approx(1e-6)
 
 
+def test_training_steps_are_fitted_to_the_minutes_left_as_steps_are_timed():
+    """``budget.StepPlan``, what the fine-tune's ``on_step`` hook asks of its one run of the
+    training loop: timed early, a length fixed at the second report, shortened (never lengthened)
+    when steps slow down, and kept to ``max_steps``."""
+    plan = budget.StepPlan()
+    assert plan.target(0, 100.0, warmup=10) == 11  # not timed yet: steps inside the warm-up
+    assert not plan.report_due(50.0, 1) and plan.report_due(0.1, budget.TIMING_STEPS)
+    plan.measured(2, 4.0, 2, 100.0)  # 2 s a step, start-up included
+    assert plan.step_seconds == 2.0 and plan.steps is None and plan.target(2, 100.0, 10) == 52
+    assert plan.report_due(1.0, 5, at_target=True)  # a provisional end: refitted, not stopped at
+    assert not plan.report_due(budget.REPORT_SECONDS - 1, 10) and plan.report_due(budget.REPORT_SECONDS, 10)
+    plan.measured(22, 20.0, 20, 60.0)  # 1 s a step: replaces the first estimate and fixes the length
+    assert plan.step_seconds == 1.0 and plan.steps == 82 and plan.target(22, 60.0, 10) == 82
+    plan.measured(42, 60.0, 20, 40.0)  # 3 s a step: averaged to 2 s, and 40 steps would not fit 40 s
+    assert plan.step_seconds == 2.0 and plan.steps == 62
+    plan.measured(52, 10.0, 10, 30.0)  # faster again: the length stays
+    assert plan.step_seconds == 1.5 and plan.steps == 62
+    capped = budget.StepPlan(cap=5)
+    assert capped.target(0, 100.0, 10) == 5
+    capped.measured(2, 0.2, 2, 100.0)
+    capped.measured(4, 0.2, 2, 100.0)
+    assert capped.steps == 5 and capped.target(4, 100.0, 10) == 5
+
+
 def test_windows_stay_inside_the_frame():
     for w, h, side in ((1920, 1080, 256), (48, 32, 32), (20, 20, 32)):
         spots = budget.windows(w, h, side, 8) + [budget.centre_window(w, h, side)]

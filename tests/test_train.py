@@ -137,6 +137,38 @@ def test_resume_is_bit_identical(tiny_dataset, tmp_path):
 
 
 @needs_bpy
+def test_on_step_checkpoints_stops_and_moves_the_schedule_as_asked(tiny_dataset, tmp_path):
+    """The hook the fine-tune steers its one run of the loop with: told every step, it asks for
+    a checkpoint (taken before the next step), a longer schedule inside the warm-up, and the end
+    of the call; the run then resumes to exactly the run configured with that length."""
+    from mcdenoise.training.loop import Ask
+
+    whole = train(tiny_config(tiny_dataset, tmp_path / "whole", steps=6))
+    assert whole["step"] == 6 and whole["stopped"] is None
+    told = []
+
+    def on_step(done):
+        told.append((done.step, done.steps))
+        return {1: Ask(checkpoint=True, steps=6), 3: Ask(stop=True)}.get(done.step)
+
+    first = train(tiny_config(tiny_dataset, tmp_path / "steered", steps=4), on_step=on_step)
+    assert told == [(1, 4), (2, 6), (3, 6)] and first["step"] == 3 and first["steps"] == 6
+    assert first["stopped"] == "asked"
+    kept = sorted(p.name for p in (tmp_path / "steered" / "checkpoints").glob("checkpoint_*.pth"))
+    assert kept == ["checkpoint_1.pth", "checkpoint_3.pth"]
+    assert load_checkpoint(latest_checkpoint(tmp_path / "steered"))["config"]["steps"] == 6
+    second = train(tiny_config(tiny_dataset, tmp_path / "steered", steps=6), stop_after=2)
+    assert second["step"] == 5 and second["stopped"] == "stop_after"
+    assert train(tiny_config(tiny_dataset, tmp_path / "steered", steps=6))["step"] == 6
+    a = load_checkpoint(latest_checkpoint(tmp_path / "whole"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "steered"))
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 6
+    assert a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
+
+
+@needs_bpy
 def test_crop_workers_and_prefetch_train_the_same_weights_and_resume_exactly(tiny_dataset, tmp_path):
     """Threads build the crops and batch n+1 is prefetched during step n (the GPU path); the
     weights must not depend on that, and a checkpoint taken mid-run must resume to the same

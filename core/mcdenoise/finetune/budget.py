@@ -1,8 +1,10 @@
 """How ``finetune`` spends its minutes: which frames it renders, how large a window of each, at
-how many samples, so that rendering takes its share of the budget and training the rest.
+how many samples, so that rendering takes its share of the budget and training the rest; and
+how many training steps that rest holds (:class:`StepPlan`).
 
-Pure arithmetic on a measured cost (two probe renders of the shot give Cycles' seconds per
-render and per pixel-sample on this machine), so the policy is tested without Blender.
+Pure arithmetic on measured costs (two probe renders of the shot give Cycles' seconds per
+render and per pixel-sample on this machine; training reports its seconds per step as it goes),
+so the policy is tested without Blender or training.
 
 * **Frames**: a few (``TRAIN_FRAMES``) spread evenly over the range, plus one between them held
   aside to check the tuned model against the base one on a frame it never trained on.
@@ -23,6 +25,8 @@ from mcdenoise.errors import McDenoiseError
 
 RENDER_SHARE = 0.3  # of the whole budget; the rest trains (and checks the result)
 CHECK_SECONDS = 10.0  # kept back for scoring base and tuned model and writing the file
+REPORT_SECONDS = 20.0  # training between two progress reports (each with a checkpoint)
+TIMING_STEPS = 2  # an untimed job's first report comes after this many steps: a first step time
 TRAIN_FRAMES = 4
 PAIRS_TRAIN_FRAMES = 8  # given files: whole frames, held in memory while training
 MIN_SIDE, MAX_SIDE, GRID = 32, 256, 16  # window sides: multiples of the networks' 16-pixel grid
@@ -153,3 +157,59 @@ def centre_window(width: int, height: int, side: int) -> tuple[int, int, int, in
     w, h = min(side, width), min(side, height)
     x0, y0 = (width - w) // 2, (height - h) // 2
     return (x0, y0, x0 + w, y0 + h)
+
+
+@dataclass
+class StepPlan:
+    """How many training steps fit the minutes, refitted at each progress report from the
+    seconds a step has taken. The schedule's length (``steps``) is fixed at the second report
+    (the first one's time carries the start-up) and from then on only shortens, when steps run
+    slower than planned; until it is fixed, training heads for a provisional length."""
+
+    step_seconds: float | None = None  # wall seconds a step, as measured: what the budget pays
+    steps: int | None = None  # the schedule's length, once fixed
+    reports: int = 0
+    cap: int = 0  # at most this many steps (0: as many as the minutes allow)
+
+    def target(self, step: int, left: float, warmup: int) -> int:
+        """The step to train up to, at ``step`` with ``left`` seconds of training left: the fixed
+        length, else the steps the measured time fits, else (nothing measured) a few steps, as
+        many as fit inside a ``warmup`` whose rates do not depend on the length."""
+        if self.steps is not None:
+            target = self.steps
+        elif self.step_seconds is None:
+            target = max(step + TIMING_STEPS, warmup + 1)
+        else:
+            target = step + int(left / self.step_seconds)
+        return min(target, self.cap) if self.cap else target
+
+    def report_due(self, since_report: float, steps_since: int, at_target: bool = False) -> bool:
+        """Whether a report is due ``since_report`` seconds and ``steps_since`` steps after the
+        last one (or the start of training): after the first steps of a job not timed yet, then
+        every ``REPORT_SECONDS``; and whenever training is ``at_target`` before the length is
+        fixed, since a provisional end is no place to stop: the report fits it anew."""
+        if self.steps is None and at_target and steps_since > 0:
+            return True
+        if self.step_seconds is None:
+            return steps_since >= TIMING_STEPS
+        return since_report >= REPORT_SECONDS and steps_since > 0
+
+    def measured(self, step: int, seconds: float, steps_done: int, left: float) -> None:
+        """A report at ``step``: ``steps_done`` steps took ``seconds``, and ``left`` seconds of
+        training are left. The first two reports replace the estimate, later ones average in."""
+        if steps_done > 0:
+            measured = seconds / steps_done
+            self.step_seconds = (measured if self.reports < 2 or self.step_seconds is None
+                                 else 0.5 * self.step_seconds + 0.5 * measured)
+            self.reports += 1
+        if self.steps is None and self.reports >= 2:
+            self.steps = step + int(left / self.step_seconds)
+        self.refit(step, left)
+
+    def refit(self, step: int, left: float) -> None:
+        """Shorten the fixed length for good when the steps left would take more than ``left``
+        seconds (with a tenth to spare), and keep it to the cap."""
+        if self.steps is not None and self.step_seconds is not None and (self.steps - step) * self.step_seconds > 1.1 * left:
+            self.steps = step + int(left / self.step_seconds)
+        if self.steps is not None and self.cap:
+            self.steps = min(self.steps, self.cap)

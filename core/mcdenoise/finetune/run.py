@@ -7,9 +7,9 @@ Blender add-on call. The whole job keeps to ``minutes``, rendering included:
 1. **Render** (shot only): two probe renders measure Cycles on this machine, then
    ``budget.plan_renders`` sizes frames and windows to ``budget.RENDER_SHARE`` of the budget.
 2. **Train** with the project's training loop (``training.loop.train``, fine-tuning from the
-   tier's shipped weights), in chunks of about ``CHUNK_SECONDS``: after each, the step time
-   measured so far fits the schedule's length to the minutes left, progress is reported, and a
-   checkpoint is on disk.
+   tier's shipped weights), in one run of it: about every ``budget.REPORT_SECONDS`` its
+   ``on_step`` hook fits the schedule's length to the minutes left from the step time measured
+   so far (``budget.StepPlan``), reports progress and has a checkpoint taken.
 3. **Check**: the base and the tuned model denoise the held-aside frame; the tuned one is
    written only if it scores higher there (PSNR against its target), else the base model is,
    and the file's metadata says which and why.
@@ -37,7 +37,6 @@ from mcdenoise.finetune import budget
 from mcdenoise.io.atomic import atomic_output
 
 STATE_VERSION = 1
-CHUNK_SECONDS = 20.0  # training between two progress reports and checkpoints
 PROBE_SIDE = 32
 WARMUP_STEPS = 10
 MIN_GAIN_DB = 0.1  # the tuned model is kept only if it beats the base one by this much on the held-aside frame
@@ -360,23 +359,21 @@ def score(loaded: Any, entry: layout.SceneEntry) -> float:
 
 
 def _tuned_model(job: Job, base: Any):
-    from mcdenoise.models import build_model
     from mcdenoise.models.loader import LoadedModel
     from mcdenoise.training import checkpoint
+    from mcdenoise.training.loop import checkpoint_model
 
     latest = checkpoint.latest_checkpoint(job.run_dir)
     if latest is None:
         return None
     ck = checkpoint.load_checkpoint(latest)
-    model = build_model(ck["arch"], **ck["model_kwargs"])
-    model.load_state_dict(ck["model"])
-    return LoadedModel(model.eval(), ck["arch"], ck["model_kwargs"], base.inputs), int(ck["step"])
+    return LoadedModel(checkpoint_model(ck), ck["arch"], ck["model_kwargs"], base.inputs), int(ck["step"])
 
 
 def _tune(job: Job, base: Any, opts: Options, held: int, meta: dict[str, Any], on_update: OnUpdate | None) -> Result:
     import torch
 
-    from mcdenoise.training.loop import train
+    from mcdenoise.training.loop import Ask, StepDone, train
 
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
@@ -385,53 +382,41 @@ def _tune(job: Job, base: Any, opts: Options, held: int, meta: dict[str, Any], o
         job.state["base_psnr"] = score(base, entry)
         job.save()
     st = job.state
-    step, steps, step_s = st.get("step", 0), st.get("steps"), st.get("step_seconds")
-    chunks = st.get("chunks", 0)
-    calls_steps = 0
-    stopped = False
-    while True:
-        left = job.left - budget.CHECK_SECONDS
-        if step_s is not None and steps is not None and (steps - step) * step_s > 1.1 * left:
-            steps = step + int(left / step_s)  # slower than planned: a shorter schedule, for good
-        if opts.max_steps and steps is not None:
-            steps = min(steps, opts.max_steps)
-        if left <= 0 or (steps is not None and step >= steps) or (opts.max_steps and step >= opts.max_steps):
-            break
-        if step_s is None:  # the first chunk times a step: two steps, inside the warm-up
-            chunk, planned = 2, max(step + 2, WARMUP_STEPS + 1)
-        else:
-            planned = steps if steps is not None else step + int(left / step_s)
-            if planned <= step:
-                break
-            chunk = max(1, int(CHUNK_SECONDS / step_s))
-        if opts.max_steps:
-            chunk = min(chunk, opts.max_steps - step)
-        if opts.stop_after_steps:
-            chunk = min(chunk, opts.stop_after_steps - calls_steps)
-            if chunk <= 0:
-                stopped = True
-                break
-        t = time.monotonic()
-        summary = train(_train_config(job, base, opts, planned, left), stop_after=chunk)
-        seconds = time.monotonic() - t
-        done = summary["step"] - step
-        if done > 0:  # wall time per step, the chunk's overhead included: what the budget pays
-            measured = seconds / done
-            # The first two chunks replace the estimate (the first carries start-up costs).
-            step_s = measured if chunks < 2 or step_s is None else 0.5 * step_s + 0.5 * measured
-            chunks += 1
-        if steps is None and chunks >= 2:  # the schedule's length, fixed from here on
-            steps = step + done + int((job.left - budget.CHECK_SECONDS) / step_s)
-            steps = min(steps, opts.max_steps) if opts.max_steps else steps
-        step, calls_steps = summary["step"], calls_steps + done
-        st.update(step=step, steps=steps, step_seconds=step_s, chunks=chunks)
+    plan = budget.StepPlan(st.get("step_seconds"), st.get("steps"), st.get("reports", 0), opts.max_steps)
+    step, left = st.get("step", 0), job.left - budget.CHECK_SECONDS
+    plan.refit(step, left)
+    target = plan.target(step, left, WARMUP_STEPS)
+    last = [time.monotonic(), step]  # the last report's time and step (the first: where training starts)
+
+    def report(at: int) -> int:
+        """Measure, save the state, say how far training is; the step to train up to now."""
+        now, left = time.monotonic(), job.left - budget.CHECK_SECONDS
+        plan.measured(at, now - last[0], at - last[1], left)
+        last[:] = [now, at]
+        total = max(plan.target(at, left, WARMUP_STEPS), at)  # at: no step fits what is left
+        st.update(step=at, steps=plan.steps, step_seconds=plan.step_seconds, reports=plan.reports)
         job.save()
-        if done < chunk and step < planned and seconds < left - 1:  # SIGTERM inside the loop stopped it
-            stopped = True
-            break
-        total = steps or planned
-        eta = min((total - step) * step_s + budget.CHECK_SECONDS, max(job.left, 0.0))
-        _say(on_update, Update("train", step, total, eta, f"step {step}/{total}, {step_s:.2f} s/step, ETA {_clock(eta)}"))
+        eta = min((total - at) * plan.step_seconds + budget.CHECK_SECONDS, max(job.left, 0.0))
+        _say(on_update, Update("train", at, total, eta, f"step {at}/{total}, {plan.step_seconds:.2f} s/step, ETA {_clock(eta)}"))
+        return total
+
+    def on_step(done: StepDone) -> Ask | None:
+        if job.left - budget.CHECK_SECONDS <= 0:
+            return Ask(stop=True)  # the minutes are spent: on to the check, with what is trained
+        if not plan.report_due(time.monotonic() - last[0], done.step - last[1], done.step >= done.steps):
+            return None
+        return Ask(checkpoint=True, steps=report(done.step))
+
+    stopped = False
+    if left > 0 and target > step:
+        summary = train(_train_config(job, base, opts, target, left), stop_after=opts.stop_after_steps, on_step=on_step)
+        step = summary["step"]
+        # SIGTERM, or this call's step count: resumable. The budget or the schedule's end: done.
+        stopped = summary["stopped"] in ("signal", "stop_after")
+        if not stopped and step > last[1]:
+            report(step)  # the last steps' line
+        st.update(step=step, steps=plan.steps, step_seconds=plan.step_seconds, reports=plan.reports)
+        job.save()
     if stopped:
         return Result(job.output, False, held_frame=held, base_psnr=st["base_psnr"], steps=step, spent_seconds=job.spent)
     return _finish(job, base, opts, held, meta, on_update)

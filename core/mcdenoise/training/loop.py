@@ -3,9 +3,12 @@ up or resume, then per step: a batch, the update, logging and validation, checkp
 each part is a function of its own below it.
 
 Steps are counted globally across resumes; the LR schedule (linear warm-up, then cosine to
-zero) is a pure function of the step, so stopping early (``minutes``, ``stop_after``) and
-resuming later follows the same curve. Stopping for any reason leaves a checkpoint, and a
-resumed run is bit-for-bit the run that was not stopped.
+zero) is a pure function of the step and the schedule's length, so stopping early (``minutes``,
+``stop_after``) and resuming later follows the same curve. Stopping for any reason leaves a
+checkpoint, and a resumed run is bit-for-bit the run that was not stopped. A caller that steers
+the run as it goes (the fine-tune: its budget, progress lines and stop requests) does it through
+``on_step``, called after every step: it may ask for a checkpoint, the end of the call, or
+another schedule length (:class:`Ask`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +44,37 @@ from mcdenoise.training.losses import denoise_loss
 from mcdenoise.training.resident import ResidentBatches
 
 
-def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StepDone:
+    """What ``on_step`` is told after each step."""
+
+    step: int  # steps done, counted across resumes
+    steps: int  # the schedule's length
+    loss: float
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What ``on_step`` may ask of the loop, before its next step: a checkpoint; the end of this
+    call (with a checkpoint, resumable as after ``stop_after``); a new schedule length, which
+    moves the LR curve's end and the last step (a length inside the warm-up changes no rate
+    already used: those do not depend on it). In a torchrun job rank 0's stop and checkpoint
+    decide, as for the loop's own; a new length must be the same on every rank."""
+
+    checkpoint: bool = False
+    stop: bool = False
+    steps: int | None = None
+
+
+OnStep = Callable[[StepDone], "Ask | None"]
+
+
+def train(cfg: TrainConfig, stop_after: int = 0, on_step: OnStep | None = None) -> dict[str, Any]:
     """Train (or resume) the run in ``cfg.run_dir`` up to ``cfg.steps`` steps, the ``cfg.minutes``
-    budget, or ``stop_after`` steps in this call, whichever comes first. Returns a summary."""
+    budget, ``stop_after`` steps in this call, or ``on_step``'s stop, whichever comes first.
+    Returns a summary; its ``stopped`` says what ended the call before the schedule's end
+    ("stop_after", "signal" for SIGTERM, "minutes", "asked" by ``on_step``, "rank 0" for a rank
+    that rank 0 stopped), None when the run reached it."""
     from tqdm import tqdm
 
     # 1. Run folder, device, seeds, data, model and optimizer; the newest checkpoint's state.
@@ -65,16 +97,18 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
     first_step = run.step
     run.model.train()
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress or not ranks.leader, unit="step", dynamic_ncols=True)
+    asked, stopped = Ask(), None
     try:
-        while run.step < cfg.steps:
+        while run.step < run.cfg.steps:  # on_step may move the end
             now = time.monotonic()
-            stop = bool((stop_after and run.step - first_step >= stop_after) or stop_requested
-                        or (cfg.minutes and now - start >= cfg.minutes * 60))
-            checkpoint_due = now - last_ckpt >= cfg.checkpoint_minutes * 60
+            why = ("stop_after" if stop_after and run.step - first_step >= stop_after else "signal" if stop_requested
+                   else "minutes" if cfg.minutes and now - start >= cfg.minutes * 60 else "asked" if asked.stop else None)
+            checkpoint_due = now - last_ckpt >= cfg.checkpoint_minutes * 60 or asked.checkpoint
             reload_due = bool(cfg.reload_minutes and now - last_reload >= cfg.reload_minutes * 60)
             # Rank 0 decides for all (a no-op in one process): ranks never disagree on the last step.
-            stop, checkpoint_due, reload_due = distributed.agree(ranks, [stop, checkpoint_due, reload_due])
+            stop, checkpoint_due, reload_due = distributed.agree(ranks, [why is not None, checkpoint_due, reload_due])
             if stop:
+                stopped = why or "rank 0"
                 break
             # 2a. Checkpoints, and scenes finished since the run started (decided before the
             # step, so that every rank acts on the same step).
@@ -93,7 +127,7 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
             bar.update(1)
             # 2c. Logging and validation.
             record: dict[str, Any] = {}
-            if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+            if run.step % cfg.log_every == 0 or run.step == run.cfg.steps:
                 record = {"step": run.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0], "train_s": round(run.train_seconds, 1)}
                 bar.set_postfix(loss=f"{loss:.4f}")
             if cfg.val_every and run.step % cfg.val_every == 0 and ranks.leader:
@@ -104,6 +138,12 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
             if record and log is not None:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
+            # 2d. The caller's say (the fine-tune's budget, progress and stop requests).
+            if on_step is not None:
+                asked = on_step(StepDone(run.step, run.cfg.steps, loss)) or Ask()
+                if asked.steps is not None and asked.steps != run.cfg.steps:
+                    set_schedule(run, asked.steps)
+                    bar.total = asked.steps
     finally:
         # 3. Stopping for any reason (budget, Ctrl-C, error) leaves a checkpoint.
         bar.close()
@@ -115,8 +155,9 @@ def train(cfg: TrainConfig, stop_after: int = 0) -> dict[str, Any]:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
         distributed.barrier(ranks)  # the checkpoint exists before any rank returns
-    return {"step": run.step, "steps": cfg.steps, "train_seconds": run.train_seconds, "val": run.last_val,
-            "train_scenes": len(run.sampler.train), "val_scenes": len(run.sampler.val), "run_dir": str(run.folder)}
+    return {"step": run.step, "steps": run.cfg.steps, "train_seconds": run.train_seconds, "val": run.last_val,
+            "train_scenes": len(run.sampler.train), "val_scenes": len(run.sampler.val), "run_dir": str(run.folder),
+            "stopped": stopped}
 
 
 # -- setting up and resuming ---------------------------------------------------------------------
@@ -183,13 +224,22 @@ def resume(run: Run, path: Path) -> None:
     run.model.load_state_dict(ck["model"])
     run.optimizer.load_state_dict(ck["optimizer"])
     run.scheduler.load_state_dict(ck["scheduler"])
-    # --lr and --steps may change on resume (e.g. to fit a time budget); unchanged, this is a no-op.
-    run.scheduler.base_lrs = [cfg.lr for _ in run.scheduler.base_lrs]
-    for group in run.optimizer.param_groups:
-        group["lr"] = cfg.lr * lr_factor(ck["step"], cfg.warmup, cfg.steps)
     run.sampler.set_state(ck["sampler"])
     checkpoint.set_rng_states(ck["rng"])
     run.step, run.train_seconds, run.last_val = ck["step"], ck["train_seconds"], ck.get("val", {})
+    # --lr and --steps may change on resume (e.g. to fit a time budget); unchanged, this is a no-op.
+    set_schedule(run, cfg.steps)
+
+
+def set_schedule(run: Run, steps: int) -> None:
+    """Let the LR schedule end at ``steps`` (and ``cfg.lr`` be its peak) from the run's current
+    step on: the rate is a pure function of the step, the peak and the length, so the next step
+    trains at the new curve's rate, as a run started with them would there."""
+    cfg = run.cfg = replace(run.cfg, steps=steps)
+    run.scheduler.lr_lambdas = [lambda s: lr_factor(s, cfg.warmup, cfg.steps) for _ in run.scheduler.lr_lambdas]
+    run.scheduler.base_lrs = [cfg.lr for _ in run.scheduler.base_lrs]
+    for group in run.optimizer.param_groups:
+        group["lr"] = cfg.lr * lr_factor(run.step, cfg.warmup, cfg.steps)
 
 
 def init_from_weights(model: torch.nn.Module, cfg: TrainConfig, kwargs: dict[str, Any]) -> None:
@@ -302,6 +352,14 @@ def git_hash() -> str:
         return "unknown"
 
 
+def checkpoint_model(ck: dict[str, Any]) -> torch.nn.Module:
+    """The network a checkpoint holds (as ``checkpoint.load_checkpoint`` returns it), in eval
+    mode: what :func:`export` writes, and what the fine-tune scores before writing it."""
+    model = build_model(ck["arch"], **ck["model_kwargs"])
+    model.load_state_dict(ck["model"])
+    return model.eval()
+
+
 def export(run_dir: str | Path, out_path: str | Path, validate_now: bool = True,
            extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the newest checkpoint's model as a weights file (``models.loader.save_weights``) with
@@ -312,9 +370,7 @@ def export(run_dir: str | Path, out_path: str | Path, validate_now: bool = True,
         raise McDenoiseError(f"{run_dir}: no checkpoint to export; train first")
     ck = checkpoint.load_checkpoint(latest)
     cfg = TrainConfig(**ck["config"])
-    model = build_model(ck["arch"], **ck["model_kwargs"])
-    model.load_state_dict(ck["model"])
-    model.eval()
+    model = checkpoint_model(ck)
     val = ck.get("val", {})
     if validate_now:
         torch.set_num_threads(max(cfg.threads, 1))
