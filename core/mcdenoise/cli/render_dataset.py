@@ -1,4 +1,5 @@
-"""``mcdenoise render-dataset``: render procedural Cycles scenes into the dataset layout.
+"""``mcdenoise render-dataset``: render procedural Cycles scenes into the dataset layout, as still
+scenes or (``--frames T``) as animated training sequences.
 
 Thin argument layer over ``mcdenoise.dataset.render``; bpy is imported only once rendering
 starts, so ``--help`` and argument errors stay instant and work without the render extra.
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spp", type=_spp_list, default=[1, 2, 4, 8, 16],
                         help="noisy sample counts, comma-separated (default 1,2,4,8,16)")
     parser.add_argument("--ref-spp", type=at_least(1), default=256, help="samples of the target (default 256)")
+    parser.add_argument("--frames", type=at_least(1), default=1,
+                        help="frames per scene: 1 renders still scenes (default); T > 1 renders each scene as an "
+                             "animated sequence of T frames with the Vector pass (docs/dataset.md)")
     parser.add_argument("--shard", type=shard, default=(0, 1),
                         help="i/n: render only indices with index %% n == i (default 0/1)")
     options.add_render_device(parser)
@@ -59,7 +63,7 @@ def _render_on_ray(args: argparse.Namespace) -> int:
         raise McDenoiseError(f"cannot create dataset folder {args.out}: {exc}") from exc
     indices = select_indices(args.start, args.scenes, args.shard)
     options = {"seed_offset": args.seed_offset, "res": args.res, "spps": args.spp, "ref_spp": args.ref_spp,
-               "device": args.render_device, "threads": args.threads}
+               "frames": args.frames, "device": args.render_device, "threads": args.threads}
     with tqdm(total=len(indices), unit="scene", disable=args.quiet, file=sys.stderr, dynamic_ncols=True) as bar:
         stats = render_dataset_ray(args.ray, args.out, indices, options, progress=bar.update)
     i, n = args.shard
@@ -77,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
     stats = render_dataset(
         args.out, args.scenes, start=args.start, seed_offset=args.seed_offset, res=args.res,
         spps=args.spp, ref_spp=args.ref_spp, shard=args.shard, device=args.render_device,
-        threads=args.threads, progress=not args.quiet,
+        threads=args.threads, progress=not args.quiet, frames=args.frames,
     )
     i, n = args.shard
     print(f"render-dataset: {summary_line(stats, f' (shard {i}/{n})')} -> {args.out}", flush=True)

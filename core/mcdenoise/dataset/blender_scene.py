@@ -339,11 +339,59 @@ def _build_volume(bpy: Any, spec: dict[str, Any], meshes: dict[_MeshKey, Any]) -
     mesh.materials.append(mat)
 
 
-def build_scene(desc: dict[str, Any]) -> Any:
-    """Reset Blender to an empty file and build ``desc`` in it; returns the scene.
+def _key_pose(obj: Any, frame: int, location: Any, target: Any = None, flip: bool = False) -> None:
+    """Key ``obj`` at ``location`` (aimed at ``target`` if given) on ``frame``. The rotation is
+    the Euler angles nearest the previous key's, so no key wraps by a full turn between frames."""
+    from mathutils import Vector  # noqa: PLC0415
+
+    obj.location = location
+    obj.keyframe_insert("location", frame=frame)
+    if target is None:
+        return
+    previous = obj.rotation_euler.copy()
+    if flip:
+        previous.x -= math.pi
+    euler = (Vector(target) - Vector(location)).to_track_quat("-Z", "Y").to_euler("XYZ", previous)
+    if flip:
+        euler.x += math.pi  # an emissive panel: its +Z normal must face the target (see _build_light)
+    obj.rotation_euler = euler
+    obj.keyframe_insert("rotation_euler", frame=frame)
+
+
+def key_motion(bpy: Any, desc: dict[str, Any], frames: int) -> None:
+    """Key the sequence motion of ``desc["animation"]`` on every frame 0 .. ``frames`` + 1, each
+    pose from ``scene_description`` (linear keys: no easing between whole frames). The frames
+    either side of the rendered ones are keyed too: the Vector pass of frame 1 holds the motion
+    to frame 0, and that of the last frame the motion to the next."""
+    from mcdenoise.dataset import scene_description as sd  # noqa: PLC0415
+
+    anim = desc["animation"]
+    cam = bpy.context.scene.camera
+    light = anim["light"]
+    lamp = None
+    if light is not None:
+        spec = desc["lights"][light["index"]]
+        lamp = bpy.data.objects[f"lightmesh{light['index']}" if spec["type"] == "mesh" else f"light{light['index']}"]
+        aimed = spec["type"] != "mesh" or spec["shape"] == "panel"
+    for frame in range(0, frames + 2):
+        if anim["camera"]["move"] != "still":
+            _key_pose(cam, frame, *sd.camera_pose(desc, frame))
+        for move in anim["objects"]:
+            obj = bpy.data.objects[f"obj{move['index']}"]
+            obj.location, obj.rotation_euler = sd.object_pose(desc, move, frame)
+            obj.keyframe_insert("location", frame=frame)
+            obj.keyframe_insert("rotation_euler", frame=frame)
+        if lamp is not None:
+            target = spec["target"] if aimed else None
+            _key_pose(lamp, frame, sd.light_location(desc, frame), target, flip=spec["type"] == "mesh")
+
+
+def build_scene(desc: dict[str, Any], frames: int = 1) -> Any:
+    """Reset Blender to an empty file and build ``desc`` in it; returns the scene at frame 1.
 
     Factory reset between scenes keeps memory flat over hundreds of scenes and guarantees that
-    nothing from the previous scene (materials, lights, world) leaks into the next one.
+    nothing from the previous scene (materials, lights, world) leaks into the next one. A
+    sequence's description (``scene_description.describe_sequence``) is keyed over ``frames``.
     """
     bpy = import_bpy()
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -361,5 +409,7 @@ def build_scene(desc: dict[str, Any]) -> Any:
     _build_camera(bpy, desc["camera"])
     if desc.get("volume"):
         _build_volume(bpy, desc["volume"], meshes)
+    if desc.get("animation"):
+        key_motion(bpy, desc, frames)
     scene.frame_set(1)
     return scene

@@ -7,6 +7,17 @@ themselves, so a rename can never silently split a dataset into files nobody rea
     DIR/scene_00042/scene_00042_0001spp.exr   noisy render at 1 spp (and 0002, 0004, ...)
     DIR/scene_00042/scene_00042_ref.exr       high-sample target, independent Cycles seed
 
+Training *sequences* (``render-dataset --frames T``, T > 1) use the same scene folders with the
+frame number last (frames 1..T: the animated shots' naming rule, below); every EXR of a sequence
+also holds the ``Vector`` pass::
+
+    DIR/scene_00042/scene_00042.json              description, motion, render settings, "frames": T; LAST
+    DIR/scene_00042/scene_00042_0004spp_0003.exr  frame 3 at 4 spp (and every other sample count)
+    DIR/scene_00042/scene_00042_ref_0003.exr      frame 3's reference, independent Cycles seed
+
+``list_scenes`` lists still scenes only (a sequence has no ``_ref.exr``) and ``list_sequences``
+sequences only, so one kind can never be read as the other.
+
 The benchmark suite (``dataset.suite``, ``mcdenoise render-suite``) uses the same scheme with a
 scene *name* (lower-case letters, digits, ``_``) in place of ``scene_NNNNN``, and a second,
 independent reference, so the references' own noise can be measured (ref vs ref2)::
@@ -220,3 +231,76 @@ def sequence_ref_path(root: str | Path, shot: str, frame: int) -> Path:
 def sequence_pattern(root: str | Path, shot: str, spp: int) -> str:
     """The noisy frames of a shot as a ``denoise`` frame pattern."""
     return str(suite_dir(root, shot) / f"{shot}_{spp:04d}spp_####.exr")
+
+
+# -- training sequences: the shots' naming rule in the dataset's scene folders --------------------
+
+def scene_noisy_frame_path(root: str | Path, idx: int, spp: int, frame: int) -> Path:
+    """``DIR/scene_00042/scene_00042_0004spp_0003.exr``: noisy frame ``frame`` of sequence ``idx``."""
+    return sequence_noisy_path(root, scene_name(idx), spp, frame)
+
+
+def scene_ref_frame_path(root: str | Path, idx: int, frame: int) -> Path:
+    """``DIR/scene_00042/scene_00042_ref_0003.exr``: the reference of frame ``frame``."""
+    return sequence_ref_path(root, scene_name(idx), frame)
+
+
+def frames_of(desc: Path) -> int | None:
+    """The ``"frames"`` a scene's JSON records (sequences only); None for a still scene or a JSON
+    that cannot be read."""
+    import json  # noqa: PLC0415
+
+    try:
+        frames = json.loads(desc.read_text()).get("frames")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return frames if isinstance(frames, int) and frames >= 1 else None
+
+
+@dataclass(frozen=True)
+class SequenceEntry:
+    """A finished training sequence: its index, folder, number of frames (1..frames) and the
+    noisy sample counts present for every frame."""
+
+    index: int
+    dir: Path
+    frames: int
+    spps: tuple[int, ...]
+
+    @property
+    def desc(self) -> Path:
+        return self.dir / f"{self.dir.name}.json"
+
+    def noisy(self, spp: int, frame: int) -> Path:
+        return self.dir / f"{self.dir.name}_{spp:04d}spp_{frame:04d}.exr"
+
+    def ref(self, frame: int) -> Path:
+        return self.dir / f"{self.dir.name}_ref_{frame:04d}.exr"
+
+
+def list_sequences(root: str | Path) -> list[SequenceEntry]:
+    """Finished training sequences under ``root`` (JSON with ``"frames"`` and every frame's
+    reference present), sorted by index; still scenes and unfinished folders are skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    entries: list[SequenceEntry] = []
+    for d in sorted(root.iterdir()):
+        m = SCENE_DIR_RE.match(d.name)
+        if not m or not d.is_dir():
+            continue
+        frames = frames_of(d / f"{d.name}.json")
+        if frames is None:
+            continue
+        e = SequenceEntry(int(m.group(1)), d, frames, ())
+        if not all(e.ref(t).is_file() for t in range(1, frames + 1)):
+            continue
+        found: dict[int, set[int]] = {}
+        for f in d.iterdir():
+            n = re.fullmatch(rf"{re.escape(d.name)}_(\d{{4,}})spp_(\d{{4,}})\.exr", f.name)
+            if n:
+                found.setdefault(int(n.group(1)), set()).add(int(n.group(2)))
+        spps = tuple(sorted(s for s, got in found.items() if got >= set(range(1, frames + 1))))
+        entries.append(SequenceEntry(e.index, d, frames, spps))
+    entries.sort(key=lambda e: e.index)
+    return entries

@@ -8,6 +8,9 @@ Built to run unattended for hours and be killed at any moment:
 * sharded: ``shard=(i, n)`` keeps indices with ``index % n == i`` so several processes or
   machines can share one dataset folder without coordination;
 * deterministic: the scene and every Cycles seed derive from the scene seed only.
+
+With ``frames`` > 1 each scene is a training *sequence* (:func:`render_sequence`): the same
+scene made animated, frames 1..T, resumable frame by frame.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 from mcdenoise.dataset import layout
 from mcdenoise.dataset.blender_scene import build_scene, import_bpy
-from mcdenoise.dataset.scene_description import describe_scene
+from mcdenoise.dataset.scene_description import describe_scene, describe_sequence
 from mcdenoise.errors import OutputError
 from mcdenoise.io.atomic import atomic_output, is_stale, pid_alive
 from mcdenoise.shard import in_shard
@@ -310,13 +313,116 @@ def render_scene(root: Path, index: int, seed: int, res: int, spps: list[int], r
     return record
 
 
+def motion_summary(desc: dict[str, Any], refs: list[Path], res: int) -> dict[str, Any]:
+    """What moves in a sequence and how fast, for its JSON: the drawn motion in pixels per frame
+    at the render size, and the image motion the Vector pass of the references measures (motion
+    to the previous frame; ``moving``: the share of pixels moving more than half a pixel)."""
+    import numpy as np  # noqa: PLC0415
+
+    from mcdenoise.io.exr import read_frame  # noqa: PLC0415
+    from mcdenoise.io.passes import PassNames  # noqa: PLC0415
+
+    anim = desc["animation"]
+    means, p95s, moving = [], [], []
+    for path in refs:
+        vector = read_frame(path, PassNames(color=("Combined",), layer=layout.VIEW_LAYER), features=("vector",)).vector
+        speed = np.hypot(vector[..., 0], vector[..., 1]).astype(np.float64)
+        means.append(round(float(speed.mean()), 3))
+        p95s.append(round(float(np.percentile(speed, 95)), 3))
+        moving.append(round(float((speed > 0.5).mean()), 3))
+    return {
+        "camera": anim["camera"]["move"],
+        "camera_px_per_frame": round(anim["camera"]["speed"] * res, 2),
+        "objects": [{"index": o["index"], "kind": o["kind"], "px_per_frame": round(o["speed"] * res, 2),
+                     "turn_per_frame": o["turn"]} for o in anim["objects"]],
+        "light_moves": anim["light"] is not None,
+        "vector_px_mean": means, "vector_px_p95": p95s, "moving_share": moving,
+    }
+
+
+def render_sequence(root: Path, index: int, seed: int, res: int, spps: list[int], ref_spp: int, frames: int,
+                    device: str = "cpu", threads: int = 0) -> dict[str, Any]:
+    """Render training sequence ``index`` (frames 1..``frames``, every noisy sample count and a
+    reference per frame, all with the Vector pass) and write its JSON marker last.
+
+    Resumable per frame: a file already in place is not rendered again, and every pose and seed
+    is a function of the scene seed and the frame, so a frame rendered by a later run has the
+    pixels an uninterrupted run would have given it. The exposure is calibrated once, on frame 1
+    (the same probe as a still scene), and kept for every frame, as an artist's shot keeps its own.
+    """
+    bpy = import_bpy()
+    t0 = time.perf_counter()
+    folder = layout.scene_dir(root, index)
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_partial(folder)  # stale temps and a killed run's probe; finished frames stay
+    desc = describe_sequence(seed)
+    scene = build_scene(desc, frames)
+    used_device = _setup_device(bpy, scene, device)
+    configure(scene, res, threads)
+    scene.render.use_motion_blur = False  # Blender writes the Vector pass only without motion blur
+    scene.view_layers[0].use_pass_vector = True
+    t_build = time.perf_counter() - t0
+    scene.frame_set(1)
+    exposure = calibrate_exposure(bpy, scene, folder, seed, res)
+    seconds: dict[str, dict[str, float]] = {}
+    for frame in range(1, frames + 1):
+        scene.frame_set(frame)
+        # A new Cycles seed every frame (what Blender's animated seed does for an artist), each
+        # a function of (scene seed, role, frame); the references' independent of the inputs'.
+        jobs = [(f"{spp}spp", layout.scene_noisy_frame_path(root, index, spp, frame), spp, f"noisy:{spp}:{frame}", False)
+                for spp in spps]
+        jobs.append(("ref", layout.scene_ref_frame_path(root, index, frame), ref_spp, f"ref:{frame}", True))
+        seconds[str(frame)] = {}
+        for name, path, samples, role, adaptive in jobs:
+            if not path.is_file():  # else rendered by an earlier, interrupted run
+                t = time.perf_counter()
+                render_exr(bpy, scene, path, samples, cycles_seed(seed, role), adaptive=adaptive)
+                seconds[str(frame)][name] = round(time.perf_counter() - t, 3)
+    refs = [layout.scene_ref_frame_path(root, index, frame) for frame in range(1, frames + 1)]
+    record = {
+        "layout_version": 1,
+        "index": index,
+        "seed": seed,
+        "frames": frames,
+        "description": desc,
+        "motion": motion_summary(desc, refs, res),
+        "render": {
+            "resolution": [res, res], "spp": list(spps), "ref_spp": ref_spp,
+            "seeds": "per frame: render.cycles_seed(seed, 'noisy:<spp>:<frame>'), cycles_seed(seed, 'ref:<frame>')",
+            "adaptive_sampling": {"noisy": False, "ref": True, "ref_threshold": REF_ADAPTIVE_THRESHOLD},
+            "motion_blur": False, "denoising": False, "bounces": BOUNCES, "device": used_device,
+            "blender": bpy.app.version_string, "passes": [*layout.PASSES, "Vector"],
+            **exposure, "seconds": {"build": round(t_build, 3), "frames": seconds,
+                                    "total": round(time.perf_counter() - t0, 3)},
+        },
+    }
+    with atomic_output(layout.desc_path(root, index)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _check_kind(root: Path, idx: int, frames: int) -> None:
+    """A finished scene must be of the kind asked for: a still scene is not a sequence, and a
+    sequence of T frames is not one of another length (its JSON says it is done)."""
+    found = layout.frames_of(layout.desc_path(root, idx))
+    if (frames == 1 and found is None) or found == frames:
+        return
+    have = "a still scene" if found is None else f"a sequence of {found} frames"
+    want = "a still scene" if frames == 1 else f"{frames} frames"
+    raise OutputError(f"{layout.scene_dir(root, idx)} already holds {have}, not {want}: render still scenes and "
+                      f"sequences of each length into separate dataset folders")
+
+
 def render_dataset(root: str | Path, count: int, start: int = 0, seed_offset: int = 0, res: int = 256,
                    spps: list[int] | None = None, ref_spp: int = 256, shard: tuple[int, int] = (0, 1),
-                   device: str = "cpu", threads: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Render every unfinished scene of this shard; returns counts and timings for the summary."""
+                   device: str = "cpu", threads: int = 0, progress: bool = True, frames: int = 1) -> dict[str, Any]:
+    """Render every unfinished scene of this shard (``frames`` > 1: every unfinished sequence);
+    returns counts and timings for the summary."""
     from tqdm import tqdm  # noqa: PLC0415
 
     import_bpy()  # fail early and clearly, before creating any folder
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
     spps = spps or [1, 2, 4, 8, 16]
     root = Path(root)
     try:
@@ -325,6 +431,8 @@ def render_dataset(root: str | Path, count: int, start: int = 0, seed_offset: in
         raise OutputError(f"cannot create dataset folder {root}: {exc}") from exc
     todo = select_indices(start, count, shard)
     skipped = [i for i in todo if layout.is_done(root, i)]
+    for i in skipped:
+        _check_kind(root, i, frames)
     pending = [i for i in todo if not layout.is_done(root, i)]
     times: list[float] = []
     t0 = time.perf_counter()
@@ -340,13 +448,17 @@ def render_dataset(root: str | Path, count: int, start: int = 0, seed_offset: in
             if layout.is_done(root, idx):  # finished by another process meanwhile
                 skipped.append(idx)
                 continue
-            rec = render_scene(root, idx, seed_offset + idx, res, spps, ref_spp, device, threads)
+            if frames > 1:
+                rec = render_sequence(root, idx, seed_offset + idx, res, spps, ref_spp, frames, device, threads)
+            else:
+                rec = render_scene(root, idx, seed_offset + idx, res, spps, ref_spp, device, threads)
         finally:
             release_scene(folder)
         times.append(rec["render"]["seconds"]["total"])
         bar.set_postfix(scene=idx, last=f"{times[-1]:.1f}s")
         if not progress:  # one line per scene instead of a bar: readable in a log file
-            print(f"{layout.scene_name(idx)} done in {times[-1]:.1f} s (exposure "
+            what = f"{frames} frames, camera {rec['motion']['camera']}, " if frames > 1 else ""
+            print(f"{layout.scene_name(idx)} done in {times[-1]:.1f} s ({what}exposure "
                   f"{rec['render']['exposure']:.3g})", flush=True)
     bar.close()
     return {"rendered": len(times), "skipped": len(skipped), "busy": len(busy), "selected": len(todo),
@@ -354,4 +466,4 @@ def render_dataset(root: str | Path, count: int, start: int = 0, seed_offset: in
             "mean_scene_seconds": sum(times) / len(times) if times else 0.0}
 
 
-__all__ = ["render_dataset", "render_scene", "select_indices", "cycles_seed"]
+__all__ = ["render_dataset", "render_scene", "render_sequence", "select_indices", "cycles_seed"]

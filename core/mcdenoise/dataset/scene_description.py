@@ -359,3 +359,176 @@ def describe_scene(seed: int) -> dict[str, Any]:
         "version": DESCRIPTION_VERSION, "seed": seed, "simple": simple, "room": room,
         "objects": objects, "lights": lights, "world": world, "camera": camera, "volume": volume,
     }
+
+
+# -- training sequences: seed-derived motion over frames 1..T ------------------------------------
+#
+# A still scene made animated: the still description is frame 1 exactly, and the motion comes from
+# its own random stream (``"mcdenoise:<seed>:motion"``), so adding motion never changes a still
+# scene. Every pose is a pure function of the frame number: a sequence of 12 frames starts with
+# the 8 frames of the same sequence rendered with ``--frames 8``.
+
+#: Camera moves and how often each is drawn; ``still`` keeps the camera fixed (objects may move).
+CAMERA_MOVES = {"still": 0.2, "dolly": 0.2, "truck": 0.25, "orbit": 0.2, "pan": 0.15}
+#: The fastest image motion drawn, as a fraction of the image width per frame (6 px at 128 px):
+#: fast enough that a temporal model meets history it must reject, not only history to trust.
+MAX_SPEED = 6 / 128
+#: A dolly in stays slower (its pixels move fastest at the image edge, and it must not reach the
+#: objects within a couple of dozen frames); this is its largest relative step per frame.
+MAX_DOLLY_IN = 0.03
+#: The camera never goes below this height (the ground is at z = 0).
+MIN_CAMERA_Z = 0.08
+
+
+def _half_fov(lens: float) -> float:
+    return math.atan(18.0 / lens)  # 36 mm sensor, square render (as _camera frames it)
+
+
+def _image_width(camera: dict[str, Any], depth: float | None = None) -> float:
+    """Width in metres that the image spans at ``depth`` (default: the camera's target):
+    converts a speed in image widths per frame into metres per frame at that depth."""
+    depth = math.dist(camera["location"], camera["target"]) if depth is None else depth
+    return 2 * depth * math.tan(_half_fov(camera["lens"]))
+
+
+def _nearest_depth(camera: dict[str, Any]) -> float:
+    """Depth of the nearest ground the camera sees (the middle of the image's bottom edge), or of
+    its target if that is nearer. A camera that moves sideways or forwards moves near things
+    fastest across the image, so its speed is set there: a low camera's ground would otherwise
+    race past at several times the drawn speed."""
+    loc, target = camera["location"], camera["target"]
+    dist = math.dist(loc, target)
+    hf = _half_fov(camera["lens"])
+    down = math.asin(max(-1.0, min(1.0, (loc[2] - target[2]) / dist))) + hf  # bottom ray below horizontal
+    if down <= 0:
+        return dist
+    return min(dist, loc[2] * math.cos(hf) / math.sin(down))
+
+
+def _unit(v: tuple[float, ...]) -> tuple[float, ...]:
+    n = math.sqrt(sum(a * a for a in v)) or 1.0
+    return tuple(a / n for a in v)
+
+
+def _turn_about(point: list[float], centre: list[float], angle: float) -> list[float]:
+    """``point`` turned by ``angle`` about the vertical axis through ``centre``."""
+    dx, dy = point[0] - centre[0], point[1] - centre[1]
+    c, s = math.cos(angle), math.sin(angle)
+    return [centre[0] + c * dx - s * dy, centre[1] + s * dx + c * dy, point[2]]
+
+
+def _camera_motion(rng: random.Random, camera: dict[str, Any]) -> dict[str, Any]:
+    move = _pick(rng, CAMERA_MOVES)
+    speed = 0.0 if move == "still" else rng.uniform(0.05, 1.0) * MAX_SPEED  # image widths / frame
+    m: dict[str, Any] = {"move": move, "speed": _r(speed)}
+    loc, target = camera["location"], camera["target"]
+    view = _unit(tuple(b - a for a, b in zip(loc, target)))
+    if move == "truck":  # sideways (sometimes up or down) with the view direction kept
+        right = _unit((view[1], -view[0], 0.0))
+        up = (right[1] * view[2] - right[2] * view[1], right[2] * view[0] - right[0] * view[2],
+              right[0] * view[1] - right[1] * view[0])
+        a = rng.uniform(-0.5, 0.5) + (math.pi / 2 if rng.random() < 0.15 else 0.0)
+        a += math.pi if rng.random() < 0.5 else 0.0
+        step = speed * _image_width(camera, _nearest_depth(camera))
+        vel = [step * (math.cos(a) * r + math.sin(a) * u) for r, u in zip(right, up)]
+        if vel[2] < 0 and loc[2] + 24 * vel[2] < MIN_CAMERA_Z + 0.2:
+            vel[2] = -vel[2]  # a low camera moves up rather than into the ground
+        m["velocity"] = _vec(*vel)
+    elif move == "orbit":  # around the target, aimed at it: near and far move in opposite directions
+        horizontal = math.dist(loc[:2], target[:2]) or 1.0
+        step = speed * _image_width(camera, _nearest_depth(camera))
+        m["turn"] = _r(min(0.08, step / horizontal) * rng.choice((-1, 1)))
+    elif move == "pan":  # turning in place: everything slides across the image alike
+        m["turn"] = _r(2 * speed * math.tan(_half_fov(camera["lens"])) * rng.choice((-1, 1)))
+    elif move == "dolly":  # towards or away from the target: motion grows towards the edges
+        inward = rng.random() < 0.5
+        rate = 2 * speed * _nearest_depth(camera) / math.dist(loc, target)  # the bottom edge's speed
+        m["rate"] = _r(min(rate, MAX_DOLLY_IN) if inward else -rate)
+    return m
+
+
+def _movable(obj: dict[str, Any]) -> bool:
+    """Objects worth moving: not the thin wires nor the smallest clutter."""
+    return max(obj["scale"]) >= 0.2 and min(obj["scale"]) >= 0.08
+
+
+def describe_motion(seed: int, desc: dict[str, Any]) -> dict[str, Any]:
+    """The motion of the training sequence of scene ``seed`` (``desc``: its still description):
+    a camera move, 1-3 objects sliding and/or turning, and in some sequences a light circling
+    the target. Speeds are in image widths per frame (camera, objects) and radians per frame."""
+    rng = random.Random(f"mcdenoise:{seed}:motion")
+    cam = desc["camera"]
+    camera = _camera_motion(rng, cam)
+    view = _unit(tuple(b - a for a, b in zip(cam["location"], cam["target"])))
+    candidates = [i for i, o in enumerate(desc["objects"]) if _movable(o)]
+    objects = []
+    for i in sorted(rng.sample(candidates, k=min(len(candidates), rng.randint(1, 3)))):
+        kind = rng.choice(("slide", "turn", "slide+turn"))
+        speed = rng.uniform(0.05, 1.0) * MAX_SPEED if "slide" in kind else 0.0
+        a = rng.uniform(0, 2 * math.pi)
+        # In image widths at the object's own depth: an object near the lens would race past.
+        depth = sum((p - c) * v for p, c, v in zip(desc["objects"][i]["location"], cam["location"], view))
+        width = _image_width(cam, max(depth, 0.1))
+        objects.append({"index": i, "kind": kind, "speed": _r(speed),
+                        "velocity": _vec(speed * width * math.cos(a), speed * width * math.sin(a), 0.0),
+                        "turn": _r(rng.uniform(0.03, 0.15) * rng.choice((-1, 1)) if "turn" in kind else 0.0)})
+    light = None
+    if desc["lights"] and rng.random() < 0.35:
+        light = {"index": rng.randrange(len(desc["lights"])),
+                 "turn": _r(rng.uniform(0.03, 0.15) * rng.choice((-1, 1)))}
+    return {"camera": camera, "objects": objects, "light": light}
+
+
+def describe_sequence(seed: int) -> dict[str, Any]:
+    """The still scene of ``seed`` with its motion (``"animation"``) and without motion blur:
+    Blender writes the Vector pass only with motion blur off, and the still scenes' blurred
+    objects would move during the shutter only, so their shutter motion is dropped."""
+    desc = describe_scene(seed)
+    desc["camera"]["motion_blur"] = False
+    for o in desc["objects"]:
+        o.pop("motion", None)
+    desc["animation"] = describe_motion(seed, desc)
+    return desc
+
+
+def camera_pose(desc: dict[str, Any], frame: int) -> tuple[list[float], list[float]]:
+    """Camera location and look-at target at ``frame`` (frame 1 is the still scene's pose)."""
+    cam, m = desc["camera"], desc["animation"]["camera"]
+    loc, target, t = list(cam["location"]), list(cam["target"]), frame - 1
+    if t == 0 or m["move"] == "still":
+        pass
+    elif m["move"] == "truck":
+        shift = [v * t for v in m["velocity"]]
+        loc = [a + d for a, d in zip(loc, shift)]
+        target = [a + d for a, d in zip(target, shift)]
+    elif m["move"] == "orbit":
+        loc = _turn_about(loc, target, m["turn"] * t)
+    elif m["move"] == "pan":
+        target = _turn_about(target, loc, m["turn"] * t)
+    elif m["move"] == "dolly":
+        k = math.exp(-m["rate"] * t)  # a constant relative step: image motion stays even
+        loc = [b + (a - b) * k for a, b in zip(loc, target)]
+    if loc[2] < MIN_CAMERA_Z:
+        target[2] += MIN_CAMERA_Z - loc[2]
+        loc[2] = MIN_CAMERA_Z
+    return loc, target
+
+
+def object_pose(desc: dict[str, Any], move: dict[str, Any], frame: int) -> tuple[list[float], list[float]]:
+    """Location and rotation of moving object ``move["index"]`` at ``frame``."""
+    obj, t = desc["objects"][move["index"]], frame - 1
+    loc = [a + v * t for a, v in zip(obj["location"], move["velocity"])]
+    rot = list(obj["rotation"])
+    rot[2] += move["turn"] * t
+    return loc, rot
+
+
+def light_location(desc: dict[str, Any], frame: int) -> list[float]:
+    """Where the moving light is at ``frame``: circling its target, kept inside the room."""
+    m = desc["animation"]["light"]
+    light = dict(desc["lights"][m["index"]])
+    if frame != 1:
+        light["location"] = _turn_about(light["location"], light["target"], m["turn"] * (frame - 1))
+        if not light.get("firefly") and not light.get("bounce_only"):  # as describe_scene placed them
+            _keep_inside(light, desc["room"])
+    return light["location"]
