@@ -45,9 +45,11 @@ from mcdenoise.io.exr import read_frame
 from mcdenoise.metrics import psnr_tonemapped
 from mcdenoise.preview import save_png, tonemap
 from mcdenoise.temporal import DEFAULT_WINDOW, warp
+from mcdenoise.temporal.blendnet import HAND_MADE, choose_blend
 from mcdenoise.temporal.history import TemporalHistory
 
 NOISY, SINGLE, TEMPORAL, REFERENCE = "noisy", "ours single-frame", "ours temporal", "reference"
+HAND_MADE_ROW = "ours temporal, hand-made blend"  # beside a learned blend (temporal.blendnet), to compare in one run
 STRIP_FRAMES = 6
 
 
@@ -88,10 +90,15 @@ def warped_change(outs: list[np.ndarray], vectors: list[np.ndarray | None], expo
     return values
 
 
-def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods: dict, window: int, log=print) -> dict:
-    """Every method on every frame of one shot; returns numbers and the frames themselves."""
-    history = TemporalHistory(window)
-    outs: dict[str, list[np.ndarray]] = {m: [] for m in [NOISY, SINGLE, TEMPORAL, *methods, REFERENCE]}
+def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods: dict, window: int, log=print,
+             blend=None) -> dict:
+    """Every method on every frame of one shot; returns numbers and the frames themselves.
+    ``blend``: ours temporal's (default :func:`~mcdenoise.temporal.blendnet.choose_blend`'s); a
+    learned one adds the hand-made blend's row."""
+    history = TemporalHistory(window, blend)
+    hand = TemporalHistory(window, HAND_MADE) if history.blend is not HAND_MADE else None
+    rows = [NOISY, SINGLE, TEMPORAL, *([HAND_MADE_ROW] if hand else []), *methods, REFERENCE]
+    outs: dict[str, list[np.ndarray]] = {m: [] for m in rows}
     vectors: list[np.ndarray | None] = []
     seconds = {SINGLE: 0.0, TEMPORAL: 0.0}
     for n in frames:
@@ -101,12 +108,14 @@ def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods
         t0 = time.perf_counter()
         alone = single(frame)
         t1 = time.perf_counter()
-        stable = history.push(n, alone, nf.color, nf.vector, hdr.autoexposure(nf.color))
+        stable = history.push(n, alone, nf.color, nf.vector, hdr.autoexposure(nf.color), nf.albedo, nf.normal)
         seconds[SINGLE] += t1 - t0
         seconds[TEMPORAL] += time.perf_counter() - t1
         outs[NOISY].append(colour)
         outs[SINGLE].append(alone)
         outs[TEMPORAL].append(stable)
+        if hand is not None:
+            outs[HAND_MADE_ROW].append(hand.push(n, alone, nf.color, nf.vector, hdr.autoexposure(nf.color)))
         for m, fn in methods.items():
             outs[m].append(fn(frame))
         outs[REFERENCE].append(hdr.sanitize(read_frame(layout.sequence_ref_path(root, name, n)).color))
@@ -123,20 +132,54 @@ def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods
             "seconds_per_frame": {k: v / len(frames) for k, v in seconds.items()}, "images": outs}
 
 
+def select(shots: list[tuple[str, list[int]]], root: Path, spp: int, names: list[str] | None = None,
+           frames: list[int] | None = None) -> list[tuple[str, list[int]]]:
+    """The shots ``names`` (default: all) with only ``frames`` (default: all); a shot or frame
+    that is not there is refused, naming what is."""
+    found = dict(shots)
+    missing = [n for n in names or () if n not in found]
+    if missing:
+        raise InputFileError(f"{root}: no finished shot {', '.join(missing)} with {spp}-spp frames; "
+                             f"found: {', '.join(found) or 'none'}")
+    chosen = [(n, found[n]) for n in names] if names else shots
+    if frames is None:
+        return chosen
+    for name, have in chosen:
+        absent = sorted(set(frames) - set(have))
+        if absent:
+            raise InputFileError(f"{root}: shot {name} has no {spp}-spp frame and reference for frame(s) "
+                                 f"{', '.join(map(str, absent[:8]))}; it has {have[0]}-{have[-1]}")
+    return [(name, [f for f in have if f in frames]) for name, have in chosen]
+
+
 def run(root: Path, model: str | Path = DEFAULT_QUALITY, spp: int = 4, with_oidn: bool = True,
-        precision: str = DEFAULT_PRECISION, window: int = DEFAULT_WINDOW, log=print) -> dict:
-    shots = list_shots(root, spp)
+        precision: str = DEFAULT_PRECISION, window: int = DEFAULT_WINDOW, log=print, names: list[str] | None = None,
+        frames: list[int] | None = None, weights: str | Path | None = None,
+        temporal_weights: str | Path | None = None) -> dict:
+    """Every shot (or ``names``, on ``frames``); ``weights``: a tuned model scored frame by frame
+    beside ours, with its gaps per shot (``single_frame_gaps``: issue 19's measurement)."""
+    shots = select(list_shots(root, spp), root, spp, names, frames)
     if not shots:
         raise InputFileError(f"{root}: no finished shot with {spp}-spp frames; render one with "
                              f"'mcdenoise render-suite --out {root} --shots mixed_dolly'")
     label, single = our_method(model, precision)
+    blend = choose_blend(temporal_weights)  # ours temporal's blend, as denoise chooses it
     methods = {}
+    tuned = None
+    if weights is not None:
+        tuned = f"tuned ({Path(weights).name})"
+        methods[tuned] = our_method(weights, precision)[1]
     if with_oidn:
         oidn.require()
-        methods = {oidn.PLAIN: oidn.plain, oidn.ACCURATE: oidn.accurate}
-    results = [run_shot(root, name, frames, spp, single, methods, window, log) for name, frames in shots]
-    return {"root": str(root), "model": label, "window": window, "spp": spp,
-            "methods": [NOISY, SINGLE, TEMPORAL, *methods], "shots": results}
+        methods |= {oidn.PLAIN: oidn.plain, oidn.ACCURATE: oidn.accurate}
+    results = [run_shot(root, name, shot_frames, spp, single, methods, window, log, blend) for name, shot_frames in shots]
+    if tuned is not None:
+        for shot in results:
+            shot["single_frame_gaps"] = single_frame_gaps(shot, tuned)
+    return {"root": str(root), "model": label, "window": window, "spp": spp, "tuned": tuned,
+            "temporal_blend": blend.label,
+            "methods": [NOISY, SINGLE, TEMPORAL, *([HAND_MADE_ROW] if blend is not HAND_MADE else []), *methods],
+            "shots": results}
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -157,11 +200,22 @@ def headline(shot: dict) -> dict[str, float]:
     return out
 
 
+def single_frame_gaps(shot: dict, tuned: str) -> dict[str, float]:
+    """Mean PSNR over the shot's frames of the tuned model run frame by frame, minus ours
+    single-frame (the shipped model) and minus each OIDN: issue 19 scores single frames."""
+    n = shot["numbers"]
+    out = {"tuned": _mean(n[tuned]["psnr"]), "tuned_minus_base": _mean(n[tuned]["psnr"]) - _mean(n[SINGLE]["psnr"])}
+    for key, method in (("tuned_minus_oidn", oidn.PLAIN), ("tuned_minus_oidn_accurate", oidn.ACCURATE)):
+        if method in n:
+            out[key] = _mean(n[tuned]["psnr"]) - _mean(n[method]["psnr"])
+    return out
+
+
 def markdown(result: dict, per_frame: bool = True) -> str:
     """The report; ``per_frame=False`` leaves out the per-frame PSNR tables (the console's summary)."""
     lines = ["# Temporal benchmark", "",
              (f"Shots in `{result['root']}` at {result['spp']} spp; model {result['model']}; temporal history of "
-              f"{result['window']} frames. PSNR (dB) per frame against that frame's reference and flicker "
+              f"{result['window']} frames, {result.get('temporal_blend', 'hand-made blend')}. PSNR (dB) per frame against that frame's reference and flicker "
               "(mean |(out_t − out_t−1) − (ref_t − ref_t−1)|), both on frames tonemapped at the shot's first "
               "reference's exposure; warped change: mean |out_t − warp(out_t−1)| where the Vector pass's warp is "
               "valid (the reference row is the floor: real lighting change plus the reference's noise)."), ""]
@@ -171,6 +225,13 @@ def markdown(result: dict, per_frame: bool = True) -> str:
         if "flicker_temporal_over_oidn_accurate" in h:
             lines.append(f"**Flicker, ours temporal / OIDN-Accurate: {h['flicker_temporal_over_oidn_accurate']:.2f}×**; "
                          f"ours temporal / ours single-frame: {h['flicker_temporal_over_single']:.2f}×.  ")
+        if "single_frame_gaps" in shot:
+            g, span = shot["single_frame_gaps"], f"frames {shot['frames'][0]}-{shot['frames'][-1]}"
+            oidn_gap = (f"tuned − OIDN-Accurate: {g['tuned_minus_oidn_accurate']:+.2f} dB, "
+                        if "tuned_minus_oidn_accurate" in g else "")
+            lines.append(f"**Single-frame PSNR on {span}, {result['tuned']}: {g['tuned']:.2f} dB; {oidn_gap}"
+                         f"tuned − ours single-frame: {g['tuned_minus_base']:+.2f} dB** (every model frame by frame, "
+                         "no temporal history: what issue 19 measures).  ")
         lines += [f"**PSNR, ours temporal − ours single-frame: {h['psnr_temporal_minus_single']:+.2f} dB** (mean over frames).",
                   "", "| method | mean PSNR | min PSNR | flicker | warped change |", "|---|---:|---:|---:|---:|"]
         for m in result["methods"]:
@@ -234,7 +295,8 @@ def write_report(result: dict, report: Path) -> list[Path]:
     written[0].write_text(markdown(result))
     shots = [{k: v for k, v in s.items() if k != "images"} | {"headline": headline(s)} for s in result["shots"]]
     written[1].write_text(json.dumps({**result, "shots": shots}, indent=1))
-    rows = [REFERENCE, NOISY, *([oidn.ACCURATE] if oidn.ACCURATE in result["methods"] else []), SINGLE, TEMPORAL]
+    rows = [REFERENCE, NOISY, *([oidn.ACCURATE] if oidn.ACCURATE in result["methods"] else []), SINGLE,
+            *([HAND_MADE_ROW] if HAND_MADE_ROW in result["methods"] else []), TEMPORAL]
     for shot in result["shots"]:
         path = report / f"temporal_{shot['shot']}.png"
         save_png(path, strip(shot, rows))
@@ -247,7 +309,9 @@ def main(args: argparse.Namespace) -> None:
     report = Path(args.report)
     model = args.models[0] if args.models else DEFAULT_QUALITY
     spp = args.spp[0] if args.spp else 4
-    result = run(Path(args.sequence), model, spp, not args.no_oidn, precision=args.precision)
+    result = run(Path(args.sequence), model, spp, not args.no_oidn, precision=args.precision,
+                 names=args.shots, frames=args.frames, weights=args.weights,
+                 temporal_weights=getattr(args, "temporal_weights", None))
     write_report(result, report)
     print(markdown(result, per_frame=False))
     print(f"bench: wrote {report}/temporal.md, temporal.json, temporal_<shot>.png, temporal_<shot>_plot.png")

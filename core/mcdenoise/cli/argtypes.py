@@ -53,6 +53,16 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def frame_list(text: str) -> list[int]:
+    """Frame numbers as ``batch.sequence.parse_frames`` reads them: ``1-12``, ``1-100x2``, ``1,5,9-12``."""
+    from mcdenoise.batch.sequence import parse_frames
+
+    try:
+        return parse_frames(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def at_least(low: int) -> Callable[[str], int]:
     """An integer ``>= low``."""
 

@@ -8,6 +8,7 @@ import argparse
 
 from mcdenoise.choices import DEFAULT_DEVICE
 from mcdenoise.cli import options
+from mcdenoise.cli.argtypes import frame_list
 from mcdenoise.errors import McDenoiseError
 
 
@@ -20,6 +21,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequence", type=str,
                         help="folder of animated shots (render-suite --shots): per-frame PSNR and flicker of ours "
                              "single-frame and temporal against OIDN plain and OIDN-Accurate (first --models, first --spp)")
+    g = parser.add_argument_group("animated shots (--sequence)")
+    g.add_argument("--shots", type=lambda text: [n for n in text.split(",") if n],
+                   help="only these shots of the --sequence folder, comma-separated (default: every finished shot)")
+    g.add_argument("--frames", type=frame_list,
+                   help="only these frames of each shot, e.g. 13-24 (default: every frame with a reference)")
+    g.add_argument("--weights", type=str, metavar="FILE",
+                   help="also score this weights file frame by frame (e.g. a model from 'mcdenoise finetune'), beside "
+                        "the shipped model, with its gap to OIDN-Accurate")
+    g.add_argument("--temporal-weights", type=str, metavar="FILE",
+                   help="ours temporal's learned blend (from 'mcdenoise train-temporal'; default: the shipped one); with "
+                        "a learned blend the hand-made blend is scored too")
     parser.add_argument("--speed", action="store_true", help="run the speed benchmark")
     options.add_out(parser, dest="report", type=str, default="bench_report", old=("--report",),
                     help="output folder for the markdown report, plot and crops (default: %(default)s)")

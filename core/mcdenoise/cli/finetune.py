@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_device(parser, default="auto", help="where the network trains: auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--threads", type=at_least(0), default=0, help="CPU threads for Cycles and training, 0 = all")
     parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--max-steps", type=at_least(0), default=0,
+                        help="stop training after this many steps even if minutes are left, for quick checks (default 0: "
+                             "the minutes decide)")
     options.add_quiet(parser, help="no progress lines")
 
 
@@ -66,7 +69,8 @@ def main(args: argparse.Namespace) -> int:
     if args.pairs and (args.frames or args.spp):
         raise McDenoiseError("--frames and --spp are for a .blend; with --pairs every matched frame is used")
     opts = Options(frames=args.frames, minutes=args.minutes, quality=args.quality, spp=args.spp, targets=args.targets,
-                   render_device=args.render_device, device=args.device, threads=args.threads, lr=args.lr)
+                   render_device=args.render_device, device=args.device, threads=args.threads, lr=args.lr,
+                   max_steps=args.max_steps)
 
     def show(update) -> None:
         if not args.quiet:

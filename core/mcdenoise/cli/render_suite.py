@@ -1,4 +1,5 @@
-"""``mcdenoise render-suite``: render the benchmark suite's hand-built scenes (``dataset.suite``).
+"""``mcdenoise render-suite``: render the benchmark suite's hand-built scenes (``dataset.suite``),
+or with ``--shots`` its animated shots (``dataset.sequence_render``).
 
 Thin argument layer over ``mcdenoise.dataset.suite_render``; bpy is imported only once rendering
 starts, so ``--help``, ``--list`` and argument errors stay instant and work without the render extra.
@@ -22,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="print the scene table (name, kind, what it shows) and exit")
     parser.add_argument("--shots", type=names(SHOTS, "shot"),
                         help="render these animated shots instead of scenes, comma-separated: frames 1..--frames with "
-                             "the Vector pass, for bench --sequence (see --list)")
+                             "the Vector pass, for bench --sequence, and <out>/<shot>/<shot>.blend, the shot as a .blend "
+                             "for finetune (written again for a finished shot that lacks one) (see --list)")
     parser.add_argument("--frames", type=at_least(2), default=12, help="frames of each --shots shot (default 12)")
     parser.add_argument("--res", type=at_least(1), default=256, help="square resolution (default 256)")
     parser.add_argument("--spp", type=int_list,

@@ -6,9 +6,18 @@ blur off and the Vector pass on, noisy frames at a few samples and a reference p
 The same machinery as the suite (``dataset.render``: output settings, exposure probe, atomic
 writes, per-folder locks) and the same determinism: every seed derives from the shot's name and
 the frame number, so a re-run renders the same pixels. Resumable: a frame whose file exists is
-not rendered again, and the shot's JSON is written last. Files are named by ``dataset.layout``
+not rendered again, and the shot's JSON is written last. (In one process Cycles gives a
+few-sample render other noise after a 1024-sample render than before one, same seed or not, so
+the first noisy frame a resumed run renders is another draw of the same noise than an
+uninterrupted run would have written; the frames after it match again.) Files are named by ``dataset.layout``
 (``<shot>_0004spp_0001.exr``, ``<shot>_ref_0001.exr``), the frame number last, so the noisy
 frames are a ``denoise`` frame pattern.
+
+Each shot is also saved as ``<shot>/<shot>.blend`` (:func:`save_blend`): the same scene, motion,
+resolution, exposure and bounces, frames 1 .. ``frames``, Blender's animated seed, at the noisy
+sample count. ``mcdenoise finetune`` reads that file, so a model tuned on some frames of a shot
+can be scored by ``bench --sequence`` on frames of the same shot it never saw (issue 19's
+measurement, ``tools/finetune_table.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from mcdenoise.dataset import layout
 from mcdenoise.dataset.blender_scene import _aim, import_bpy
 from mcdenoise.dataset.render import (
     BOUNCES,
+    _quiet_stdout,
     _setup_device,
     acquire_scene,
     calibrate_exposure,
@@ -55,14 +65,16 @@ class Shot:
     animate: Callable[[Any, Any], None]
 
 
-def _key_camera(bpy: Any, start: tuple[float, ...], end: tuple[float, ...], target: tuple[float, ...]) -> None:
+def _key_camera(bpy: Any, start: tuple[float, ...], end: tuple[float, ...], target: tuple[float, ...],
+                target_end: tuple[float, ...] | None = None) -> None:
     """The camera travels in a straight line from ``start`` to ``end`` over the span, aimed at
-    ``target`` on every frame (keyed each frame, so it never drifts off between keys)."""
+    ``target`` on every frame (keyed each frame, so it never drifts off between keys); with
+    ``target_end`` the point it aims at travels too (a pan)."""
     cam = bpy.context.scene.camera
     for frame in range(1, SPAN + 2):
         t = (frame - 1) / SPAN
         cam.location = [a + (b - a) * t for a, b in zip(start, end)]
-        _aim(cam, target)
+        _aim(cam, target if target_end is None else [a + (b - a) * t for a, b in zip(target, target_end)])
         cam.keyframe_insert("location", frame=frame)
         cam.keyframe_insert("rotation_euler", frame=frame)
 
@@ -94,11 +106,40 @@ def _metals_orbit(bpy: Any, scene: Any) -> None:
     _key_object(bpy, "obj0", location=(0.4, 0.2, 0.0))  # the chrome ball slides
 
 
+def _interior_pan(bpy: Any, scene: Any) -> None:
+    # The suite's "interior": wave-textured floor, a sun patch through the window, bounce light.
+    _key_camera(bpy, (2.4, -2.2, 1.6), (1.5, -1.7, 1.45), (-0.6, 1.2, 0.9), (-1.4, 0.7, 0.8))  # dolly in, pan to the window
+    _key_object(bpy, "obj14", location=(-0.35, 0.15, 0.0))  # the coated ball rolls across the table
+    _key_object(bpy, "obj8", location=(0.0, -0.3, 0.0))  # the sofa is pushed forward
+
+
+def _fog_orbit(bpy: Any, scene: Any) -> None:
+    # The suite's "fog_spot": a spot cut into shafts by pillars in a fog volume.
+    _key_camera(bpy, (0.6, -3.5, 1.3), (-0.5, -3.2, 1.2), (0.0, 1.0, 1.1))
+    _key_object(bpy, "obj0", turn=math.pi / 2)  # the lit Suzanne turns: its shadow shaft moves
+
+
+def _glass_orbit(bpy: Any, scene: Any) -> None:
+    # The suite's "glass_caustics": clear, tinted and frosted glass under a small point light.
+    _key_camera(bpy, (0.2, -2.6, 1.5), (-0.5, -2.4, 1.4), (0.0, 0.5, 0.3))
+    _key_object(bpy, "obj0", location=(0.3, -0.1, 0.0))  # the clear ball slides: its caustic moves
+    _key_object(bpy, "obj2", turn=math.pi / 2)  # the frosted Suzanne turns
+    _key_object(bpy, "obj3", turn=0.6)  # the amber block turns
+
+
 SHOTS: dict[str, Shot] = {
     "mixed_dolly": Shot("mixed", "the 'mixed' still life (glass, chrome, textured book, candle flame, depth of field) "
                                  "with a sideways dolly, a rolling chrome ball and turning objects", _mixed_dolly),
     "metals_orbit": Shot("metals", "the 'metals' corner with the camera tracking sideways, a turning copper Suzanne "
                                    "and a sliding chrome ball (moving highlights)", _metals_orbit),
+    "interior_pan": Shot("interior", "the 'interior' room (wave-textured floor, sun patch, bounce light) with the camera "
+                                     "dollying in and panning to the window, a rolling ball and a sofa pushed forward",
+                         _interior_pan),
+    "fog_orbit": Shot("fog_spot", "the 'fog_spot' volume (spot shafts between pillars in fog) with the camera moving "
+                                  "sideways and the lit Suzanne turning", _fog_orbit),
+    "glass_orbit": Shot("glass_caustics", "the 'glass_caustics' table (clear, tinted and frosted glass, caustics) with "
+                                          "the camera moving sideways, a sliding glass ball and turning glass objects",
+                        _glass_orbit),
 }
 
 
@@ -115,6 +156,65 @@ def build_shot(name: str) -> Any:
     return scene
 
 
+def blend_path(root: str | Path, name: str) -> Path:
+    """Where shot ``name``'s .blend lives: ``<root>/<name>/<name>.blend``."""
+    return layout.suite_dir(root, name) / f"{name}.blend"
+
+
+def blend_spp(spps: list[int]) -> int:
+    """The noisy sample count the .blend keeps: the rendered one nearest 4 in stops (the count
+    ``bench --sequence`` scores by default), the lower one on a tie."""
+    return min(sorted(spps), key=lambda n: abs(math.log2(n) - 2))
+
+
+def save_blend(scene: Any, root: Path, name: str, frames: int, spp: int) -> Path:
+    """Save the prepared shot (built, configured, exposure set) as ``blend_path``: the same
+    scene, motion, resolution, exposure and bounces as its renders, frames 1 .. ``frames``, the
+    noisy sample count, Blender's animated seed (a new noise pattern every frame, as an artist
+    renders), motion blur off and the Vector pass on. What ``mcdenoise finetune`` renders from
+    it is what the shot's noisy frames show."""
+    bpy = import_bpy()
+    c, r = scene.cycles, scene.render
+    settings = [(scene, "frame_start", 1), (scene, "frame_end", frames), (c, "samples", spp),
+                (c, "use_adaptive_sampling", False), (c, "use_animated_seed", True),
+                (c, "seed", cycles_seed(suite_seed(name), "blend")), (r, "threads_mode", "AUTO"),
+                (r, "use_file_extension", True), (r, "filepath", f"//render/{name}_####")]
+    saved = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in settings]
+    path = blend_path(root, name)
+    try:  # the renders that follow keep their own settings: set for the file, then put back
+        for owner, attr, value in settings:
+            setattr(owner, attr, value)
+        with atomic_output(path) as tmp, _quiet_stdout():
+            tmp.unlink()  # saved over, the empty temp would stay behind as Blender's .blend1 backup
+            bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, compress=True)
+    finally:
+        for owner, attr, value in saved:
+            setattr(owner, attr, value)
+    return path
+
+
+def _prepare(name: str, res: int, threads: int, device: str = "cpu") -> tuple[Any, str]:
+    """Build shot ``name`` with every setting its renders use (all but the exposure); returns
+    (scene, Cycles device used)."""
+    bpy = import_bpy()
+    scene = build_shot(name)
+    used_device = _setup_device(bpy, scene, device)
+    configure(scene, res, threads)
+    scene.view_layers[0].use_pass_vector = True
+    return scene, used_device
+
+
+def blend_of_rendered(root: Path, name: str) -> Path:
+    """The .blend of a shot rendered before shots were saved with one: built again and set up
+    from its JSON (resolution, frames, sample counts and the exposure the frames were rendered
+    at, not a new probe)."""
+    record = json.loads(layout.suite_desc_path(root, name).read_text())
+    r = record["render"]
+    scene, _ = _prepare(name, int(r["resolution"][0]), 0)
+    scene.cycles.film_exposure = float(r["exposure"])
+    return save_blend(scene, root, name, int(record["frames"]), blend_spp(list(r["spp"])))
+
+
 def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], ref_spp: int,
                 device: str = "cpu", threads: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Render frames 1 .. ``frames`` of shot ``name`` (each noisy sample count and a reference)
@@ -124,12 +224,10 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
     folder = layout.suite_dir(root, name)
     folder.mkdir(parents=True, exist_ok=True)
     clean_partial(folder)  # stale temps and the exposure probe of a killed run
-    scene = build_shot(name)
-    used_device = _setup_device(bpy, scene, device)
-    configure(scene, res, threads)
-    scene.view_layers[0].use_pass_vector = True
+    scene, used_device = _prepare(name, res, threads, device)
     seed = suite_seed(name)
     exposure = calibrate_exposure(bpy, scene, folder, seed, res, jitter_stops=(0.0, 0.0))
+    blend = save_blend(scene, root, name, frames, blend_spp(spps))
     seconds: dict[str, float] = {}
     for frame in range(1, frames + 1):
         scene.frame_set(frame)
@@ -143,7 +241,7 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
         log(f"{name} frame {frame}/{frames} in {seconds[str(frame)]:.1f} s")
     record = {
         "layout_version": 1, "shot": name, "scene": SHOTS[name].scene, "summary": SHOTS[name].summary,
-        "frames": frames,
+        "frames": frames, "blend": blend.name,
         "render": {"resolution": [res, res], "spp": list(spps), "ref_spp": ref_spp, "seeds": "per frame: noisy:<spp>:<frame>, ref:<frame>",
                    "motion_blur": False, "passes": [*layout.PASSES, "Vector"], "bounces": BOUNCES, "device": used_device,
                    "threads": threads, "blender": bpy.app.version_string, **exposure,
@@ -173,6 +271,8 @@ def render_shots(root: str | Path, names: list[str], frames: int = 12, res: int 
     t0 = time.perf_counter()
     for name in names:
         if name in done:
+            if not blend_path(root, name).is_file():
+                log(f"{name}: wrote {blend_of_rendered(root, name)}")
             continue
         folder = layout.suite_dir(root, name)
         if not acquire_scene(folder):
