@@ -93,7 +93,7 @@ class FrameSteps:
                        "enable View Layer > Passes > Data > Vector (with motion blur off), or use 'Set up passes'")
                 self.histories.say_once("no-vector", f"no Vector pass in {Path(frame.path).name}: denoising frame by "
                                                      f"frame ({why})")
-            out = history.push(self.frame, denoised, frame.color, vector, prepared.exposure)
+            out = history.push(self.frame, denoised, frame.color, vector, prepared.exposure, frame.albedo, frame.normal)
             self.used[layer] = len(history.kept) - 1 if vector is not None else 0
             return out
 

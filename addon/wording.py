@@ -38,6 +38,7 @@ FIXES: dict[str, str] = {
     "frame_pattern": "check the output path and frame range",
     "weights_path": "check 'Weights' in the mcdenoise panel (this scene's) or in the mcdenoise preferences",
     "weights_format": "set 'Weights' in the mcdenoise preferences to an mcdenoise weights file, or clear it to use Quality",
+    "temporal_weights": "reinstall the mcdenoise extension (its temporal blend weights are damaged)",
     "reinstall": "reinstall the mcdenoise extension",
     "quality_shipped": "pick another Quality, or set 'Weights' in the mcdenoise preferences",
     "weights_or_quality": "clear 'Weights' in the preferences to use Quality",

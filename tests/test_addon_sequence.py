@@ -58,8 +58,8 @@ PUSHES = r'''
 sys.modules["bl_ext.user_default.mcdenoise.runtime"].core()
 import mcdenoise.temporal.history as history
 real_push = history.TemporalHistory.push
-def push(self, number, denoised, noisy, vector, exposure):
-    result = real_push(self, number, denoised, noisy, vector, exposure)
+def push(self, number, denoised, noisy, vector, exposure, *guides):
+    result = real_push(self, number, denoised, noisy, vector, exposure, *guides)
     pushes.append([number, len(self.kept)])
     return result
 history.TemporalHistory.push = push

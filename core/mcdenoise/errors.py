@@ -28,6 +28,7 @@ FIXES: dict[str, str] = {
     "frame_pattern": "check the path or give the frame range",
     "weights_path": "check the weights file's path",
     "weights_format": "train one with mcdenoise.training.loop.train and export it",
+    "temporal_weights": "give a file written by mcdenoise.temporal.train, or none for the hand-made blend",
     "reinstall": "reinstall mcdenoise",
     "quality_shipped": "pick one of the shipped qualities, or pass a trained weights file",
     "weights_or_quality": "give a weights file or a quality, not both",

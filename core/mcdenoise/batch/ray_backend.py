@@ -70,6 +70,7 @@ class BatchSettings:
     require_aux: bool = False
     overwrite: bool = False
     temporal_window: int | None = None  # None: frame by frame; else the temporal path's history
+    temporal_weights: Path | None = None  # the learned blend's file (--temporal-weights); None: the default blend
 
 
 def _import_ray():
@@ -129,9 +130,10 @@ class _Worker:
         hook = None
         s = self.settings
         if s.temporal_window is not None:
+            from mcdenoise.temporal.blendnet import choose_blend
             from mcdenoise.temporal.history import RunnerHook
 
-            hook = RunnerHook(s.temporal_window, log)
+            hook = RunnerHook(s.temporal_window, log, choose_blend(s.temporal_weights))
         summary = run_batch(self.loaded, chunk, self.runtime, s.names, s.pass_name, s.require_aux, keep_going=keep_going,
                             overwrite=s.overwrite, log=log, describe=self.describe, temporal=hook)
         return {"done": [chunk.index(j) for j in summary.done], "skipped": [chunk.index(j) for j in summary.skipped],

@@ -20,7 +20,7 @@ from mcdenoise.errors import McDenoiseError
 
 # Verbs that run our networks on the CPU for a whole process (see inference.allocator);
 # render-dataset is Blender's process and keeps Blender's allocator settings.
-TUNED_ALLOCATOR_VERBS = {"denoise", "eval-dncnn", "train", "bench"}
+TUNED_ALLOCATOR_VERBS = {"denoise", "eval-dncnn", "train", "train-temporal", "bench"}
 
 # verb -> (module, one-line help). Order is the order shown in --help.
 VERBS: dict[str, tuple[str, str]] = {
@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "render-dataset": ("mcdenoise.cli.render_dataset", "render training pairs with Cycles (needs bpy)"),
     "render-suite": ("mcdenoise.cli.render_suite", "render the benchmark suite's hand-built scenes (needs bpy)"),
     "train": ("mcdenoise.cli.train", "train a denoiser on a rendered dataset"),
+    "train-temporal": ("mcdenoise.cli.train_temporal", "train the learned temporal blend on rendered sequences"),
     "finetune": ("mcdenoise.cli.finetune", "tune the shipped model on your own shot in a few minutes (needs bpy for a .blend)"),
     "recipe": ("mcdenoise.cli.recipe", "rebuild a shipped weights file by its recipe: render its data, train its stages"),
     "bench": ("mcdenoise.cli.bench", "quality/speed benchmark against OIDN"),

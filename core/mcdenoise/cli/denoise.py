@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--temporal-warmup", type=at_least(0), default=DEFAULT_WINDOW, metavar="N",
                    help="history frames each temporal output uses; a shard or a resumed run first denoises the N frames "
                         "before it without writing them, so its frames match one whole run exactly (default: %(default)s)")
+    g.add_argument("--temporal-weights", type=Path, metavar="FILE",
+                   help="the learned temporal blend to stabilise with (from 'mcdenoise train-temporal'; default: the shipped "
+                        "one, or the hand-made blend when none is shipped; -v says which)")
     g.add_argument("--overwrite", action="store_true", help="denoise again even where a complete output exists (default: skip it)")
     g.add_argument("--keep-going", action="store_true", help="carry on past bad or missing frames; exit 1 at the end if any failed")
     options.add_quiet(g, help="no progress bar or per-frame lines; errors and the summary only")
@@ -159,7 +162,8 @@ def _run_on_ray(args: argparse.Namespace, jobs, names, temporal, sequence, suffi
     spec = ray_backend.ModelSpec(args.weights.absolute() if args.weights is not None else None, args.quality, args.device,
                                  args.precision, int(args.max_memory * 2**30), args.tile or None, args.compile)
     settings = ray_backend.BatchSettings(names, args.pass_name, args.require_aux, overwrite,
-                                         args.temporal_warmup if temporal.use else None)
+                                         args.temporal_warmup if temporal.use else None,
+                                         args.temporal_weights.absolute() if args.temporal_weights is not None else None)
 
     def blocks(todo, count: int):
         written = temporal_plan.without_warmup(todo)
@@ -227,14 +231,19 @@ def main(args: argparse.Namespace) -> int:
         else:
             bar.write(f"mcdenoise denoise: {level}: {message}", file=sys.stderr)
 
+    blend = None
+    if temporal.use:
+        from mcdenoise.temporal.blendnet import choose_blend
+
+        blend = choose_blend(args.temporal_weights)  # a bad file: one error, before any frame
     if args.verbose or temporal.tell:
         log("info", f"temporal: {'on' if temporal.use else 'off'}, {temporal.reason}"
-                    + (f"; {args.temporal_warmup} history frames" if temporal.use else ""))
+                    + (f"; {args.temporal_warmup} history frames, {blend.label}" if temporal.use else ""))
     hook = None
-    if temporal.use:
+    if temporal.use and args.ray is None:
         from mcdenoise.temporal.history import RunnerHook
 
-        hook = RunnerHook(args.temporal_warmup, log)
+        hook = RunnerHook(args.temporal_warmup, log, blend)
     said = []
 
     def on_denoised(job, prepared, denoised) -> None:

@@ -26,6 +26,7 @@ FIXES: dict[str, str] = {
     "frame_pattern": "check the path or pass --frames",
     "weights_path": "check the --weights path",
     "weights_format": "train one with 'mcdenoise train'",
+    "temporal_weights": "give --temporal-weights a file written by 'mcdenoise train-temporal', or drop it for the hand-made blend",
     "reinstall": "reinstall mcdenoise",
     "quality_shipped": "pick one of those, or pass a trained file with --weights",
     "weights_or_quality": "give --weights or --quality, not both",

@@ -24,6 +24,9 @@ from mcdenoise.models import build_model
 FORMAT = "mcdenoise-weights/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / TIERS[DEFAULT_QUALITY].weights
+# The learned temporal blend (mcdenoise.temporal.blendnet); without it the hand-made blend runs.
+TEMPORAL_WEIGHTS = WEIGHTS_DIR / "temporal.pt"
+TEMPORAL_FORMAT = "mcdenoise-temporal/1"
 # Bounds checked before anything is read or built, so a hostile or broken file cannot make the
 # loader allocate gigabytes: the largest shipped file is a few MB, the widest sane network a few
 # hundred channels.
@@ -42,6 +45,8 @@ CONFIG_LIMITS: dict[str, dict[str, tuple[int, int]]] = {
 
 
 FLAGS = {"demodulate"}
+# The temporal blend network's arguments (temporal.blendnet.BlendNet): a few narrow layers.
+BLEND_LIMITS = {"width": (1, 64), "depth": (1, 8)}
 
 
 @dataclass
@@ -183,3 +188,63 @@ def _load_reference_dncnn(state: dict, path: Path, device: str | torch.device) -
     model.to(dev).eval()
     inputs = "grey" if config["in_channels"] == features.channel_count("grey") else "color"
     return LoadedModel(model, "dncnn", config, inputs, {"source": "DnCNN authors' weights"}, path)
+
+
+# -- the learned temporal blend ----------------------------------------------------------------------
+
+@dataclass
+class LoadedBlend:
+    model: nn.Module  # mcdenoise.temporal.blendnet.BlendNet, in eval mode on the CPU
+    config: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def save_blend_weights(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any] | None = None) -> None:
+    """Write a temporal blend's weights file (atomically, fp32 on CPU): its own format name, so
+    neither loader mistakes a blend for a denoiser or the reverse."""
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    payload = {"format": TEMPORAL_FORMAT, "arch": "blendnet", "config": model.config(), "state_dict": state,
+               "meta": dict(meta or {})}
+    with atomic_output(Path(path)) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_blend_weights(path: str | os.PathLike) -> LoadedBlend:
+    """Load a temporal blend's weights file (``weights_only=True``: no pickled code runs), checked
+    as :func:`load_model` checks a denoiser's, or refuse it with a :class:`WeightsError`."""
+    from mcdenoise.temporal.blendnet import BlendNet  # the temporal package imports this module
+
+    path = Path(path)
+    shipped = path == TEMPORAL_WEIGHTS  # a damaged install, not the user's file
+    if not path.is_file():
+        raise _refused(f"{path}: temporal weights file not found", shipped)
+    if (size := path.stat().st_size) > MAX_FILE_BYTES:
+        raise _refused(f"{path}: {size / 2**20:.0f} MB is too large for a weights file", shipped)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise _refused(f"{path}: not a readable weights file ({type(exc).__name__}); it may be corrupted or truncated", shipped) from exc
+    if not isinstance(payload, dict) or payload.get("format") != TEMPORAL_FORMAT:
+        what = "a denoiser's weights file" if isinstance(payload, dict) and payload.get("format") == FORMAT else "not one"
+        raise _refused(f"{path}: not a temporal blend weights file (expected format {TEMPORAL_FORMAT!r}; it is {what})", shipped)
+    config = payload.get("config")
+    if not isinstance(config, dict) or set(config) != {*BLEND_LIMITS, "guides"} or not isinstance(config["guides"], bool) \
+            or any(isinstance(config[k], bool) or not isinstance(config[k], int) or not lo <= config[k] <= hi
+                   for k, (lo, hi) in BLEND_LIMITS.items()):
+        raise _refused(f"{path}: the blend's config {config!r} is not width (1-64), depth (1-8) and guides (true/false)", shipped)
+    try:
+        _check_state_dict(payload.get("state_dict"), path)
+    except WeightsError as exc:
+        raise _refused(exc.problem, shipped) from None
+    model = BlendNet(**config)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except Exception as exc:
+        raise _refused(f"{path}: weights do not fit the blend network ({str(exc).strip().splitlines()[0][:200]})", shipped) from exc
+    return LoadedBlend(model.eval(), config, payload.get("meta", {}), path)
+
+
+def _refused(problem: str, shipped: bool) -> WeightsError:
+    """A temporal weights file refused: the shipped one means a damaged install."""
+    return WeightsError(problem, fix="reinstall" if shipped else "temporal_weights")

@@ -2,7 +2,11 @@
 previous output warped into place by Blender's Vector pass.
 
 * :mod:`~mcdenoise.temporal.warp`: the Vector pass's convention, backward warping, validity;
-* :mod:`~mcdenoise.temporal.stabilise`: the per-pixel blend (the part a learned model replaces);
+* :mod:`~mcdenoise.temporal.stabilise`: the hand-made per-pixel blend;
+* :mod:`~mcdenoise.temporal.blendnet`: the learned blend that replaces it when weights are
+  shipped or given, and the one place that decides which blend runs (``choose_blend``);
+* :mod:`~mcdenoise.temporal.cache` and :mod:`~mcdenoise.temporal.train`: training the learned
+  blend (``mcdenoise train-temporal``) on the single-frame model's cached outputs;
 * :mod:`~mcdenoise.temporal.history`: the frames kept, the exactly reproducible output, the
   batch runner's per-frame hook;
 * :mod:`~mcdenoise.temporal.plan`: when the path applies, shards as blocks, warm-up frames.

@@ -1,8 +1,9 @@
 """The temporal state of one sequence: the last few frames, and the output of the newest.
 
 The output of frame ``t`` is a pure function of frames ``t - window .. t`` of its consecutive
-run (fewer at the start of a run): the blend (:func:`mcdenoise.temporal.stabilise.blend`) is
-run from the oldest kept frame up to the newest every time, instead of carrying one state from
+run (fewer at the start of a run): the blend (the hand-made :func:`mcdenoise.temporal.stabilise.blend`
+or the learned one of :mod:`mcdenoise.temporal.blendnet`, as
+:func:`~mcdenoise.temporal.blendnet.choose_blend` decides) is run from the oldest kept frame up to the newest every time, instead of carrying one state from
 the start of the shot forward. That costs ``window`` cheap blends per frame (no network) and
 buys exact reproducibility: a shard that denoises ``window`` warm-up frames before its first
 frame, or a run resumed after a kill, computes the same pixels as one uninterrupted run.
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from mcdenoise.temporal import DEFAULT_WINDOW, stabilise, warp
+from mcdenoise.temporal.blendnet import Blend, choose_blend, guides_of
 
 # How the previous output is fetched: bicubic keeps the history sharp where bilinear would
 # blur it once more at every frame it is carried (the clamp keeps bicubic's overshoot in the box).
@@ -29,7 +31,7 @@ WARP_MODE = "bicubic"
 
 
 @dataclass
-class _Kept:
+class Kept:
     """What a frame leaves for the frames after it (one warm-up frame's worth of memory:
     ~33 bytes a pixel)."""
 
@@ -40,53 +42,74 @@ class _Kept:
     exposure: float
     points: torch.Tensor | None  # (H, W, 2) where each pixel came from in the previous frame
     valid: torch.Tensor | None  # (H, W) bool; None for the first frame of a run
+    guides: torch.Tensor | None = None  # (H, W, 6) half albedo + normal, kept only for a blend that reads them
 
 
 class TemporalHistory:
-    """Feed frames in order with :meth:`push`; each call returns that frame's temporal output."""
+    """Feed frames in order with :meth:`push`; each call returns that frame's temporal output.
+    ``blend``: which blend runs (default: :func:`~mcdenoise.temporal.blendnet.choose_blend`'s)."""
 
-    def __init__(self, window: int = DEFAULT_WINDOW):
+    def __init__(self, window: int = DEFAULT_WINDOW, blend: Blend | None = None):
         if window < 0:
             raise ValueError(f"temporal window must be >= 0, got {window}")
         self.window = window
-        self.kept: deque[_Kept] = deque(maxlen=window + 1)
+        self.blend = blend if blend is not None else choose_blend()
+        self.kept: deque[Kept] = deque(maxlen=window + 1)
 
     def restart(self) -> None:
         self.kept.clear()
 
     def push(self, number: int | None, denoised: np.ndarray, noisy: np.ndarray, vector: np.ndarray | None,
-             exposure: float) -> np.ndarray:
+             exposure: float, albedo: np.ndarray | None = None, normal: np.ndarray | None = None) -> np.ndarray:
         """The temporal output of frame ``number`` (same shape and dtype as ``denoised``), from
         its single-frame ``denoised`` colour, its ``noisy`` input colour, its Vector pass (None:
-        no pass, the frame is returned as it is and the run restarts) and its exposure."""
+        no pass, the frame is returned as it is and the run restarts), its exposure and, for a
+        learned blend that reads them, its albedo and normal passes."""
         if vector is None or self.window == 0:
             self.restart()
             return denoised
-        cur = torch.from_numpy(np.asarray(denoised, dtype=np.float32))
-        vec = torch.from_numpy(np.asarray(vector, dtype=np.float32))
         last = self.kept[-1] if self.kept else None
         follows = (last is not None and number is not None and last.number is not None and number == last.number + 1
-                   and last.denoised.shape == cur.shape)
+                   and last.denoised.shape == np.shape(denoised))
         if not follows:
             self.restart()
-        points = valid = None
-        if follows:
-            points, valid = warp.validity(vec, last.vector.float())
-        noise = stabilise.tolerance_noise(torch.from_numpy(np.asarray(noisy, dtype=np.float32)), cur, exposure)
-        self.kept.append(_Kept(number, cur, noise, vec.half(), float(exposure), points, valid))
-        out = self._replay()
+        self.kept.append(keep(number, denoised, noisy, vector, exposure, last if follows else None, albedo, normal,
+                              self.blend.uses_guides))
+        with torch.no_grad():
+            out = replay(list(self.kept), self.blend.fn)[-1]
         return out.numpy().astype(np.asarray(denoised).dtype, copy=False)
 
-    def _replay(self) -> torch.Tensor:
-        """The newest frame's output, blended up from the oldest kept frame."""
-        frames = list(self.kept)
-        out = frames[0].denoised
-        count = torch.ones(out.shape[:2])
-        for f in frames[1:]:
-            history = warp.sample(out, f.points, WARP_MODE)
-            prev_count = warp.sample(count[..., None], f.points)[..., 0]
-            out, count = stabilise.blend(f.denoised, f.noise, history, prev_count, f.valid, f.exposure)
-        return out
+
+def keep(number: int | None, denoised: np.ndarray, noisy: np.ndarray, vector: np.ndarray, exposure: float,
+         previous: Kept | None, albedo: np.ndarray | None = None, normal: np.ndarray | None = None,
+         with_guides: bool = False) -> Kept:
+    """What frame ``number`` leaves for the frames after it, warped against ``previous`` (the
+    frame before it in the run; None: it starts a run). The training cache
+    (:mod:`mcdenoise.temporal.cache`) keeps frames through this too, so training sees the
+    inference's numbers exactly (half-float vectors included)."""
+    cur = torch.from_numpy(np.asarray(denoised, dtype=np.float32))
+    vec = torch.from_numpy(np.asarray(vector, dtype=np.float32))
+    points = valid = None
+    if previous is not None:
+        points, valid = warp.validity(vec, previous.vector.float())
+    noise = stabilise.tolerance_noise(torch.from_numpy(np.asarray(noisy, dtype=np.float32)), cur, exposure)
+    guides = guides_of(albedo, normal) if with_guides else None
+    return Kept(number, cur, noise, vec.half(), float(exposure), points, valid, guides)
+
+
+def replay(frames: list[Kept], blend=stabilise.blend) -> list[torch.Tensor]:
+    """The outputs of ``frames`` (consecutive, oldest first) blended up from the oldest: the
+    last is the newest frame's temporal output. Training (:mod:`mcdenoise.temporal.train`)
+    unrolls this very function, so what it learns is what runs."""
+    out = frames[0].denoised
+    count = torch.ones(out.shape[:2], device=out.device)
+    outs = [out]
+    for f in frames[1:]:
+        history = warp.sample(out, f.points, WARP_MODE)
+        prev_count = warp.sample(count[..., None], f.points)[..., 0]
+        out, count = blend(f.denoised, f.noise, history, prev_count, f.valid, f.exposure, f.guides)
+        outs.append(out)
+    return outs
 
 
 LogFn = Callable[[str, str], None]
@@ -98,8 +121,8 @@ class RunnerHook:
     Vector pass (that frame and the run after it start over, frame by frame until vectors
     return)."""
 
-    def __init__(self, window: int = DEFAULT_WINDOW, log: LogFn | None = None):
-        self.history = TemporalHistory(window)
+    def __init__(self, window: int = DEFAULT_WINDOW, log: LogFn | None = None, blend: Blend | None = None):
+        self.history = TemporalHistory(window, blend)
         self.log = log or (lambda level, message: None)
         self.said_no_vector = False
 
@@ -109,4 +132,5 @@ class RunnerHook:
             self.said_no_vector = True
             self.log("info", f"{frame.path}: no Vector pass, denoising frame by frame until one has it "
                              "(render with the Vector pass and motion blur off for the temporal path)")
-        return self.history.push(job.source.frame, denoised, frame.color, frame.vector, prepared.exposure)
+        return self.history.push(job.source.frame, denoised, frame.color, frame.vector, prepared.exposure,
+                                 frame.albedo, frame.normal)

@@ -63,22 +63,35 @@ def tolerance_noise(noisy: torch.Tensor, current: torch.Tensor, exposure: float)
     return _box_mean((residual * residual).mean(dim=-1, keepdim=True), NOISE_WINDOW).sqrt()
 
 
+def box(cur: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The current frame's box, in log space: (3x3 mean, half-width ``tol``), both (H, W, 3)."""
+    mean = _box_mean(cur, 3)
+    std = (_box_mean(cur * cur, 3) - mean * mean).clamp(min=0.0).sqrt()
+    return mean, GAMMA * std + KAPPA * noise + FLOOR
+
+
+def rectify(cur: torch.Tensor, hist: torch.Tensor, noise: torch.Tensor,
+            frame_box: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The box test, in log space: (history clamped into the current frame's box, the box's
+    half-width ``tol``, the hand-made acceptance (H, W): 1 inside the box falling to 0 one more
+    half-width outside). Shared with the learned blend (:mod:`mcdenoise.temporal.blendnet`),
+    which reads these as inputs and passes the frame's :func:`box` when it has it already."""
+    mean, tol = frame_box if frame_box is not None else box(cur, noise)
+    clamped = torch.maximum(torch.minimum(hist, mean + tol), mean - tol)
+    excess = ((hist - clamped).abs() / tol).amax(dim=-1)
+    return clamped, tol, (1.0 - excess).clamp(0.0, 1.0)
+
+
 def blend(current: torch.Tensor, noise: torch.Tensor, history: torch.Tensor, count: torch.Tensor,
-          valid: torch.Tensor, exposure: float) -> tuple[torch.Tensor, torch.Tensor]:
+          valid: torch.Tensor, exposure: float, guides: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One temporal step: (output (H, W, 3) radiance, accepted-history count (H, W)).
 
     ``current``: this frame denoised alone; ``noise``: :func:`tolerance_noise` of this frame;
     ``history``: the previous output warped here; ``count``: the previous count warped here;
-    ``valid``: the warp's validity (:func:`mcdenoise.temporal.warp.validity`).
+    ``valid``: the warp's validity (:func:`mcdenoise.temporal.warp.validity`); ``guides``: the
+    frame's albedo and normal, which the hand-made blend does not read (the learned one may).
     """
-    cur = to_log(current, exposure)
-    hist = to_log(history, exposure)
-    mean = _box_mean(cur, 3)
-    std = (_box_mean(cur * cur, 3) - mean * mean).clamp(min=0.0).sqrt()
-    tol = GAMMA * std + KAPPA * noise + FLOOR
-    clamped = torch.maximum(torch.minimum(hist, mean + tol), mean - tol)
-    excess = ((hist - clamped).abs() / tol).amax(dim=-1)
-    accept = (1.0 - excess).clamp(0.0, 1.0)
+    clamped, _, accept = rectify(to_log(current, exposure), to_log(history, exposure), noise)
     n = count * valid.float() * accept
     w = (n / (n + 1.0))[..., None]
     out = current.float() + w * (from_log(clamped, exposure) - current.float())
