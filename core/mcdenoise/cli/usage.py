@@ -62,6 +62,8 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
          "mcdenoise render-dataset --out data/val --scenes 10 --seed-offset 1000000 --ref-spp 512"),
         ("one of four machines rendering the same training set, on its GPU, without a progress bar (for logs)",
          "mcdenoise render-dataset --out data/train --scenes 400 --shard 0/4 --render-device gpu --quiet"),
+        ("40 animated training sequences of 8 frames at 128x128 (moving camera, objects, lights; Vector pass)",
+         "mcdenoise render-dataset --out data/seq --scenes 40 --frames 8 --res 128 --spp 2,4,8 --ref-spp 256"),
     ),
     "render-suite": (
         ("the suite's scenes: name, kind and what each shows",
@@ -70,7 +72,7 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
          "mcdenoise render-suite --out data/suite --ref-threshold 0.005"),
         ("two scenes only, at a smaller size",
          "mcdenoise render-suite --out data/suite_small --scenes fog_spot,glass_caustics --res 128"),
-        ("an animated shot for bench --sequence: 12 frames at 4 spp with the Vector pass, a reference per frame",
+        ("an animated shot for bench --sequence: 12 frames at 4 spp, Vector pass, a reference per frame, its .blend",
          "mcdenoise render-suite --out data/shots --shots mixed_dolly --frames 12 --res 128 --ref-spp 1024"),
     ),
     "train": (
@@ -80,6 +82,14 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
          "mcdenoise train --data my_renders --out runs/tuned --init core/mcdenoise/weights/default.pt --steps 2000"),
         ("export the newest checkpoint of a run without training",
          "mcdenoise train --out runs/unet --no-train --export my_model.pt"),
+    ),
+    "train-temporal": (
+        ("train the temporal blend for an hour on sequences from render-dataset --frames (resumable)",
+         "mcdenoise train-temporal --data data/seq --out runs/temporal --minutes 60"),
+        ("write the newest checkpoint's weights without training, then denoise a shot with them",
+         "mcdenoise train-temporal --out runs/temporal --no-train -o temporal.pt"),
+        ("",
+         "mcdenoise denoise 'renders/shot_####.exr' --frames 1-240 --out denoised/ --temporal-weights temporal.pt -v"),
     ),
     "recipe": (
         ("where rebuilding the default model stands: scenes rendered, stages trained",
@@ -104,6 +114,8 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
          "mcdenoise bench --suite data/suite --out bench_report"),
         ("flicker and per-frame PSNR on animated shots (see render-suite --shots): ours single-frame and temporal, OIDN",
          "mcdenoise bench --sequence data/shots --out bench_report"),
+        ("a model fine-tuned on frames 1-12 of a shot's .blend, scored on frames 13-24 beside the shipped model and OIDN",
+         "mcdenoise bench --sequence data/shots --shots interior_pan --frames 13-24 --weights tuned.pt --out bench_report"),
         ("speed against OIDN on synthetic frames, two of our model sizes, on the CPU only",
          "mcdenoise bench --speed --device cpu --quality fast,balanced --out bench_report"),
         ("your trained model against the shipped default, without OIDN",
