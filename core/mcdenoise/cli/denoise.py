@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mcdenoise.choices import DEFAULT_DEVICE, DEFAULT_MAX_MEMORY_GIB, DEFAULT_QUALITY, PRECISION_DTYPES, QUALITIES, spoken
 from mcdenoise.cli import options
-from mcdenoise.cli.argtypes import at_least, memory_gib, png_path, shard, tile_side
+from mcdenoise.cli.argtypes import at_least, frame_list, memory_gib, png_path, shard, tile_side
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.io.passes import DEFAULT_PRESET, PRESETS
 from mcdenoise.temporal import DEFAULT_WINDOW
@@ -44,21 +44,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--require-aux", action="store_true", help="fail on frames without albedo/normal instead of denoising colour-only")
 
 
-def _frames(text: str) -> list[int]:
-    from mcdenoise.batch.sequence import parse_frames
-
-    try:
-        return parse_frames(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="EXR files, folders, globs ('renders/*.exr') or frame patterns (shot_####.exr, shot_%%04d.exr)")
     options.add_output(parser, help="output EXR (one input only; overwritten if it exists)")
     parser.add_argument("--preview", type=png_path, help="also write a side-by-side PNG: noisy | denoised (one input only)")
     g = parser.add_argument_group("sequences")
-    g.add_argument("--frames", type=_frames, help="frames of a pattern: 1001-1240, 1-100x2, 1,5,9-12 (default: first to last on disk)")
+    g.add_argument("--frames", type=frame_list, help="frames of a pattern: 1001-1240, 1-100x2, 1,5,9-12 (default: first to last on disk)")
     options.add_out(g, dest="out_dir", old=("--out-dir",),
                     help="write outputs into this folder (created if missing), same file names plus --suffix")
     g.add_argument("--suffix", help="added to each output's file name (default: _denoised, or none with --out)")

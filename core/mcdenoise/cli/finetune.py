@@ -10,19 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from mcdenoise.batch.sequence import parse_frames
 from mcdenoise.choices import DEFAULT_QUALITY, QUALITIES
 from mcdenoise.cli import options
-from mcdenoise.cli.argtypes import at_least
+from mcdenoise.cli.argtypes import at_least, frame_list
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.finetune.budget import TARGETS
-
-
-def _frames(text: str) -> list[int]:
-    try:
-        return parse_frames(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _minutes(text: str) -> float:
@@ -41,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", nargs=2, type=Path, metavar=("NOISY_DIR", "REFS_DIR"),
                         help="instead of a .blend: noisy EXRs and their references, matched by frame number")
     options.add_output(parser, help="the weights file to write (work files go beside it, in NAME.finetune/)")
-    parser.add_argument("--frames", type=_frames, help="frames of the shot to tune on, e.g. 1-12 (default: the scene's range)")
+    parser.add_argument("--frames", type=frame_list, help="frames of the shot to tune on, e.g. 1-12 (default: the scene's range)")
     parser.add_argument("--minutes", type=_minutes, default=10.0,
                         help="the whole budget, rendering included (default %(default)s)")
     options.add_quality(parser, default=DEFAULT_QUALITY, choices=QUALITIES,
