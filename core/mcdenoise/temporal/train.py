@@ -315,10 +315,7 @@ def export(run_dir: str | Path, out_path: str | Path) -> dict[str, Any]:
     from mcdenoise.training import checkpoint
     from mcdenoise.training.loop import git_hash
 
-    latest = checkpoint.latest_checkpoint(run_dir)
-    if latest is None:
-        raise McDenoiseError(f"{run_dir}: no checkpoint to export; train first")
-    ck = checkpoint.load_checkpoint(latest)
+    ck = checkpoint.load_latest(run_dir)
     cfg = TemporalTrainConfig(**{**ck["config"], "spps": tuple(ck["config"]["spps"])})
     net = BlendNet(cfg.width, cfg.depth, cfg.guides)
     net.load_state_dict(ck["model"])

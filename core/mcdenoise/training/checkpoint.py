@@ -85,6 +85,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise McDenoiseError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
 
 
+def load_latest(run_dir: str | Path) -> dict[str, Any]:
+    """The newest checkpoint of a run, for writing its weights file: refused when the run has none."""
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        raise McDenoiseError(f"{run_dir}: no checkpoint to export; train first")
+    return load_checkpoint(latest)
+
+
 def tidy_temp_files(run_dir: str | Path) -> None:
     """Remove the temp files of checkpoints a killed run was writing (see :mod:`mcdenoise.io.atomic`)."""
     folder = checkpoint_dir(run_dir)

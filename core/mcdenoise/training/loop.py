@@ -364,11 +364,7 @@ def export(run_dir: str | Path, out_path: str | Path, validate_now: bool = True,
            extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the newest checkpoint's model as a weights file (``models.loader.save_weights``) with
     the facts a model card needs in its metadata (``extra``: more of them, e.g. the recipe)."""
-    run_dir = Path(run_dir)
-    latest = checkpoint.latest_checkpoint(run_dir)
-    if latest is None:
-        raise McDenoiseError(f"{run_dir}: no checkpoint to export; train first")
-    ck = checkpoint.load_checkpoint(latest)
+    ck = checkpoint.load_latest(run_dir)
     cfg = TrainConfig(**ck["config"])
     model = checkpoint_model(ck)
     val = ck.get("val", {})
