@@ -272,10 +272,10 @@ class SequenceEntry:
         return self.dir / f"{self.dir.name}.json"
 
     def noisy(self, spp: int, frame: int) -> Path:
-        return self.dir / f"{self.dir.name}_{spp:04d}spp_{frame:04d}.exr"
+        return sequence_noisy_path(self.dir.parent, self.dir.name, spp, frame)
 
     def ref(self, frame: int) -> Path:
-        return self.dir / f"{self.dir.name}_ref_{frame:04d}.exr"
+        return sequence_ref_path(self.dir.parent, self.dir.name, frame)
 
 
 def list_sequences(root: str | Path) -> list[SequenceEntry]:
