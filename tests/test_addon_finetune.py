@@ -33,6 +33,14 @@ def saved_shot(name):
     bpy.ops.wm.save_as_mainfile(filepath=os.path.join(args["dir"], name))
     return sc
 
+def refusal():
+    """Click Fine-tune (two steps at most): the operator's error, or "no error"."""
+    try:
+        bpy.ops.mcdenoise.finetune(max_steps=2)
+        return "no error"
+    except RuntimeError as exc:
+        return str(exc)
+
 class Recorder:
     """Stands in for the panel's UILayout (no UI in background mode): records what is drawn."""
     def __init__(self, log):
@@ -65,21 +73,13 @@ def outcome(run, sc):
 TUNE = SHOT + r'''
 # Unsaved: refused before anything starts.
 tiny_scene(1, 0, args["dir"] + "/render_", size=32)
-try:
-    bpy.ops.mcdenoise.finetune(max_steps=2)
-    out["unsaved"] = "no error"
-except RuntimeError as exc:
-    out["unsaved"] = str(exc)
+out["unsaved"] = refusal()
 out["started_unsaved"] = mod.current() is not None
 
 sc = saved_shot("shot.blend")
 # What the core refuses comes back from the process worded for the panel, and leaves nothing behind.
 sc.mcdenoise.finetune_frames = "2-9"
-try:
-    bpy.ops.mcdenoise.finetune(max_steps=2)
-    out["outside"] = "no error"
-except RuntimeError as exc:
-    out["outside"] = str(exc)
+out["outside"] = refusal()
 out["after_refusal"] = sorted(os.listdir(args["dir"]))
 sc.mcdenoise.finetune_frames = ""  # the scene's range, 1-3
 bpy.data.objects["light"].data.energy = 600  # an unsaved change: the tuning sees the scene as it is now
@@ -173,11 +173,7 @@ def test_cancel_writes_no_model_and_the_next_click_resumes(tmp_path, addon_zip):
 
 NO_TORCH = SHOT + r'''
 sc = saved_shot("shot.blend")
-try:
-    bpy.ops.mcdenoise.finetune(max_steps=2)
-    out["error"] = "no error"
-except RuntimeError as exc:
-    out["error"] = str(exc)
+out["error"] = refusal()
 out["files"] = sorted(os.listdir(args["dir"]))
 '''
 
