@@ -94,6 +94,32 @@ def test_sampler_crops_are_in_network_space(tiny_dataset):
 
 
 @needs_bpy
+def test_converged_crops_lie_between_the_reference_and_the_noisiest_file_they_stand_for(tiny_dataset):
+    """``converged``: that share of crops is the reference plus a fraction of the highest sample
+    count's noise (its guides alongside); a fraction 0 is the reference itself, which is what
+    teaches the network to leave a converged frame alone. Without the option the crop sequence
+    is the one runs drew before it existed."""
+    base = CropSampler(tiny_dataset, 0.34, 16, aux_dropout=0.0, seed=4)
+    same = CropSampler(tiny_dataset, 0.34, 16, aux_dropout=0.0, seed=4, converged=0.0)
+    for a, b in zip(base.batch(4), same.batch(4)):
+        np.testing.assert_array_equal(a, b)
+
+    s = CropSampler(tiny_dataset, 0.34, 16, aux_dropout=0.0, seed=4, converged=1.0)
+    choices = [s.draw() for _ in range(6)]
+    assert all(c[1] == 2 and 0.0 <= c[-1] < 1.0 for c in choices)  # the highest spp of the dataset (1,2)
+    assert len({c[-1] for c in choices}) == 6
+    choice = choices[0]
+    x_ref, target = s.build(choice[:-1] + (0.0,))
+    np.testing.assert_allclose(x_ref[:3], target, rtol=1e-6, atol=1e-6)  # noise 0: input colour = reference
+    x_noisy, _ = s.build(choice[:-1] + (1.0,))
+    assert np.abs(x_noisy[:3] - target).mean() > 1e-3  # the file's own noise
+    x_half, _ = s.build(choice[:-1] + (0.5,))
+    np.testing.assert_array_equal(x_half[3:], x_noisy[3:])  # guides from that file
+    dist = lambda a: float(np.abs(a[:3] - target).mean())  # noqa: E731
+    assert 0 < dist(x_half) < dist(x_noisy)
+
+
+@needs_bpy
 def test_scene_cache_clips_albedo_beyond_half_range(tiny_dataset, tmp_path):
     """Cycles albedo can exceed fp16's range; the cache stores what the network sees, finite."""
     shutil.copytree(tiny_dataset / "scene_00001", tmp_path / "scene_00001")

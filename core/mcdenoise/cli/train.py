@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, help="crops per step (default 8)")
     parser.add_argument("--crop", type=int, help="crop size in pixels (default 128)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    parser.add_argument("--converged", type=float,
+                        help="share of crops made nearer convergence than the data (reference + part of the noise), "
+                             "so converged detail is left alone (default 0)")
     parser.add_argument("--warmup", type=int, help="linear LR warm-up steps (default 100)")
     parser.add_argument("--val-every", dest="val_every", type=int, help="validate every N steps (0 = never)")
     parser.add_argument("--log-every", dest="log_every", type=int, help="log loss and LR every N steps (default 20)")

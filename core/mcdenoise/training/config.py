@@ -31,6 +31,7 @@ class TrainConfig:
     warmup: int = 100
     ssim_weight: float = 0.2  # loss = (1 - w) * L1 + w * (1 - MS-SSIM)
     aux_dropout: float = 0.15
+    converged: float = 0.0  # share of crops moved toward the reference: converging renders (training.data)
     val_fraction: float = 0.1
     val_every: int = 200
     log_every: int = 20

@@ -91,7 +91,7 @@ class CropSampler:
     (see :meth:`state`)."""
 
     def __init__(self, root: str | Path, val_fraction: float, crop: int, aux_dropout: float, seed: int,
-                 inputs: str = features.DEFAULT_INPUTS):
+                 inputs: str = features.DEFAULT_INPUTS, converged: float = 0.0):
         self.root = Path(root)
         self.inputs = inputs
         self.layout = features.layout_features(inputs)
@@ -102,6 +102,7 @@ class CropSampler:
         self.val_fraction = val_fraction
         self.crop = crop
         self.aux_dropout = aux_dropout
+        self.converged = converged
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self._cache: dict[int, SceneData] = {}
         self.train: list[SceneEntry] = []
@@ -130,7 +131,13 @@ class CropSampler:
     def draw(self) -> tuple:
         """The random choices of one crop, in a fixed order from ``rng``: the only part of a
         sample that touches shared state, so crops can be built in worker threads while a run
-        stays reproducible and resumable whatever the number of workers."""
+        stays reproducible and resumable whatever the number of workers.
+
+        With ``converged`` > 0 that share of crops stands for a render closer to convergence
+        than any file of the dataset: the colour is the reference plus a fraction U(0, 1) of the
+        highest sample count's noise (that file's guides, which are nearly clean there). Without
+        such crops a network trained on 1-16 spp learns that all fine detail is noise: fed a
+        1024-spp frame it erased texture the input held cleanly (docs/training.md)."""
         rng = self.rng
         s = self.scene(self.train[int(rng.integers(len(self.train)))])
         spp = int(rng.choice(np.array(sorted(s.noisy))))
@@ -139,9 +146,13 @@ class CropSampler:
         y, x = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
         op = int(rng.integers(8))
         perm = rng.permutation(features.COLOR.channels)
-        exposure = s.exposure[spp] * float(2.0 ** rng.uniform(-1.0, 1.0))
+        jitter = float(2.0 ** rng.uniform(-1.0, 1.0))
         drop = bool(rng.random() < self.aux_dropout)
-        return s, spp, y, x, c, op, perm, exposure, drop
+        noise = 1.0
+        # Drawn only when asked for, so runs without converging crops keep their crop sequence.
+        if self.converged > 0 and rng.random() < self.converged:
+            spp, noise = max(s.noisy), float(rng.uniform())
+        return s, spp, y, x, c, op, perm, s.exposure[spp] * jitter, drop, noise
 
     def build(self, choice: tuple) -> tuple[np.ndarray, np.ndarray]:
         """One (input Cxcxc, target 3xcxc) float32 pair from :meth:`draw`'s choices."""
@@ -156,8 +167,11 @@ class CropSampler:
         device: each pass (h, w, channels) prepared as :func:`mcdenoise.inference.encode.fill_input`
         prepares it, the colour shuffle, aux dropout and the flip/rotation applied. One function
         for crops built on the host and on the training device (``training.resident``)."""
-        _, _, _, _, c, op, perm, exposure, drop = choice
+        _, _, _, _, c, op, perm, exposure, drop, noise = choice
         perm_t = torch.as_tensor(perm, device=ref.device)
+        if noise < 1.0:  # a converging render: the reference plus a fraction of the noise
+            ref32 = ref.to(torch.float32)
+            windows = {**windows, "color": ref32 + noise * (windows["color"].to(torch.float32) - ref32)}
         inp = torch.empty((features.channel_count(self.inputs), c, c), device=ref.device)
         for f in self.layout:
             window = windows[f.name].to(torch.float32)

@@ -196,7 +196,7 @@ def start_run(cfg: TrainConfig, ranks: distributed.Ranks = distributed.Ranks()) 
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    sampler = CropSampler(cfg.data, cfg.val_fraction, cfg.crop, cfg.aux_dropout, cfg.seed, cfg.inputs)
+    sampler = CropSampler(cfg.data, cfg.val_fraction, cfg.crop, cfg.aux_dropout, cfg.seed, cfg.inputs, cfg.converged)
     kwargs = cfg.model_kwargs()
     model = build_model(cfg.arch, **kwargs).to(device)
     if device.type == "cuda":  # cuDNN's fastest conv layout; weights keep their values
