@@ -16,6 +16,7 @@ from mcdenoise import hdr
 from mcdenoise.cli import build_parser
 from mcdenoise.dataset import layout
 from mcdenoise.dataset.suite import KINDS, SCENES
+from mcdenoise.io.exr import read_frame
 from mcdenoise.preview import tonemap
 
 HAS_BPY = importlib.util.find_spec("bpy") is not None
@@ -198,7 +199,19 @@ def test_bench_suite_report(rendered: Path, tmp_path: Path) -> None:
         mse = np.mean((tonemap(b, e).astype(np.float64) - tonemap(a, e)) ** 2)
         assert r["psnr"] == pytest.approx(-10 * np.log10(mse), abs=1e-3)
 
+    # Converged input: every method but "noisy" fed reference B, scored against reference A.
+    assert [(c["scene"], c["method"]) for c in result["converged"]] == [(s, m) for s in ("checker_brick", "hair_ball")
+                                                                         for m in methods[1:]]
+    from mcdenoise import api
+    b = read_frame(rendered / "checker_brick" / "checker_brick_ref2.exr")
+    a = hdr.sanitize(read_frame(rendered / "checker_brick" / "checker_brick_ref.exr").color)
+    ours = api.denoise(b.color, b.albedo, b.normal, quality="fast")
+    mse = np.mean((tonemap(ours, hdr.autoexposure(a)).astype(np.float64) - tonemap(a, hdr.autoexposure(a))) ** 2)
+    assert result["converged"][0]["psnr"] == pytest.approx(-10 * np.log10(mse), abs=1e-3)
+
     text = (report / "suite.md").read_text()
+    assert "## Converged input" in text and "| input (reference B) |" in text
+    assert "| ours: --quality fast |" in text.split("## Converged input")[1].split("## Mean over")[0]
     for row in ("| texture | 1 |", "| hair | 1 |", "| **mean** | 2 |"):
         assert row in text, row
     for scene in ("checker_brick", "hair_ball"):

@@ -7,6 +7,8 @@ OIDN plain and OIDN-Accurate (``bench.oidn``) in this one process and scores the
 reference A with the numbers of ``bench --data`` (``quality.measure``: PSNR and SSIM tonemapped
 at reference A's exposure, relMSE on linear radiance). Reference B against reference A says how
 noisy the references themselves are: a perfect denoiser would score about 3 dB above that PSNR.
+Each method is also fed reference B itself, a converged render, which it should return about
+unchanged: the "converged input" table shows which methods erase detail that is not noise.
 
 Writes into ``--out``: ``suite.md`` (the tables), ``suite.json`` (every number),
 ``suite_psnr.png`` (a bar per scene and method at the focus sample count, and our gap to
@@ -60,7 +62,9 @@ def focus_spp(spps: set[int]) -> int:
 def run(suite: Path, models: list[str | Path], spps: list[int] | None = None, with_oidn: bool = True,
         precision: str = DEFAULT_PRECISION, log=print) -> dict:
     """Score every method on every (scene, spp) of a rendered suite; returns the numbers and the
-    focus-spp images: {"frames", "refs", "methods", "scenes", "kinds", "focus_spp", "images"}."""
+    focus-spp images: {"frames", "refs", "converged", "methods", "scenes", "kinds", "focus_spp",
+    "images"}. ``converged`` is each method fed reference B (with its own guides) and scored
+    against reference A: a converged input, which a denoiser should return about unchanged."""
     entries = _ordered([e for e in list_suite(suite) if e.spps])
     if not entries:
         raise InputFileError(f"{suite}: no finished suite scenes; render them with 'mcdenoise render-suite --out {suite}'")
@@ -73,12 +77,16 @@ def run(suite: Path, models: list[str | Path], spps: list[int] | None = None, wi
     if with_oidn:
         oidn.require()
         methods.update({oidn.PLAIN: oidn.plain, oidn.ACCURATE: oidn.accurate})
-    frames, refs, kinds, images = [], [], {}, {}
+    frames, refs, converged, kinds, images = [], [], [], {}, {}
     for i, e in enumerate(entries, 1):
         kind = kinds[e.name] = json.loads(e.desc.read_text()).get("kind", "unknown")
         ref = hdr.sanitize(read_frame(e.ref).color)
         exposure = hdr.autoexposure(ref)
-        refs.append({"scene": e.name, "kind": kind, **measure(hdr.sanitize(read_frame(e.ref2).color), ref, exposure)})
+        ref_b = read_frame(e.ref2)
+        refs.append({"scene": e.name, "kind": kind, **measure(hdr.sanitize(ref_b.color), ref, exposure)})
+        converged_in = FrameInputs(hdr.sanitize(ref_b.color), ref_b.albedo, ref_b.normal)
+        converged += [{"scene": e.name, "kind": kind, "method": name, **measure(fn(converged_in), ref, exposure)}
+                      for name, fn in methods.items() if name != NOISY]
         for spp in e.spps:
             if spp not in wanted:
                 continue
@@ -91,7 +99,7 @@ def run(suite: Path, models: list[str | Path], spps: list[int] | None = None, wi
                     images.setdefault(e.name, {"reference": ref})[name] = out
         log(f"bench: suite scene {i}/{len(entries)} {e.name} ({kind}) done")
     return {"suite": str(suite), "scenes": [e.name for e in entries], "kinds": kinds, "methods": list(methods),
-            "focus_spp": focus, "frames": frames, "refs": refs, "images": images}
+            "focus_spp": focus, "frames": frames, "refs": refs, "converged": converged, "images": images}
 
 
 # -- tables ----------------------------------------------------------------------------------------
@@ -164,6 +172,7 @@ def markdown(result: dict) -> str:
         for kind, _ in groups:
             label = f"**{kind}**" if kind == "mean" else kind
             lines.append(f"| {label} | " + " | ".join(_fmt(gap[kind][s], True) for s in spps) + " |")
+    lines += _converged_table(result)
     lines += ["", "## Mean over scenes per spp (PSNR dB / SSIM)", "",
               "| method | " + " | ".join(f"{s} spp" for s in spps) + " |", "|---|" + "---:|" * len(spps)]
     for m in methods:
@@ -186,6 +195,25 @@ def markdown(result: dict) -> str:
             cells.append(f"{ref['psnr']:.2f} / {ref['ssim']:.3f}")
             lines.append(f"| {scene} | {result['kinds'][scene]} | {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _converged_table(result: dict) -> list[str]:
+    """Each method fed reference B, a converged render: a denoiser must not make it worse than it
+    is (the "input" row), which a network that takes fine texture for noise does."""
+    rows = result.get("converged") or []
+    if not rows:
+        return []
+    refs = {r["scene"]: r["psnr"] for r in result["refs"]}
+    lines = ["", "## Converged input (reference B denoised, scored against reference A)", "",
+             "| method | mean PSNR | change vs the input | scenes made worse by more than 0.5 dB |", "|---|---:|---:|---:|",
+             f"| input (reference B) | {_fmt(_mean(list(refs.values())))} | | |"]
+    for m in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == m]
+        change = [r["psnr"] - refs[r["scene"]] for r in mine]
+        worse = [r["scene"] for r, d in zip(mine, change) if d < -0.5]
+        lines.append(f"| {m} | {_fmt(_mean([r['psnr'] for r in mine]))} | {_fmt(_mean(change), True)} | "
+                     f"{len(worse)} of {len(mine)}{': ' + ', '.join(worse) if worse else ''} |")
+    return lines
 
 
 # -- pictures --------------------------------------------------------------------------------------
