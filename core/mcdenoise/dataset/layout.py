@@ -110,15 +110,8 @@ def list_scenes(root: str | Path) -> list[SceneEntry]:
     Unfinished folders (interrupted renders) are skipped rather than reported, because a reader
     can do nothing useful with them and the renderer will redo them on its next run.
     """
-    root = Path(root)
-    if not root.is_dir():
-        return []
     entries: list[SceneEntry] = []
-    for d in sorted(root.iterdir()):
-        m = SCENE_DIR_RE.match(d.name)
-        if not m or not d.is_dir():
-            continue
-        idx = int(m.group(1))
+    for idx, d in _scene_dirs(root):
         if not (d / f"{d.name}.json").is_file() or not (d / f"{d.name}_ref.exr").is_file():
             continue
         spps = sorted(
@@ -127,8 +120,17 @@ def list_scenes(root: str | Path) -> list[SceneEntry]:
             if n and int(n.group(1)) == idx
         )
         entries.append(SceneEntry(index=idx, dir=d, spps=tuple(spps)))
-    entries.sort(key=lambda e: e.index)
     return entries
+
+
+def _scene_dirs(root: str | Path) -> list[tuple[int, Path]]:
+    """(index, folder) of every ``scene_NNNNN`` folder under ``root``, by index: stills and
+    sequences share the numbering (none when ``root`` does not exist)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), d) for d in root.iterdir() if (m := SCENE_DIR_RE.match(d.name)) and d.is_dir()]
+    return sorted(found)  # by index, then by name
 
 
 # -- the benchmark suite: named scenes, two references -------------------------------------------
@@ -281,18 +283,12 @@ class SequenceEntry:
 def list_sequences(root: str | Path) -> list[SequenceEntry]:
     """Finished training sequences under ``root`` (JSON with ``"frames"`` and every frame's
     reference present), sorted by index; still scenes and unfinished folders are skipped."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
     entries: list[SequenceEntry] = []
-    for d in sorted(root.iterdir()):
-        m = SCENE_DIR_RE.match(d.name)
-        if not m or not d.is_dir():
-            continue
+    for idx, d in _scene_dirs(root):
         frames = frames_of(d / f"{d.name}.json")
         if frames is None:
             continue
-        e = SequenceEntry(int(m.group(1)), d, frames, ())
+        e = SequenceEntry(idx, d, frames, ())
         if not all(e.ref(t).is_file() for t in range(1, frames + 1)):
             continue
         found: dict[int, set[int]] = {}
@@ -302,5 +298,4 @@ def list_sequences(root: str | Path) -> list[SequenceEntry]:
                 found.setdefault(int(n.group(1)), set()).add(int(n.group(2)))
         spps = tuple(sorted(s for s, got in found.items() if got >= set(range(1, frames + 1))))
         entries.append(SequenceEntry(e.index, d, frames, spps))
-    entries.sort(key=lambda e: e.index)
     return entries
