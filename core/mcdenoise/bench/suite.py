@@ -83,8 +83,8 @@ def run(suite: Path, models: list[str | Path], spps: list[int] | None = None, wi
         ref = hdr.sanitize(read_frame(e.ref).color)
         exposure = hdr.autoexposure(ref)
         ref_b = read_frame(e.ref2)
-        refs.append({"scene": e.name, "kind": kind, **measure(hdr.sanitize(ref_b.color), ref, exposure)})
         converged_in = FrameInputs(hdr.sanitize(ref_b.color), ref_b.albedo, ref_b.normal)
+        refs.append({"scene": e.name, "kind": kind, **measure(converged_in.color, ref, exposure)})
         converged += [{"scene": e.name, "kind": kind, "method": name, **measure(fn(converged_in), ref, exposure)}
                       for name, fn in methods.items() if name != NOISY]
         for spp in e.spps:
@@ -200,8 +200,8 @@ def markdown(result: dict) -> str:
 def _converged_table(result: dict) -> list[str]:
     """Each method fed reference B, a converged render: a denoiser must not make it worse than it
     is (the "input" row), which a network that takes fine texture for noise does."""
-    rows = result.get("converged") or []
-    if not rows:
+    rows = result["converged"]
+    if not rows:  # no method but the noisy input
         return []
     refs = {r["scene"]: r["psnr"] for r in result["refs"]}
     lines = ["", "## Converged input (reference B denoised, scored against reference A)", "",
