@@ -37,9 +37,9 @@ from mcdenoise.io.exr import read_frame
 from mcdenoise.inference.denoise import denoise_frame
 from mcdenoise.inference.encode import FrameInputs
 from mcdenoise.inference.runtime import Runtime
-from mcdenoise.models.loader import WEIGHTS_DIR, load_model
+from mcdenoise.models.loader import WEIGHTS_DIR
 from mcdenoise.metrics import psnr_tonemapped, rel_mse, ssim_tonemapped
-from mcdenoise.models.tiers import load_quality, shipped_qualities
+from mcdenoise.models.tiers import load_named, names_quality, shipped_qualities
 from mcdenoise.preview import save_png, side_by_side
 
 Method = Callable[[FrameInputs], np.ndarray]
@@ -61,12 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def our_method(spec: str | Path, precision: str = DEFAULT_PRECISION) -> tuple[str, Method]:
     """A weights file, or a quality name (which may add a self-ensemble to a file)."""
-    if str(spec) in QUALITIES and not Path(spec).exists():
-        loaded = load_quality(str(spec), DEFAULT_DEVICE)
-        label = f"ours: --quality {spec}"
-    else:
-        loaded = load_model(spec, DEFAULT_DEVICE)
-        label = f"ours: {Path(spec).stem} ({loaded.arch})"
+    loaded = load_named(spec, DEFAULT_DEVICE)
+    label = f"ours: --quality {spec}" if names_quality(spec) else f"ours: {Path(spec).stem} ({loaded.arch})"
     if precision != DEFAULT_PRECISION:
         label += f" [{precision}]"
     runtime = Runtime.for_model(loaded.model, precision=precision)

@@ -69,6 +69,17 @@ def load_quality(quality: str = DEFAULT_QUALITY, device: str | torch.device = "c
     return loaded
 
 
+def names_quality(spec: str | os.PathLike) -> bool:
+    """Whether a model named on a command line or in a config is a quality (``balanced``)
+    rather than a weights file; a file of that name in the working directory wins."""
+    return str(spec) in QUALITIES and not Path(spec).exists()
+
+
+def load_named(spec: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """A quality's shipped model (with its self-ensemble) or a weights file, by :func:`names_quality`."""
+    return load_quality(str(spec), device) if names_quality(spec) else load_model(spec, device=device)
+
+
 def load_for_cli(weights: str | os.PathLike | None, quality: str | None, device: str | torch.device = "auto") -> LoadedModel:
     """``--weights`` and ``--quality`` name a model two ways, so giving both is an error
     rather than one silently winning; giving neither loads the default (balanced)."""

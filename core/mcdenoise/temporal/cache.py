@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from mcdenoise import hdr
-from mcdenoise.choices import QUALITIES
 from mcdenoise.dataset import layout
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.io.atomic import atomic_output
@@ -42,16 +41,6 @@ class CachedSequence:
     name: str  # scene_00042_0004spp
     frames: list[Kept]
     refs: torch.Tensor  # (T, H, W, 3) float32 radiance
-
-
-def load_single_frame_model(spec: str, device: str = "cpu"):
-    """The frozen single-frame model: a quality name (the shipped tier) or a weights file."""
-    from mcdenoise.models.loader import load_model
-    from mcdenoise.models.tiers import load_quality
-
-    if spec in QUALITIES and not Path(spec).exists():
-        return load_quality(spec, device)
-    return load_model(spec, device)
 
 
 def _to_file(seq: CachedSequence, model_label: str) -> dict:
@@ -120,8 +109,9 @@ def build(data: str | Path, run_dir: str | Path, model: str, device: str = "cpu"
                     continue
             if loaded is None:
                 from mcdenoise.inference.runtime import Runtime, resolve_device
+                from mcdenoise.models.tiers import load_named
 
-                loaded = load_single_frame_model(model, resolve_device(device))
+                loaded = load_named(model, resolve_device(device))  # the frozen single-frame model
                 runtime = Runtime.for_model(loaded.model)
             seq = _compute(entry, spp, loaded, runtime)
             with atomic_output(path) as tmp:
