@@ -64,7 +64,7 @@ def _from_file(name: str, p: dict) -> CachedSequence:
     return CachedSequence(name, frames, p["refs"])
 
 
-def _compute(entry: layout.SequenceEntry, spp: int, loaded, runtime) -> CachedSequence:
+def _compute(name: str, entry: layout.SequenceEntry, spp: int, loaded, runtime) -> CachedSequence:
     """Run the single-frame model on every frame as ``denoise`` does (same reader, same model
     call) and keep each frame as the history would."""
     from mcdenoise.inference.frames import prepare_frame, run_model
@@ -81,7 +81,7 @@ def _compute(entry: layout.SequenceEntry, spp: int, loaded, runtime) -> CachedSe
         frames.append(keep(t, denoised, frame.color, frame.vector, prepared.exposure, frames[-1] if frames else None,
                            frame.albedo, frame.normal, with_guides=True))
         refs.append(torch.from_numpy(hdr.sanitize(read_frame(entry.ref(t)).color)))
-    return CachedSequence(f"{entry.dir.name}_{spp:04d}spp", frames, torch.stack(refs))
+    return CachedSequence(name, frames, torch.stack(refs))
 
 
 def build(data: str | Path, run_dir: str | Path, model: str, device: str = "cpu", spps: tuple[int, ...] = (),
@@ -113,7 +113,7 @@ def build(data: str | Path, run_dir: str | Path, model: str, device: str = "cpu"
 
                 loaded = load_named(model, resolve_device(device))  # the frozen single-frame model
                 runtime = Runtime.for_model(loaded.model)
-            seq = _compute(entry, spp, loaded, runtime)
+            seq = _compute(name, entry, spp, loaded, runtime)
             with atomic_output(path) as tmp:
                 torch.save(_to_file(seq, model), tmp)
             log(f"train-temporal: cached {name} ({entry.frames} frames through the single-frame model)")
