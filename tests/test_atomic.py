@@ -37,7 +37,7 @@ def test_only_temps_of_gone_processes_of_this_host_are_removed(tmp_path, monkeyp
     target = tmp_path / "shot_0001.exr"
     dead = temp_path(target, pid=_dead_pid())
     live = temp_path(target, pid=os.getppid())
-    monkeypatch.setattr(atomic, "_host", lambda: "renderfarm-node-99")
+    monkeypatch.setattr(atomic, "host_name", lambda: "renderfarm-node-99")
     other_host = temp_path(target, pid=_dead_pid())  # its owner cannot be checked from here
     monkeypatch.undo()
     other_target = temp_path(tmp_path / "shot_0001.v2.exr", pid=_dead_pid())

@@ -28,6 +28,7 @@ from mcdenoise.batch.plan import Job
 from mcdenoise.batch.runner import DescribeFn, LogFn, Summary, run_batch, triage
 from mcdenoise.batch.sequence import FrameSource
 from mcdenoise.errors import McDenoiseError
+from mcdenoise.io.atomic import host_name, pid_alive, remove_stale_temps
 from mcdenoise.io.passes import PassNames
 
 # How often a chunk is sent again after losing its worker before its frames count as failed.
@@ -36,6 +37,9 @@ RETRIES = 3
 QUEUED_PER_ACTOR = 2
 # How long a replacement worker may take to start when every worker was lost.
 START_SECONDS = 120.0
+# How long the driver waits, after the last frame, for a lost worker's process on its own host
+# to exit before removing the temps it left (Ray declares a worker lost before its process dies).
+EXIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -113,12 +117,11 @@ def worker_slots(device: str) -> tuple[int, dict]:
 class _Worker:
     """One worker slot: the model loaded once, then chunks of jobs through ``run_batch``."""
 
-    def start(self, spec: ModelSpec, settings: BatchSettings, describe: DescribeFn) -> str:
-        import socket
-
+    def start(self, spec: ModelSpec, settings: BatchSettings, describe: DescribeFn) -> tuple[str, int, str]:
+        """Load the model; where this worker runs: its host as temp names spell it, its pid, its device."""
         self.loaded, self.runtime = spec.load()
         self.settings, self.describe = settings, describe
-        return f"{socket.gethostname()} pid {os.getpid()} on {self.runtime.device}"
+        return host_name(), os.getpid(), str(self.runtime.device)
 
     def run(self, chunk: list[Job], keep_going: bool) -> dict:
         """Denoise ``chunk``; what happened, by position in the chunk, and the log lines."""
@@ -205,6 +208,8 @@ class _Driver:
         self.lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError,
                      ray.exceptions.NodeDiedError)
         self.stop = False
+        self.where: dict = {}  # actor -> (host, pid) it runs as
+        self.lost_outputs: dict[tuple[str, int], set[Path]] = {}  # a lost worker -> outputs it may have been writing
 
     def _start(self, count: int, timeout: float | None = None) -> list:
         """``count`` actors with the model loaded; a model that cannot load raises its error here,
@@ -215,7 +220,7 @@ class _Driver:
         live = []
         for ref in ready:
             try:
-                where = self.ray.get(ref)
+                host, pid, device = self.ray.get(ref)
             except self.lost:
                 continue
             except self.ray.exceptions.RayTaskError as exc:  # the model cannot load: the same on every worker
@@ -224,10 +229,17 @@ class _Driver:
                     raise cause from None
                 raise McDenoiseError(f"a Ray worker could not load the model ({type(cause).__name__}: {cause})") from None
             live.append(started[ref])
-            self.announce(f"ray: worker {len(live)} ready on {where}")
+            self.where[started[ref]] = (host, pid)
+            self.announce(f"ray: worker {len(live)} ready on {host} pid {pid} on {device}")
         return live
 
     def run(self, chunks: list[list[Job]], count: int) -> None:
+        try:
+            self._run(chunks, count)
+        finally:
+            self._remove_lost_temps()
+
+    def _run(self, chunks: list[list[Job]], count: int) -> None:
         actors = self._start(count)
         queue = deque(enumerate(chunks))
         attempts: Counter = Counter()
@@ -255,6 +267,7 @@ class _Driver:
                 self._fail_chunk(chunks[index], f"unexpected {type(exc.cause).__name__} on a Ray worker: {exc.cause}")
                 continue
             except self.lost as exc:
+                self.lost_outputs.setdefault(self.where[actor], set()).update(j.output for j in sent[index])
                 if actor in actors:
                     actors.remove(actor)
                     self.log("warning", f"ray: lost a worker ({type(exc).__name__}); its frames go to another worker")
@@ -270,6 +283,20 @@ class _Driver:
                     retried.add(index)
                 continue
             self._count(chunks[index], result, retried=index in retried)
+
+    def _remove_lost_temps(self) -> None:
+        """Remove the temps lost workers of this host left. The retry's triage removes only
+        stale ones, and Ray reports a worker lost (its node's raylet killed) while its process
+        may still be writing: the temps it leaves when it does die are removed here, once it
+        has exited. Those of other hosts are removed by a later run on their host."""
+        deadline = time.monotonic() + EXIT_SECONDS
+        for (host, pid), outputs in self.lost_outputs.items():
+            if host != host_name():
+                continue
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for output in outputs:
+                remove_stale_temps(output)
 
     def _count(self, chunk: list[Job], result: dict, retried: bool) -> None:
         for level, message in result["logs"]:

@@ -32,7 +32,7 @@ from mcdenoise.errors import OutputError
 _TEMP = re.compile(r"\.(?P<stem>.+)\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(?P<suffix>\.[^.]*)?")
 
 
-def _host() -> str:
+def host_name() -> str:
     """This machine's name as temp names hold it: letters, digits, '-' and '_', 32 at most."""
     return re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname())[:32] or "localhost"
 
@@ -42,7 +42,7 @@ def temp_path(target: str | os.PathLike, pid: int | None = None) -> Path:
     host. Nothing is created; :func:`atomic_output` is what writers use."""
     target = Path(target)
     owner = os.getpid() if pid is None else pid
-    return target.with_name(f".{target.stem}.{_host()}.{owner}.{secrets.token_hex(4)}.tmp{target.suffix}")
+    return target.with_name(f".{target.stem}.{host_name()}.{owner}.{secrets.token_hex(4)}.tmp{target.suffix}")
 
 
 def is_temp(path: str | os.PathLike) -> bool:
@@ -81,7 +81,7 @@ def _pid_alive_windows(pid: int) -> bool:
 def is_stale(path: str | os.PathLike) -> bool:
     """A temp whose owner is provably gone: written on this host by a process no longer alive."""
     m = _TEMP.fullmatch(Path(path).name)
-    return m is not None and m["host"] == _host() and not pid_alive(int(m["pid"]))
+    return m is not None and m["host"] == host_name() and not pid_alive(int(m["pid"]))
 
 
 def stale_temps(target: str | os.PathLike) -> list[Path]:
