@@ -230,6 +230,7 @@ def test_auto_denoise_adds_the_pass_and_keeps_every_other(auto_denoised):
     assert not any(".Denoised." in c for c in channels(auto_denoised["ref"]))
     before, after = read_frame(auto_denoised["plain"]), read_frame(auto_denoised["noisy"])
     np.testing.assert_array_equal(before.color, after.color)  # Combined kept bit for bit
+    assert after.samples == 4  # Blender's stamp, which tells a model reading ``samples`` the noise level
 
 
 def test_auto_denoised_pass_beats_the_noisy_render(auto_denoised):
@@ -521,6 +522,7 @@ def test_png_output_f12_and_render_result_are_denoised_through_a_temporary_exr(a
     written = Path(out["button_file"])
     names = channels(written)
     assert "ViewLayer.Denoising Albedo.R" in names and "ViewLayer.Denoised.R" in names
+    assert read_frame(written).samples == 4  # the Render Result saved with its sample count
     written.unlink()
     assert out["problems_before"] == ["Render engine is not Cycles", "Denoising Data passes are off (albedo/normal)",
                                       "Output is not multilayer EXR (passes not written)"]

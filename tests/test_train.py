@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from mcdenoise import hdr
+from mcdenoise import features, hdr
 from mcdenoise.dataset.layout import list_scenes
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.features import vector_pairs
@@ -103,25 +104,25 @@ def test_converged_crops_lie_between_the_reference_and_the_noisiest_file_they_st
     base = CropSampler(tiny_dataset, 0.34, 16, aux_dropout=0.3, seed=4)
     rng = np.random.Generator(np.random.PCG64(4))
     for _ in range(8):
-        s, spp, y, x, c, op, perm, exposure, drop, noise = base.draw()
+        s, spp, y, x, c, op, perm, exposure, drop, noise, samples = base.draw()
         assert s is base.scene(base.train[int(rng.integers(len(base.train)))])
         assert spp == int(rng.choice(np.array(sorted(s.noisy))))
         assert (y, x) == (int(rng.integers(s.shape[0] - c + 1)), int(rng.integers(s.shape[1] - c + 1)))
         assert op == int(rng.integers(8)) and list(perm) == list(rng.permutation(3))
         assert exposure == s.exposure[spp] * float(2.0 ** rng.uniform(-1.0, 1.0))
-        assert drop == bool(rng.random() < 0.3) and noise == 1.0
+        assert drop == bool(rng.random() < 0.3) and noise == 1.0 and samples is None  # a layout without samples
     assert base.state() == rng.bit_generator.state
 
     s = CropSampler(tiny_dataset, 0.34, 16, aux_dropout=0.0, seed=4, converged=1.0)
     choices = [s.draw() for _ in range(6)]
-    assert all(c[1] == 2 and 0.0 <= c[-1] < 1.0 for c in choices)  # the highest spp of the dataset (1,2)
-    assert len({c[-1] for c in choices}) == 6
+    assert all(c[1] == 2 and 0.0 <= c[9] < 1.0 for c in choices)  # the highest spp of the dataset (1,2)
+    assert len({c[9] for c in choices}) == 6
     choice = choices[0]
-    x_ref, target = s.build(choice[:-1] + (0.0,))
+    x_ref, target = s.build(choice[:9] + (0.0, None))
     np.testing.assert_allclose(x_ref[:3], target, rtol=1e-6, atol=1e-6)  # noise 0: input colour = reference
-    x_noisy, _ = s.build(choice[:-1] + (1.0,))
+    x_noisy, _ = s.build(choice[:9] + (1.0, None))
     assert np.abs(x_noisy[:3] - target).mean() > 1e-3  # the file's own noise
-    x_half, _ = s.build(choice[:-1] + (0.5,))
+    x_half, _ = s.build(choice[:9] + (0.5, None))
     np.testing.assert_array_equal(x_half[3:], x_noisy[3:])  # guides from that file
     dist = lambda a: float(np.abs(a[:3] - target).mean())  # noqa: E731
     assert 0 < dist(x_half) < dist(x_noisy)
@@ -285,6 +286,69 @@ def test_shipped_default_model_denoises_the_example(repo_root):
     out = denoise_frame(loaded, FrameInputs(color, frame.albedo, frame.normal))
     assert out.shape == color.shape and np.isfinite(out).all()
     assert _high_frequency_energy(out) < 0.5 * _high_frequency_energy(color)
+
+
+SAMPLES = "color+albedo+normal+samples"
+
+
+@needs_bpy
+def test_a_samples_layout_is_told_each_crops_count_or_that_it_is_unknown(tiny_dataset):
+    """A crop's count is its file's, or for a converging crop of fraction f the highest count
+    / f² (infinite at f = 0: the target itself); a tenth of crops are told "unknown", as
+    files without Blender's stamp are. The other channels are those of a layout without it."""
+    s = CropSampler(tiny_dataset, 0.34, 16, aux_dropout=0.0, seed=6, inputs=SAMPLES, converged=0.5)
+    plain = CropSampler(tiny_dataset, 0.34, 16, aux_dropout=0.0, seed=6, converged=0.5)
+    told, kinds = [], set()
+    for _ in range(300):
+        choice = s.draw()
+        spp, noise, samples = choice[1], choice[9], choice[10]
+        told.append(samples is not None)
+        if samples is not None:
+            assert samples == (spp if noise == 1.0 else spp / noise**2 if noise > 0 else math.inf)
+            kinds.add(noise == 1.0)
+    assert kinds == {True, False}  # file counts and converging crops both drawn
+    assert 0.84 < np.mean(told) < 0.96  # UNKNOWN_SAMPLES = 0.1
+    x, target = s.build(choice[:10] + (4.0,))
+    assert x.shape == (11, 16, 16)
+    level, _ = features.samples_planes(4)
+    assert np.all(x[9] == np.float32(level)) and np.all(x[10] == 1.0)
+    unknown, same_target = s.build(choice[:10] + (None,))
+    assert not unknown[9:].any()
+    np.testing.assert_array_equal(unknown[:9], x[:9])
+    np.testing.assert_array_equal(same_target, target)
+    np.testing.assert_array_equal(plain.build(choice[:10] + (None,))[0], x[:9])
+
+
+@needs_bpy
+def test_a_model_grows_into_the_samples_layout_computing_what_it_computed(tiny_dataset, tmp_path):
+    """``--init`` with a layout that appends ``samples``: the new planes start at zero weight,
+    so the run starts at the file's quality whatever count it is told; other changes at once
+    are refused."""
+    train(tiny_config(tiny_dataset, tmp_path / "base", steps=1))
+    export(tmp_path / "base", tmp_path / "base.pt", validate_now=False)
+    train(tiny_config(tiny_dataset, tmp_path / "grown", steps=1, lr=0.0, inputs=SAMPLES, init=str(tmp_path / "base.pt")))
+    ck = load_checkpoint(latest_checkpoint(tmp_path / "grown"))
+    grown = build_model("unet", **ck["model_kwargs"]).eval()
+    grown.load_state_dict(ck["model"])
+    x, planes = torch.rand(1, 9, 32, 32), torch.rand(1, 2, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(torch.cat([x, planes], 1)), load_model(tmp_path / "base.pt").model(x), rtol=0, atol=1e-6)
+    export(tmp_path / "grown", tmp_path / "grown.pt", validate_now=False)
+    assert load_model(tmp_path / "grown.pt").inputs == SAMPLES
+    with pytest.raises(McDenoiseError, match="gain inputs after its own") as dropped:  # losing an input is not growing
+        train(tiny_config(tiny_dataset, tmp_path / "back", init=str(tmp_path / "grown.pt")))
+    assert dropped.value.fix == "train_arch"
+    # Growing composes with demodulation (as tools/gpu_session.sh starts from a colour model).
+    train(tiny_config(tiny_dataset, tmp_path / "demod", steps=1, lr=0.0, inputs=SAMPLES, demodulate=True,
+                      init=str(tmp_path / "base.pt")))
+    ck = load_checkpoint(latest_checkpoint(tmp_path / "demod"))
+    demod = build_model("unet", **ck["model_kwargs"]).eval()
+    demod.load_state_dict(ck["model"])
+    assert demod.demodulate
+    first, old_first = ck["model"]["enc1.0.weight"], load_model(tmp_path / "base.pt").model.state_dict()["enc1.0.weight"]
+    assert first.shape[1] == 3 + 3 + 6 + 2  # colour, irradiance, albedo + normal, the planes
+    assert torch.equal(first[:, :3], old_first[:, :3]) and torch.equal(first[:, 6:12], old_first[:, 3:9])
+    assert not first[:, 3:6].any() and not first[:, 12:].any()  # irradiance and the planes start at zero weight
 
 
 @needs_bpy

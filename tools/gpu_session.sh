@@ -36,10 +36,11 @@ echo "data: $(ls -d "$DATA"/scene_* 2>/dev/null | wc -l) scenes; $(nvidia-smi --
 BATCH=${BATCH:-32} CROP=${CROP:-128}
 COMMON=(--data "$DATA" --device "$DEVICE" --quiet --val-every 0 --warmup 200 --batch "$BATCH" --resident --threads 2 --checkpoint-minutes 2)
 # The U-Nets train with the irradiance branch (--demodulate; a shipped colour model grows it,
-# models.unet.add_demodulation); each run starts from the shipped weights unless INIT_* names
-# others ("" = from scratch).
-UNET=(--arch unet --quality balanced --demodulate --crop "$CROP" --lr 1e-3 --init "${INIT_UNET-core/mcdenoise/weights/default.pt}")
-FAST=(--arch unet --quality fast --demodulate --crop "$CROP" --lr 2e-3 --init "${INIT_FAST-core/mcdenoise/weights/fast.pt}")
+# models.unet.add_demodulation), read the sample count and see converging crops as the shipped
+# ones do; each run starts from the shipped weights unless INIT_* names others ("" = from scratch).
+SAMPLES=(--inputs color+albedo+normal+samples --converged 0.25)
+UNET=(--arch unet --quality balanced --demodulate "${SAMPLES[@]}" --crop "$CROP" --lr 1e-3 --init "${INIT_UNET-core/mcdenoise/weights/default.pt}")
+FAST=(--arch unet --quality fast --demodulate "${SAMPLES[@]}" --crop "$CROP" --lr 2e-3 --init "${INIT_FAST-core/mcdenoise/weights/fast.pt}")
 DNCNN=(--arch dncnn --crop "$(( CROP < 96 ? CROP : 96 ))" --lr 1e-3 --init "${INIT_DNCNN-core/mcdenoise/weights/dncnn.pt}")
 
 rate() {  # steps per second of a run, from its log's last two records

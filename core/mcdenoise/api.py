@@ -27,14 +27,17 @@ _models: dict[tuple[str, str], object] = {}
 _models_lock = threading.Lock()
 
 
-def denoise(color, albedo=None, normal=None, *, quality: str = DEFAULT_QUALITY, weights: str | os.PathLike | None = None,
-            device: str = DEFAULT_DEVICE) -> np.ndarray:
+def denoise(color, albedo=None, normal=None, *, samples: float | None = None, quality: str = DEFAULT_QUALITY,
+            weights: str | os.PathLike | None = None, device: str = DEFAULT_DEVICE) -> np.ndarray:
     """The denoised colour of one image: (H, W, 3) float32 in ``color``'s radiance units.
 
     ``color``, ``albedo`` and ``normal`` are NumPy arrays of shape (H, W, 3) and one size,
     float16, float32 or float64 (other types are refused). ``albedo`` and ``normal`` come
     together or not at all; without them the model denoises from colour only (lower quality).
-    NaN and infinite values are made finite as the command line does. ``quality`` picks a
+    NaN and infinite values are made finite as the command line does. ``samples``: the samples
+    per pixel the image was rendered with (the maximum, with adaptive sampling), which tells the
+    model how much of what it sees is noise; without it the model judges that from the picture,
+    and may take fine texture of a clean render for noise. ``quality`` picks a
     shipped model (fast, balanced, high); ``weights`` a trained weights file instead.
     ``device`` is auto, cpu, cuda or cuda:N.
     """
@@ -43,6 +46,10 @@ def denoise(color, albedo=None, normal=None, *, quality: str = DEFAULT_QUALITY, 
     if (guides["albedo"] is None) != (guides["normal"] is None):
         given, missing = ("albedo", "normal") if guides["normal"] is None else ("normal", "albedo")
         raise MissingPassError(f"{given} was given without {missing}; give both guide images, or neither")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, (int, float, np.integer, np.floating))
+                                or not samples >= 1):
+        raise McDenoiseError(f"samples is {samples!r}; pass the samples per pixel the image was rendered with "
+                             "(a number, 1 or more), or None when it is not known")
 
     from mcdenoise import features, hdr
     from mcdenoise.inference.denoise import denoise_frame
@@ -56,7 +63,7 @@ def denoise(color, albedo=None, normal=None, *, quality: str = DEFAULT_QUALITY, 
     passes = {name: guides.get(name) for name in wanted}
     if any(passes[name] is None for name in features.AUX_FEATURES):  # aux passes come together or not at all
         passes.update(dict.fromkeys(features.AUX_FEATURES))
-    inputs = FrameInputs(color, **passes)
+    inputs = FrameInputs(color, **passes, samples=None if samples is None else float(samples))
     runtime = Runtime.for_model(loaded.model)
     tile = runtime.tile_for(loaded.model, inputs)
     result = denoise_frame(loaded, inputs, tile, hdr.autoexposure(color), runtime=runtime)

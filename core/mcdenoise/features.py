@@ -1,7 +1,8 @@
 """The network's input features: the one table every channel count, slice and augmentation rule
 is derived from, as OIDN's training code derives its channel lists from ``get_channels``.
 
-A *feature* is one pass a network can read (colour, albedo, normal, motion vectors); a *layout*
+A *feature* is one pass a network can read (colour, albedo, normal, motion vectors), or one
+value per frame it reads as constant planes (the sample count the frame was rendered with); a *layout*
 is the ordered list of features one network reads, named by joining them with ``+``
 (``"color+albedo+normal"``). Weights files store that name as their ``inputs``; the channels of
 the network input are the layout's features' components, in order. The encoder, the model's
@@ -14,6 +15,7 @@ load a model); the preparation functions import :mod:`mcdenoise.hdr` when first 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -62,6 +64,23 @@ def _as_is(x: torch.Tensor, exposure: float) -> torch.Tensor:
     return x
 
 
+# A sample count's level: (1 + log2 spp) / 10, so 1 spp is 0.1 and 1024 spp 1.1, capped here
+# (16384 spp and anything cleaner, such as training's noise-free crops).
+SAMPLES_LEVEL_MAX = 1.5
+
+
+def samples_planes(spp: float | None) -> tuple[float, float]:
+    """The ``samples`` feature's two planes for a frame rendered with ``spp`` samples per pixel:
+    (level, known). An unknown count (None: an array from the API, a file without Blender's
+    stamp) is (0, 0), which training's samples dropout teaches to mean "judge the noise from
+    the picture", the only thing a network without this feature can do. A flag rather than a
+    reserved level, because the first layer is linear: an "unknown" level would read as an
+    extrapolation of the nearest known ones."""
+    if spp is None or not spp > 0:  # also NaN
+        return 0.0, 0.0
+    return min((1.0 + math.log2(max(float(spp), 1.0))) / 10.0, SAMPLES_LEVEL_MAX), 1.0
+
+
 @dataclass(frozen=True)
 class Feature:
     """One input feature.
@@ -76,7 +95,9 @@ class Feature:
     way. ``aux``: one of the denoising-data passes that are present or missing together; aux
     dropout zeroes them together, a frame missing any of them gets zeros for all, and every
     frame read looks for them. ``image``: the picture being denoised, which a layout starts
-    with; the other features guide it.
+    with; the other features guide it. ``planes``: a per-frame value rather than a pass (never
+    read from a pass, untouched by flips and colour shuffles): its channels are the constants
+    ``planes(value)`` gives over the whole frame, the value being None where it is unknown.
     """
 
     name: str
@@ -86,6 +107,7 @@ class Feature:
     permute_with_color: bool = False
     aux: bool = False
     image: bool = False
+    planes: Callable[[float | None], tuple[float, ...]] | None = None
 
     @property
     def channels(self) -> int:
@@ -110,6 +132,11 @@ FEATURES: dict[str, Feature] = {
         # own pass (written when motion blur is off) and zero motion is a real value, so a frame
         # without it reads as zeros. No shipped model reads it.
         Feature("vector", (XYZW,), _prepare_vector, vectors=((0, 1), (2, 3))),
+        # Samples per pixel the frame was rendered with (Blender stamps cycles.<ViewLayer>.samples
+        # in every EXR it writes): the noise level, which a blind network can only guess from the
+        # picture, and guesses wrong where texture looks like noise. With adaptive sampling the
+        # stamp is the maximum, and every pixel is at least as clean as the noise threshold.
+        Feature("samples", (("LEVEL", "KNOWN"),), _as_is, planes=samples_planes),
         # The DnCNN paper's greyscale photos (eval-dncnn feeds [0, 1] intensities directly).
         Feature("grey", (("Y",),), _as_is, image=True),
     )
@@ -178,5 +205,11 @@ def uses_aux(inputs: str) -> bool:
 def passes_to_read(inputs: str) -> tuple[str, ...]:
     """The non-colour features a frame is read with for a model of ``inputs``: the aux features
     always (the missing-aux warning and fallback talk about them), the layout's others only when
-    it reads them, so a render that carries a Vector pass costs today's models nothing."""
-    return tuple(dict.fromkeys((*AUX_FEATURES, *(f.name for f in layout_features(inputs)[1:]))))
+    it reads them, so a render that carries a Vector pass costs today's models nothing. Per-frame
+    values (``planes``) are not passes and come from the header."""
+    return tuple(dict.fromkeys((*AUX_FEATURES, *(f.name for f in layout_features(inputs)[1:] if f.planes is None))))
+
+
+def reads_samples(inputs: str) -> bool:
+    """Whether a model of ``inputs`` is told the frame's sample count."""
+    return "samples" in (f.name for f in layout_features(inputs))

@@ -35,7 +35,7 @@ from mcdenoise.dataset.layout import list_scenes
 from mcdenoise.errors import InputFileError, McDenoiseError
 from mcdenoise.io.exr import read_frame
 from mcdenoise.inference.denoise import denoise_frame
-from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.inference.encode import FrameInputs, of_frame
 from mcdenoise.inference.runtime import Runtime
 from mcdenoise.models.loader import WEIGHTS_DIR
 from mcdenoise.metrics import psnr_tonemapped, rel_mse, ssim_tonemapped
@@ -115,7 +115,7 @@ def run(data: Path, models: list[str | Path], spps: list[int] | None, max_scenes
             if spps and spp not in spps:
                 continue
             nf = read_frame(scene.noisy(spp))
-            frame = FrameInputs(hdr.sanitize(nf.color), nf.albedo, nf.normal)
+            frame = of_frame(nf)
             mp = ref.shape[0] * ref.shape[1] / 1e6
             if not warmed:  # one untimed call each: weight loading and allocator warm-up are not per-frame costs
                 for fn in methods.values():

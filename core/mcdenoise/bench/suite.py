@@ -40,7 +40,7 @@ from mcdenoise.choices import DEFAULT_PRECISION
 from mcdenoise.dataset.layout import SuiteEntry, list_suite
 from mcdenoise.dataset.suite import KINDS, SCENES
 from mcdenoise.errors import InputFileError, McDenoiseError
-from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.inference.encode import of_frame
 from mcdenoise.io.exr import read_frame
 from mcdenoise.preview import save_png, side_by_side
 
@@ -83,7 +83,7 @@ def run(suite: Path, models: list[str | Path], spps: list[int] | None = None, wi
         ref = hdr.sanitize(read_frame(e.ref).color)
         exposure = hdr.autoexposure(ref)
         ref_b = read_frame(e.ref2)
-        converged_in = FrameInputs(hdr.sanitize(ref_b.color), ref_b.albedo, ref_b.normal)
+        converged_in = of_frame(ref_b)
         refs.append({"scene": e.name, "kind": kind, **measure(converged_in.color, ref, exposure)})
         converged += [{"scene": e.name, "kind": kind, "method": name, **measure(fn(converged_in), ref, exposure)}
                       for name, fn in methods.items() if name != NOISY]
@@ -91,7 +91,7 @@ def run(suite: Path, models: list[str | Path], spps: list[int] | None = None, wi
             if spp not in wanted:
                 continue
             nf = read_frame(e.noisy(spp))
-            frame = FrameInputs(hdr.sanitize(nf.color), nf.albedo, nf.normal)
+            frame = of_frame(nf)
             for name, fn in methods.items():
                 out = fn(frame)
                 frames.append({"scene": e.name, "kind": kind, "spp": spp, "method": name, **measure(out, ref, exposure)})

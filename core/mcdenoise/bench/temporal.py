@@ -40,7 +40,7 @@ from mcdenoise.bench.quality import our_method
 from mcdenoise.choices import DEFAULT_PRECISION, DEFAULT_QUALITY
 from mcdenoise.dataset import layout
 from mcdenoise.errors import InputFileError
-from mcdenoise.inference.encode import FrameInputs
+from mcdenoise.inference.encode import of_frame
 from mcdenoise.io.exr import read_frame
 from mcdenoise.metrics import psnr_tonemapped
 from mcdenoise.preview import save_png, tonemap
@@ -103,8 +103,8 @@ def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods
     seconds = {SINGLE: 0.0, TEMPORAL: 0.0}
     for n in frames:
         nf = read_frame(layout.sequence_noisy_path(root, name, spp, n), features=("albedo", "normal", "vector"))
-        colour = hdr.sanitize(nf.color)
-        frame = FrameInputs(colour, nf.albedo, nf.normal)
+        frame = of_frame(nf)
+        colour = frame.color
         t0 = time.perf_counter()
         alone = single(frame)
         t1 = time.perf_counter()

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"model size: the U-Net width row of that quality (default {DEFAULT_WIDTHS})")
     parser.add_argument("--demodulate", action="store_true", default=None,
                         help="U-Net denoises colour divided by albedo and multiplies it back (keeps texture)")
+    parser.add_argument("--inputs", help="input layout: features joined with '+' (default color+albedo+normal; "
+                                         "color+albedo+normal+samples also reads the render's sample count)")
     parser.add_argument("--steps", type=int, help="total steps = length of the LR schedule (default 2000)")
     parser.add_argument("--minutes", type=float, help="wall-clock budget of this call; a checkpoint is left on stop")
     parser.add_argument("--stop-after", type=int, default=0, help="stop this call after N steps (schedule unchanged)")

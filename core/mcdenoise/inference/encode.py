@@ -16,12 +16,22 @@ from mcdenoise.features import channel_count, channel_slices, layout_features
 class FrameInputs:
     """The passes of one frame the network may read, as read from the EXR (H x W x C, any float
     type); one field per non-grey feature of :data:`mcdenoise.features.FEATURES`, None where the
-    frame has no such pass."""
+    frame has no such pass. ``samples``: the samples per pixel it was rendered with, None where
+    unknown."""
 
     color: np.ndarray
     albedo: np.ndarray | None = None
     normal: np.ndarray | None = None
     vector: np.ndarray | None = None
+    samples: float | None = None
+
+
+def of_frame(frame) -> FrameInputs:
+    """The inputs of a frame read from a file (:class:`mcdenoise.io.exr.Frame`) as the benchmarks
+    feed every method: colour made finite, the aux passes and the sample count as read."""
+    from mcdenoise import hdr
+
+    return FrameInputs(hdr.sanitize(frame.color), frame.albedo, frame.normal, frame.vector, frame.samples)
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -39,13 +49,17 @@ def fill_input(buf: torch.Tensor, frame: FrameInputs, exposure: float, inputs: s
     Each pass is uploaded raw and transformed on the device, in a contiguous scratch tensor of
     its own width (vectorised log1p on a 3-of-9-channel strided view is ~20x slower on CPU),
     then copied into its channels of the buffer the network reads. Missing passes become zeros,
-    which the shipped models are trained to treat as "no aux" (aux dropout).
+    which the shipped models are trained to treat as "no aux" (aux dropout). A per-frame value
+    fills its channels with its constants.
     """
     scratch: dict[int, torch.Tensor] = {}
     slices = channel_slices(inputs)
     for feature in layout_features(inputs):
         channels = slices[feature.name]
         passes = getattr(frame, feature.name)
+        if feature.planes is not None:
+            buf[..., channels] = torch.tensor(feature.planes(passes), dtype=buf.dtype, device=buf.device)
+            continue
         if passes is None:
             buf[..., channels] = 0.0
             continue

@@ -106,7 +106,7 @@ def _prepared(loaded: LoadedModel, in_path: Path, frame: Frame, wanted: tuple[st
                                    fix="aux_missing")
     if not has_aux:  # aux passes come together or not at all, as in training's aux dropout
         passes.update(dict.fromkeys(features.AUX_FEATURES))
-    inputs = FrameInputs(frame.color, **passes)
+    inputs = FrameInputs(frame.color, **passes, samples=frame.samples)
     return PreparedFrame(frame, inputs, hdr.autoexposure(frame.color), loaded.uses_aux and has_aux, warning)
 
 

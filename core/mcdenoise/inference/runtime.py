@@ -16,6 +16,7 @@ import os
 import weakref
 from dataclasses import dataclass, field
 
+import numpy as np
 import psutil
 import torch
 from torch import nn
@@ -257,7 +258,7 @@ class Runtime:
         if self.max_memory == 0:
             return None
         height, width = frame.color.shape[:2]
-        passes = sum(a.nbytes for a in vars(frame).values() if a is not None)
+        passes = sum(a.nbytes for a in vars(frame).values() if isinstance(a, np.ndarray))
         return self.max_memory - PROCESS_BASE_BYTES - passes - height * width * 3 * result_itemsize
 
     def prepare_model(self, model: nn.Module) -> nn.Module:

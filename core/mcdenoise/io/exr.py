@@ -64,6 +64,7 @@ class Frame:
     # (layer, pass name) of every pass in the file -> whether mcdenoise wrote it (WRITTEN_BY)
     file_passes: dict[tuple[str, str], bool] = field(default_factory=dict)
     view: str = ""  # the view of a stereo (multi-view) file the passes are of; "" in a file of one view
+    samples: int | None = None  # samples per pixel Blender stamped for the colour's view layer (render_samples)
 
     def input_pass(self, pass_name: str) -> str | None:
         """The feature whose pass is named ``pass_name`` (as the lookup matches names: any
@@ -446,7 +447,7 @@ def _frame_of_view(path: Path, source: "OpenEXR.File", headers: "OpenEXR.File", 
         _release(source, color)
     optional: dict[str, np.ndarray | None] = {}
     passes = {"color": color.name}
-    for name in features:
+    for name in (n for n in features if FEATURES[n].planes is None):
         found = _find_pass(source, names.candidates(name), color.layer, FEATURES[name].components, view)
         optional[name] = None
         if found is None:
@@ -476,7 +477,32 @@ def _frame_of_view(path: Path, source: "OpenEXR.File", headers: "OpenEXR.File", 
         passes=passes,
         file_passes=file_passes(headers),
         view=view,
+        samples=render_samples(headers, color.layer),
     )
+
+
+_SAMPLES_STAMP = re.compile(r"cycles\.(?P<layer>.*)\.samples")
+
+
+def render_samples(source: "OpenEXR.File", layer: str) -> int | None:
+    """The samples per pixel Cycles rendered view layer ``layer`` with, from the
+    ``cycles.<ViewLayer>.samples`` stamp Blender writes in every EXR; None where the file has no
+    such stamp or it is unreadable (another renderer, a file rewritten without its header).
+    A file of one layer (Blender's plain OpenEXR, whose channels carry no layer name) takes the
+    one count its stamps agree on."""
+    stamps: dict[str, int | None] = {}
+    for part in source.parts:
+        for key, value in part.header.items():
+            if (m := _SAMPLES_STAMP.fullmatch(str(key))) is not None:
+                try:
+                    count = int(str(value).strip())
+                except ValueError:
+                    count = None
+                stamps[m["layer"]] = count if count is not None and count > 0 else None
+    if layer in stamps:
+        return stamps[layer]
+    counts = set(stamps.values())
+    return counts.pop() if not layer and len(counts) == 1 else None
 
 
 def _view_to_read(path: Path, source: "OpenEXR.File", wanted: str | None) -> str:

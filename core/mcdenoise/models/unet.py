@@ -163,6 +163,21 @@ def add_demodulation(plain: ResidualUNet) -> ResidualUNet:
     return model
 
 
+def add_inputs(model: ResidualUNet, extra: int) -> ResidualUNet:
+    """The U-Net ``model`` reading ``extra`` more input channels after its own, with zero weight:
+    it computes exactly what ``model`` computes until training gives them a use. How a shipped
+    model is grown into a layout with a new guide (``samples``) without starting over."""
+    in_channels = model.enc1[0].in_channels - (_COLOR.stop if model.demodulate else 0)
+    widths = [level[1].out_channels for level in (model.enc1, model.enc2, model.enc3, model.enc4, model.mid)]
+    grown = ResidualUNet(in_channels + extra, model.out_channels, widths, demodulate=model.demodulate)
+    state = model.state_dict()
+    with torch.no_grad():
+        first = state["enc1.0.weight"]
+        state["enc1.0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], extra, *first.shape[2:])], 1)
+    grown.load_state_dict(state)
+    return grown
+
+
 def _conv_inputs(widths: tuple[int, ...] | list[int], in_channels: int) -> dict[str, list[int]]:
     """Per conv (state-dict prefix), the widths of the tensors concatenated into its input, in
     order: what ``forward`` feeds it. Widening needs it to know where a narrow net's input

@@ -14,6 +14,7 @@ which is what makes a resumed run draw the same crops as an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ from mcdenoise.errors import InputFileError
 from mcdenoise.io.exr import read_frame
 from mcdenoise.inference.encode import FrameInputs
 from mcdenoise.models import ensemble
+
+# The share of crops of a layout with ``samples`` whose sample count is given as unknown.
+UNKNOWN_SAMPLES = 0.1
 
 
 @dataclass
@@ -50,7 +54,7 @@ def _prepared(feature: features.Feature, a: np.ndarray) -> np.ndarray:
 
 
 def load_scene(entry: SceneEntry, inputs: str = features.DEFAULT_INPUTS) -> SceneData:
-    guides = features.layout_features(inputs)[1:]
+    guides = pass_guides(inputs)
     noisy: dict[int, FrameInputs] = {}
     exposure: dict[int, float] = {}
     for spp in entry.spps:
@@ -62,10 +66,15 @@ def load_scene(entry: SceneEntry, inputs: str = features.DEFAULT_INPUTS) -> Scen
         # fp16's 65504 (seen on one of 400 rendered scenes), and inf in the cache is a warning
         # per load. Preparing is idempotent, so the crop encoder preparing them again changes nothing.
         passes = {g.name: _prepared(g, getattr(f, g.name)).astype(np.float16) for g in guides}
-        noisy[spp] = FrameInputs(hdr.sanitize(f.color), **passes)
+        noisy[spp] = FrameInputs(hdr.sanitize(f.color), **passes, samples=spp)
         exposure[spp] = hdr.autoexposure(f.color)
     ref = hdr.sanitize(read_frame(entry.ref).color)
     return SceneData(entry, noisy, exposure, ref)
+
+
+def pass_guides(inputs: str) -> tuple[features.Feature, ...]:
+    """The layout's guides read from passes (a per-frame value such as ``samples`` is not)."""
+    return tuple(f for f in features.layout_features(inputs)[1:] if f.planes is None)
 
 
 def split_scenes(entries: list[SceneEntry], val_fraction: float) -> tuple[list[SceneEntry], list[SceneEntry]]:
@@ -95,7 +104,9 @@ class CropSampler:
         self.root = Path(root)
         self.inputs = inputs
         self.layout = features.layout_features(inputs)
-        self.guides = self.layout[1:]
+        self.guides = pass_guides(inputs)
+        self.passes = (self.layout[0], *self.guides)
+        self.tells_samples = features.reads_samples(inputs)
         self.slices = features.channel_slices(inputs)
         self.vectors = features.vector_pairs(inputs)
         self.aux_channels = features.aux_channels(inputs)
@@ -137,7 +148,14 @@ class CropSampler:
         than any file of the dataset: the colour is the reference plus a fraction U(0, 1) of the
         highest sample count's noise (that file's guides, which are nearly clean there). Without
         such crops a network trained on 1-16 spp learns that all fine detail is noise: fed a
-        1024-spp frame it erased texture the input held cleanly (docs/training.md)."""
+        1024-spp frame it erased texture the input held cleanly (docs/training.md).
+
+        A layout that reads ``samples`` is told the crop's sample count, but in a share
+        :data:`UNKNOWN_SAMPLES` of crops it is told "unknown", so that frames without Blender's
+        stamp (arrays from the API, other renderers) are still denoised as a blind network
+        would. A converging crop of fraction f stands for max spp / f² samples: its noise
+        variance is f² that of the file. (The reference's own noise is left out: such a crop's
+        target is that reference, so to the network it is noise-free.)"""
         rng = self.rng
         s = self.scene(self.train[int(rng.integers(len(self.train)))])
         spp = int(rng.choice(np.array(sorted(s.noisy))))
@@ -152,13 +170,16 @@ class CropSampler:
         # Drawn only when asked for, so runs without converging crops keep their crop sequence.
         if self.converged > 0 and rng.random() < self.converged:
             spp, noise = max(s.noisy), float(rng.uniform())
-        return s, spp, y, x, c, op, perm, s.exposure[spp] * jitter, drop, noise
+        samples = None
+        if self.tells_samples and rng.random() >= UNKNOWN_SAMPLES:  # drawn only for such layouts, as above
+            samples = spp / noise**2 if noise > 0 else math.inf
+        return s, spp, y, x, c, op, perm, s.exposure[spp] * jitter, drop, noise, samples
 
     def build(self, choice: tuple) -> tuple[np.ndarray, np.ndarray]:
         """One (input Cxcxc, target 3xcxc) float32 pair from :meth:`draw`'s choices."""
         s, spp, y, x, c = choice[:5]
         n = s.noisy[spp]
-        windows = {f.name: torch.from_numpy(np.ascontiguousarray(getattr(n, f.name)[y : y + c, x : x + c])) for f in self.layout}
+        windows = {f.name: torch.from_numpy(np.ascontiguousarray(getattr(n, f.name)[y : y + c, x : x + c])) for f in self.passes}
         inp, target = self.encode(windows, torch.from_numpy(np.ascontiguousarray(s.ref[y : y + c, x : x + c])), choice)
         return inp.numpy(), target.numpy()
 
@@ -167,13 +188,16 @@ class CropSampler:
         device: each pass (h, w, channels) prepared as :func:`mcdenoise.inference.encode.fill_input`
         prepares it, the colour shuffle, aux dropout and the flip/rotation applied. One function
         for crops built on the host and on the training device (``training.resident``)."""
-        _, _, _, _, c, op, perm, exposure, drop, noise = choice
+        _, _, _, _, c, op, perm, exposure, drop, noise, samples = choice
         perm_t = torch.as_tensor(perm, device=ref.device)
         if noise < 1.0:  # a converging render: the reference plus a fraction of the noise
             ref32 = ref.to(torch.float32)
             windows = {**windows, "color": ref32 + noise * (windows["color"].to(torch.float32) - ref32)}
         inp = torch.empty((features.channel_count(self.inputs), c, c), device=ref.device)
         for f in self.layout:
+            if f.planes is not None:
+                inp[self.slices[f.name]] = torch.tensor(f.planes(samples), device=ref.device)[:, None, None]
+                continue
             window = windows[f.name].to(torch.float32)
             if f.image or f.permute_with_color:
                 window = window.index_select(-1, perm_t)

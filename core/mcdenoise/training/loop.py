@@ -35,7 +35,7 @@ from mcdenoise.inference.denoise import denoise_frame
 from mcdenoise.metrics import psnr_tonemapped, ssim_tonemapped
 from mcdenoise.models import build_model
 from mcdenoise.models.loader import LoadedModel, load_model, resolve_device, save_weights
-from mcdenoise.models.unet import add_demodulation, widen
+from mcdenoise.models.unet import add_demodulation, add_inputs, widen
 from mcdenoise.training import checkpoint, config as config_mod, distributed
 from mcdenoise.training.batches import Batches
 from mcdenoise.training.config import TrainConfig
@@ -244,30 +244,40 @@ def set_schedule(run: Run, steps: int) -> None:
 
 def init_from_weights(model: torch.nn.Module, cfg: TrainConfig, kwargs: dict[str, Any]) -> None:
     """Start a fresh run from a weights file: a shipped model to fine-tune on new data, or a
-    narrower U-Net to grow into a wider one (``widen``: the run starts at its quality)."""
+    U-Net grown so that the run starts at its quality: reading more inputs (``add_inputs``),
+    then with demodulation added or wider (``widen``)."""
     loaded = load_model(cfg.init)
-    same_io = all(loaded.config.get(k) == kwargs.get(k) for k in ("in_channels", "out_channels"))
-    if loaded.arch == cfg.arch == "unet" and same_io and loaded.config.get("demodulate", False) != kwargs.get("demodulate", False):
+    source, config = loaded.model, loaded.config
+    if loaded.inputs != cfg.inputs:
+        old, new = loaded.inputs.split("+"), cfg.inputs.split("+")
+        if not (loaded.arch == cfg.arch == "unet") or len(new) <= len(old) or new[: len(old)] != old:
+            raise McDenoiseError(f"{cfg.init}: weights read {loaded.inputs!r}, the run reads {cfg.inputs!r}; a U-Net can "
+                                 "gain inputs after its own, not lose or reorder them", fix="train_arch")
+        source = add_inputs(source, kwargs["in_channels"] - config["in_channels"])
+        config = {**config, "in_channels": kwargs["in_channels"]}
+        print(f"train: {cfg.init} starts the run reading {cfg.inputs!r} (the new inputs at zero weight)", flush=True)
+    same_io = all(config.get(k) == kwargs.get(k) for k in ("in_channels", "out_channels"))
+    if loaded.arch == cfg.arch == "unet" and same_io and config.get("demodulate", False) != kwargs.get("demodulate", False):
         # A colour model grows the irradiance branch computing what it computed (add_demodulation);
         # the other way would throw a trained branch away.
-        if not kwargs.get("demodulate") or loaded.config["widths"] != kwargs["widths"]:
-            raise McDenoiseError(f"{cfg.init}: weights are {loaded.config}, the run trains {kwargs}; a colour model can gain "
+        if not kwargs.get("demodulate") or config["widths"] != kwargs["widths"]:
+            raise McDenoiseError(f"{cfg.init}: weights are {config}, the run trains {kwargs}; a colour model can gain "
                                  "demodulation at its own widths (widen in a second run), not lose it", fix="train_arch")
-        model.load_state_dict(add_demodulation(loaded.model).state_dict())
+        model.load_state_dict(add_demodulation(source).state_dict())
         print(f"train: {cfg.init} starts the run with demodulation added", flush=True)
         return
-    if loaded.arch == cfg.arch == "unet" and loaded.config != kwargs and same_io:
+    if loaded.arch == cfg.arch == "unet" and config != kwargs and same_io:
         try:  # widen is the one place that knows which widths can grow into which
-            grown = widen(loaded.model, kwargs["widths"])
+            grown = widen(source, kwargs["widths"])
         except ValueError as exc:
             raise McDenoiseError(f"{cfg.init}: {exc}", fix="train_widths") from None
         model.load_state_dict(grown.state_dict())
-        print(f"train: widened {cfg.init} from widths {loaded.config['widths']} to {kwargs['widths']}", flush=True)
+        print(f"train: widened {cfg.init} from widths {config['widths']} to {kwargs['widths']}", flush=True)
         return
-    if loaded.arch != cfg.arch or loaded.config != kwargs:
-        raise McDenoiseError(f"{cfg.init}: weights are {loaded.arch} {loaded.config}, the run trains {cfg.arch} {kwargs}",
+    if loaded.arch != cfg.arch or config != kwargs:
+        raise McDenoiseError(f"{cfg.init}: weights are {loaded.arch} {config}, the run trains {cfg.arch} {kwargs}",
                              fix="train_arch")
-    model.load_state_dict(loaded.model.state_dict())
+    model.load_state_dict(source.state_dict())
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
