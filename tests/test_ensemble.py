@@ -29,7 +29,7 @@ def test_inverse_undoes_every_transform_on_non_square_planes():
 
 def _model(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = quality.model_for_quality("fast")
+    model = quality.model_for_quality("fast", DEFAULT_INPUTS)
     with torch.no_grad():
         model.out.weight.mul_(20.0)  # make the residual branch matter
     return model.eval()

@@ -22,6 +22,7 @@ from mcdenoise.inference import encode, runtime, tiling
 from mcdenoise.models import tiers as quality
 from mcdenoise.bench import speed
 from mcdenoise.errors import DeviceError, McDenoiseError, WeightsError
+from mcdenoise.features import SHIPPED_INPUTS
 from mcdenoise.inference.denoise import denoise_frame
 from mcdenoise.inference.encode import FrameInputs
 from mcdenoise.inference.runtime import Runtime
@@ -39,7 +40,7 @@ def _loaded(q: str = "fast", seed: int = 0) -> LoadedModel:
     # the conv path would actually show in the output.
     with torch.no_grad():
         model.out.weight.mul_(20.0)
-    return LoadedModel(model, "unet", {}, "color+albedo+normal")
+    return LoadedModel(model, "unet", {}, SHIPPED_INPUTS)
 
 
 def _frame(h: int = 72, w: int = 88, aux: bool = True) -> FrameInputs:
@@ -279,10 +280,10 @@ def test_quality_weights(tmp_path, monkeypatch):
         quality.load_quality("high")
     assert nothing_shipped.value.fix == "reinstall"
     model = quality.model_for_quality("fast")
-    save_weights(tmp_path / "default.pt", quality.model_for_quality("balanced"), "unet", {"widths": [24, 32, 48, 64, 80]}, "color+albedo+normal")
-    save_weights(tmp_path / "fast.pt", model, "unet", {"widths": list(quality.WIDTHS["fast"])}, "color+albedo+normal")
+    save_weights(tmp_path / "default.pt", quality.model_for_quality("balanced"), "unet", {"widths": [24, 32, 48, 64, 80]}, SHIPPED_INPUTS)
+    save_weights(tmp_path / "fast.pt", model, "unet", {"widths": list(quality.WIDTHS["fast"])}, SHIPPED_INPUTS)
     assert quality.shipped_qualities() == ["fast", "balanced"]
-    save_weights(tmp_path / "high.pt", quality.model_for_quality("high").model, "unet", {"widths": list(quality.WIDTHS["high"])}, "color+albedo+normal")
+    save_weights(tmp_path / "high.pt", quality.model_for_quality("high").model, "unet", {"widths": list(quality.WIDTHS["high"])}, SHIPPED_INPUTS)
     assert quality.shipped_qualities() == ["fast", "balanced", "high"]
     assert quality.weights_path("balanced") == tmp_path / "default.pt" and quality.weights_path("high") == tmp_path / "high.pt"
     fast = quality.load_quality("fast")

@@ -280,10 +280,10 @@ def test_shipped_default_model_denoises_the_example(repo_root):
     torch.load(DEFAULT_WEIGHTS, weights_only=True)  # no pickled code in the shipped file
     assert DEFAULT_WEIGHTS.stat().st_size < 5 * 2**20
     loaded = load_model()
-    assert loaded.inputs == "color+albedo+normal" and loaded.meta.get("steps", 0) > 0
+    assert loaded.inputs == features.SHIPPED_INPUTS and loaded.meta.get("steps", 0) > 0
     frame = read_frame(repo_root / "examples" / "suzanne_4spp.exr")
     color = frame.color.astype(np.float32)
-    out = denoise_frame(loaded, FrameInputs(color, frame.albedo, frame.normal))
+    out = denoise_frame(loaded, FrameInputs(color, frame.albedo, frame.normal, samples=frame.samples))
     assert out.shape == color.shape and np.isfinite(out).all()
     assert _high_frequency_energy(out) < 0.5 * _high_frequency_energy(color)
 

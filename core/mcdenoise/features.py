@@ -143,8 +143,10 @@ FEATURES: dict[str, Feature] = {
 }
 COLOR = FEATURES["color"]
 AUX_FEATURES: tuple[str, ...] = tuple(name for name, f in FEATURES.items() if f.aux)
-# The layout of every shipped render model.
+# The base layout of a render model, colour and the aux passes: train's default, dncnn.pt.
 DEFAULT_INPUTS = "color+albedo+normal"
+# The layout of the shipped U-Nets (fast, balanced, high): the base and the render's sample count.
+SHIPPED_INPUTS = DEFAULT_INPUTS + "+samples"
 
 
 def layout_features(inputs: str) -> tuple[Feature, ...]:

@@ -142,7 +142,7 @@ def time_run(run: SpeedRun) -> dict:
     small = synthetic_frame(128, 128, seed=1) if run.width * run.height >= BIG_FRAME_PIXELS else (color, albedo, normal)
     cuda = run.device.startswith("cuda")
     if run.denoiser == "ours":
-        from mcdenoise.features import DEFAULT_INPUTS
+        from mcdenoise.features import SHIPPED_INPUTS
         from mcdenoise.inference.denoise import denoise_frame
         from mcdenoise.inference.encode import FrameInputs
         from mcdenoise.inference.runtime import Runtime
@@ -150,11 +150,11 @@ def time_run(run: SpeedRun) -> dict:
         from mcdenoise.models.tiers import model_for_quality
 
         device = resolve_device(run.device)
-        loaded = LoadedModel(model_for_quality(run.quality).to(device), "unet", {}, DEFAULT_INPUTS)
+        loaded = LoadedModel(model_for_quality(run.quality).to(device), "unet", {}, SHIPPED_INPUTS)
         runtime = Runtime(device, precision=run.precision, max_memory=int(run.max_memory_gib * 2**30) if run.max_memory_gib else None)
 
         def call(c, a, n):
-            inputs = FrameInputs(c, a, n)
+            inputs = FrameInputs(c, a, n, samples=4)  # as Blender's stamp gives it
             return denoise_frame(loaded, inputs, runtime.tile_for(loaded.model, inputs), runtime=runtime)
     else:
         import pyoidn

@@ -117,7 +117,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
                            f"{inputs!r} has {features.channel_count(inputs)}; the file is inconsistent", fix="weights_format")
     _check_state_dict(payload.get("state_dict"), path)
     try:
-        model = build_model(arch, **config)
+        model = build_model(arch, **{"in_channels": features.channel_count(inputs), **config})  # the layout's width unless stated
     except Exception as exc:  # whatever a constructor raises for arguments it cannot take
         raise WeightsError(f"{path}: cannot build architecture {arch!r} with {config} ({exc})") from exc
     try:

@@ -27,7 +27,7 @@ from torch import nn
 
 from mcdenoise.choices import DEFAULT_QUALITY, QUALITIES, TIERS, Tier
 from mcdenoise.errors import WeightsError
-from mcdenoise.features import DEFAULT_INPUTS, channel_count
+from mcdenoise.features import SHIPPED_INPUTS, channel_count
 from mcdenoise.models import WIDTHS, build_model
 from mcdenoise.models.ensemble import SelfEnsemble
 from mcdenoise.models.loader import WEIGHTS_DIR, LoadedModel, load_model
@@ -91,7 +91,7 @@ def load_for_cli(weights: str | os.PathLike | None, quality: str | None, device:
     return load_quality(quality or DEFAULT_QUALITY, device=device)
 
 
-def model_for_quality(quality: str, inputs: str = DEFAULT_INPUTS) -> nn.Module:
+def model_for_quality(quality: str, inputs: str = SHIPPED_INPUTS) -> nn.Module:
     """An untrained network of a quality's cost (self-ensemble included) reading layout
     ``inputs``, for speed benchmarks: speed does not depend on the weight values."""
     tier = _tier(quality)
