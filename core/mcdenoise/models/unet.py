@@ -84,6 +84,17 @@ class ResidualUNet(nn.Module):
         # colour residual; with demodulation also the irradiance residual and the mix logit
         self.out = _conv(c1, 2 * out_channels + 1 if demodulate else out_channels)
 
+    @property
+    def widths(self) -> list[int]:
+        """The five widths it was built with (what add_demodulation, add_inputs and widen rebuild)."""
+        return [level[1].out_channels for level in (self.enc1, self.enc2, self.enc3, self.enc4, self.mid)]
+
+    @property
+    def layout_channels(self) -> int:
+        """The width of its input layout (``in_channels``): enc1 also reads the irradiance
+        channels when it demodulates."""
+        return self.enc1[0].in_channels - (_COLOR.stop if self.demodulate else 0)
+
     @staticmethod
     def _block(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
         for conv in convs:
@@ -143,8 +154,7 @@ def add_demodulation(plain: ResidualUNet) -> ResidualUNet:
     ``plain`` exactly barely moves: the sigmoid's slope there is as small as its value)."""
     if plain.demodulate:
         return plain
-    in_channels, widths = plain.enc1[0].in_channels, [level[1].out_channels for level in (plain.enc1, plain.enc2, plain.enc3, plain.enc4, plain.mid)]
-    model = ResidualUNet(in_channels, plain.out_channels, widths, demodulate=True)
+    model = ResidualUNet(plain.layout_channels, plain.out_channels, plain.widths, demodulate=True)
     state, old = model.state_dict(), plain.state_dict()
     c = _COLOR.stop
     with torch.no_grad():
@@ -167,9 +177,7 @@ def add_inputs(model: ResidualUNet, extra: int) -> ResidualUNet:
     """The U-Net ``model`` reading ``extra`` more input channels after its own, with zero weight:
     it computes exactly what ``model`` computes until training gives them a use. How a shipped
     model is grown into a layout with a new guide (``samples``) without starting over."""
-    in_channels = model.enc1[0].in_channels - (_COLOR.stop if model.demodulate else 0)
-    widths = [level[1].out_channels for level in (model.enc1, model.enc2, model.enc3, model.enc4, model.mid)]
-    grown = ResidualUNet(in_channels + extra, model.out_channels, widths, demodulate=model.demodulate)
+    grown = ResidualUNet(model.layout_channels + extra, model.out_channels, model.widths, demodulate=model.demodulate)
     state = model.state_dict()
     with torch.no_grad():
         first = state["enc1.0.weight"]
@@ -203,12 +211,11 @@ def widen(narrow: ResidualUNet, widths: tuple[int, ...] | list[int]) -> Residual
     input filter and zero weight in every conv that reads it, so it changes nothing until
     training gives it a use, and the gradient reaches it through those zero weights at once.
     """
-    old_widths = [level[1].out_channels for level in (narrow.enc1, narrow.enc2, narrow.enc3, narrow.enc4, narrow.mid)]
+    old_widths = narrow.widths
     if len(widths) != len(old_widths) or any(w < o for w, o in zip(widths, old_widths)):
         raise ValueError(f"cannot widen a U-Net of widths {old_widths} to {list(widths)}: every level must stay or grow")
-    in_channels, out_channels = narrow.enc1[0].in_channels, narrow.out_channels
-    layout_channels = in_channels - (_COLOR.stop if narrow.demodulate else 0)  # enc1 also reads irradiance
-    wide = ResidualUNet(layout_channels, out_channels, widths, demodulate=narrow.demodulate)
+    in_channels = narrow.enc1[0].in_channels  # irradiance included: the convs' own input widths
+    wide = ResidualUNet(narrow.layout_channels, narrow.out_channels, widths, demodulate=narrow.demodulate)
     old_layout, new_layout = _conv_inputs(old_widths, in_channels), _conv_inputs(widths, in_channels)
     old_state, state = narrow.state_dict(), wide.state_dict()
     with torch.no_grad():
