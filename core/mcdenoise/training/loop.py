@@ -253,7 +253,7 @@ def init_from_weights(model: torch.nn.Module, cfg: TrainConfig, kwargs: dict[str
         if not (loaded.arch == cfg.arch == "unet") or len(new) <= len(old) or new[: len(old)] != old:
             raise McDenoiseError(f"{cfg.init}: weights read {loaded.inputs!r}, the run reads {cfg.inputs!r}; a U-Net can "
                                  "gain inputs after its own, not lose or reorder them", fix="train_arch")
-        source = add_inputs(source, kwargs["in_channels"] - config["in_channels"])
+        source = add_inputs(source, kwargs["in_channels"] - source.layout_channels)
         config = {**config, "in_channels": kwargs["in_channels"]}
         print(f"train: {cfg.init} starts the run reading {cfg.inputs!r} (the new inputs at zero weight)", flush=True)
     same_io = all(config.get(k) == kwargs.get(k) for k in ("in_channels", "out_channels"))
