@@ -400,9 +400,12 @@ def test_torchrun_two_processes_train_the_one_process_weights_and_resume(tiny_da
     """``torchrun --nproc-per-node 2`` (gloo on CPU): each rank builds half of the global batch
     and gradients are averaged, so two ranks train the weights one process trains with the same
     --batch (to float rounding); stopped after a step and run again, they resume to the same."""
-    one = train(tiny_config(tiny_dataset, tmp_path / "one", steps=3, batch=4))
+    # fp32 on every CPU: what is compared is the batch split, and bf16 autocast rounds two half
+    # batches differently from one whole batch by far more than float rounding.
+    one = train(tiny_config(tiny_dataset, tmp_path / "one", steps=3, batch=4, precision="fp32"))
     flags = ["--data", str(tiny_dataset), "--arch", "unet", "--quality", "fast", "--steps", "3", "--batch", "4", "--crop", "32",
-             "--warmup", "2", "--val-every", "0", "--log-every", "1", "--threads", "1", "--device", "cpu", "--seed", "3"]
+             "--warmup", "2", "--val-every", "0", "--log-every", "1", "--threads", "1", "--device", "cpu", "--seed", "3",
+             "--precision", "fp32"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "mcdenoise", "train"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for run, extra in (("two", []), ("split", ["--stop-after", "1"]), ("split", [])):
@@ -419,3 +422,29 @@ def test_torchrun_two_processes_train_the_one_process_weights_and_resume(tiny_da
         from mcdenoise.training import distributed
         distributed.setup(distributed.Ranks(0, 2, 0), torch.device("cpu"), 3)
     assert odd.value.fix == "train_batch"
+
+
+def test_training_precision_is_bf16_only_where_bf16_is_native_and_a_bf16_run_computes_in_bf16(tiny_dataset, tmp_path):
+    """``auto`` trains under bf16 autocast on CUDA and on a CPU with native bf16 (where it is
+    2.5x as fast), fp32 where bf16 would be emulated; a bf16 run's convolutions really run in
+    bf16, in channels-last, while its weights and loss stay fp32; an unknown name is an error."""
+    from mcdenoise.training.loop import start_run, train_dtype, train_step
+
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    assert train_dtype("auto", cpu, native_cpu_bf16=True) is torch.bfloat16
+    assert train_dtype("auto", cpu, native_cpu_bf16=False) is None
+    assert train_dtype("auto", cuda) is torch.bfloat16 and train_dtype("auto", mps) is None
+    assert train_dtype("fp32", cuda) is None and train_dtype("bf16", cpu, native_cpu_bf16=False) is torch.bfloat16
+    with pytest.raises(McDenoiseError, match="unknown training precision 'fp16'"):
+        train_dtype("fp16", cpu)
+
+    seen = []
+    for precision in ("bf16", "fp32"):
+        run = start_run(tiny_config(tiny_dataset, tmp_path / precision, precision=precision))
+        first = run.model.enc1[0]
+        hook = first.register_forward_hook(lambda m, i, o: seen.append((precision, i[0].is_contiguous(memory_format=torch.channels_last), o.dtype)))
+        x, y = run.sampler.batch(2)
+        loss = train_step(run, x, y)
+        hook.remove()
+        assert np.isfinite(loss) and first.weight.dtype is torch.float32 and run.step == 1
+    assert seen == [("bf16", True, torch.bfloat16), ("fp32", True, torch.float32)]

@@ -59,6 +59,9 @@ DEFAULT_ARCH = "unet"
 PRECISION_DTYPES: dict[str, str] = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 PRECISIONS = ("auto", *PRECISION_DTYPES)
 DEFAULT_PRECISION = "auto"
+# ``train --precision``: "auto" (bf16 autocast on CUDA and on a CPU with native bf16, fp32
+# elsewhere), fp32, or bf16 autocast. No fp16: its range needs loss scaling to train.
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mcdenoise import features
-from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, UNET_WIDTHS, spoken
+from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, TRAIN_PRECISIONS, UNET_WIDTHS, spoken
 from mcdenoise.errors import McDenoiseError
 
 
@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     device: str = DEFAULT_DEVICE
+    precision: str = "auto"  # one of choices.TRAIN_PRECISIONS (training.loop.train_dtype)
     workers: int = -1  # threads building crops; -1 = none on CPU, up to 8 on a GPU (see loop)
     resident: bool = False  # keep the scenes on the training device and cut crops there (training.resident)
     init: str = ""  # weights file a fresh run starts from (fine-tuning); ignored on resume
