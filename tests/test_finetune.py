@@ -40,12 +40,24 @@ def test_plan_fits_the_render_budget_and_shrinks_to_it():
     cost = budget.RenderCost(overhead=0.5, per_sample=1e-6)  # ~1 s for a 256x256 window at 16 spp
     frames = list(range(1, 25))
     big = budget.plan_renders(frames, 1920, 1080, 16, cost, 600.0)
-    assert big.side == budget.MAX_SIDE and big.windows_per_frame == budget.MAX_WINDOWS_PER_FRAME
+    assert big.side == budget.MAX_SIDE and big.windows_per_frame > 1
     assert len(big.train_frames) == budget.TRAIN_FRAMES and big.seconds <= 600 and big.target_spp == 256
+    # frames come before window size, as long as windows stay FRAME_SIDE or more
+    medium = budget.plan_renders(frames, 1920, 1080, 16, cost, 120.0)
+    assert len(medium.train_frames) == budget.TRAIN_FRAMES and budget.FRAME_SIDE <= medium.side < budget.MAX_SIDE
+    assert medium.windows_per_frame == 1 and medium.seconds <= 120
     small = budget.plan_renders(frames, 1920, 1080, 16, cost, 20.0)
-    assert small.seconds <= 20 and small.side % budget.GRID == 0 and budget.MIN_SIDE <= small.side < budget.MAX_SIDE
+    assert small.seconds <= 20 and small.side % budget.GRID == 0 and budget.FRAME_SIDE <= small.side < budget.MAX_SIDE
+    assert 1 < len(small.train_frames) < budget.TRAIN_FRAMES
+    # too short for one frame at FRAME_SIDE: smaller windows, at most SHORT_BUDGET_FRAMES frames
+    tiny = budget.plan_renders(frames, 1920, 1080, 16, cost, 8.0)
+    assert budget.MIN_SIDE <= tiny.side < budget.FRAME_SIDE and len(tiny.train_frames) <= budget.SHORT_BUDGET_FRAMES
+    assert tiny.seconds <= 8
     n2n = budget.plan_renders(frames, 1920, 1080, 16, cost, 20.0, targets="n2n")
-    assert n2n.target_spp == 16 and n2n.side > small.side  # the same minutes buy larger windows
+    def pixels(plan):
+        return len(plan.train_frames) * plan.windows_per_frame * plan.side**2
+
+    assert n2n.target_spp == 16 and pixels(n2n) > 2 * pixels(small)  # the same minutes buy more frames
     with pytest.raises(McDenoiseError, match="cannot render even one") as err:
         budget.plan_renders(frames, 1920, 1080, 16, cost, 1.0)
     assert err.value.fix == "finetune_minutes" and err.value.details["need_minutes"] >= 1

@@ -6,8 +6,12 @@ Pure arithmetic on measured costs (two probe renders of the shot give Cycles' se
 render and per pixel-sample on this machine; training reports its seconds per step as it goes),
 so the policy is tested without Blender or training.
 
-* **Frames**: a few (``TRAIN_FRAMES``) spread evenly over the range, plus one between them held
-  aside to check the tuned model against the base one on a frame it never trained on.
+* **Frames**: up to ``TRAIN_FRAMES`` spread evenly over the range, plus one between them held
+  aside to check the tuned model against the base one on a frame it never trained on. As many
+  frames as the render share holds at windows of ``FRAME_SIDE`` pixels or more come first:
+  what carries over to the frames a tune never sees is the shot's other poses and views, and
+  a tune on four frames overfits them within minutes (docs/finetune.md has the measurement).
+  Only a budget too short for that takes fewer frames and smaller windows.
 * **Windows, not a lower resolution** (see ``finetune.shot``): square windows of the full-size
   frame, as large as the render share allows, up to ``MAX_SIDE``; past that, more windows per
   frame at other places in the picture.
@@ -27,7 +31,9 @@ RENDER_SHARE = 0.3  # of the whole budget; the rest trains (and checks the resul
 CHECK_SECONDS = 10.0  # kept back for scoring base and tuned model and writing the file
 REPORT_SECONDS = 20.0  # training between two progress reports (each with a checkpoint)
 TIMING_STEPS = 2  # an untimed job's first report comes after this many steps: a first step time
-TRAIN_FRAMES = 4
+TRAIN_FRAMES = 12  # at most
+FRAME_SIDE = 128  # windows stay this large (or the whole frame) while frames are added
+SHORT_BUDGET_FRAMES = 4  # a budget too short for FRAME_SIDE windows starts from this many frames
 PAIRS_TRAIN_FRAMES = 8  # given files: whole frames, held in memory while training
 MIN_SIDE, MAX_SIDE, GRID = 32, 256, 16  # window sides: multiples of the networks' 16-pixel grid
 # The held-aside window is at least this large (the frame's smaller side at most): one 32-pixel
@@ -113,18 +119,21 @@ def plan_renders(frames: list[int], width: int, height: int, spp: int, cost: Ren
         return n * per_frame * (cost.seconds(pixels, spp) + cost.seconds(pixels, target)) + check
 
     chosen, held = pick_frames(frames, train_frames)
-    for n in range(len(chosen), 0, -1):
-        picked, held = pick_frames(frames, n)
-        side = top
-        while side > min(MIN_SIDE, top) and seconds(len(picked), side, 1) > budget_s:
-            side -= GRID
-        if seconds(len(picked), side, 1) > budget_s:
-            continue
-        per_frame = 1
-        while side == top and per_frame < max_per_frame and seconds(len(picked), side, per_frame + 1) <= budget_s:
-            per_frame += 1
-        return RenderPlan(tuple(picked), held, side, per_frame, spp, target, seconds(len(picked), side, per_frame),
-                          check_window_side(width, height, side))
+    # First the most frames with windows of FRAME_SIDE or more; a shorter budget then shrinks
+    # windows down to MIN_SIDE for at most SHORT_BUDGET_FRAMES frames, then drops frames.
+    for least, most in ((min(FRAME_SIDE, top), len(chosen)), (min(MIN_SIDE, top), min(len(chosen), SHORT_BUDGET_FRAMES))):
+        for n in range(most, 0, -1):
+            picked, held = pick_frames(frames, n)
+            side = top
+            while side > least and seconds(len(picked), side, 1) > budget_s:
+                side -= GRID
+            if seconds(len(picked), side, 1) > budget_s:
+                continue
+            per_frame = 1
+            while side == top and per_frame < max_per_frame and seconds(len(picked), side, per_frame + 1) <= budget_s:
+                per_frame += 1
+            return RenderPlan(tuple(picked), held, side, per_frame, spp, target, seconds(len(picked), side, per_frame),
+                              check_window_side(width, height, side))
     need = (spent_s + seconds(1, min(MIN_SIDE, top), 1)) / RENDER_SHARE + CHECK_SECONDS
     raise McDenoiseError(f"{budget_s / 60:.1f} minutes of rendering cannot render even one {min(MIN_SIDE, top)}-pixel window "
                          f"of 2 frames at {spp} and {target} samples on this machine (about {need / 60:.1f} minutes "
