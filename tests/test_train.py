@@ -35,6 +35,7 @@ from mcdenoise.training.checkpoint import latest_checkpoint, load_checkpoint
 from mcdenoise.training.config import TrainConfig
 from mcdenoise.training.data import CropSampler, load_scene, transform_planes
 from mcdenoise.training.loop import export, train
+from mcdenoise.training.losses import denoise_loss, to_display
 
 needs_bpy = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="needs the render extra (bpy)")
 
@@ -81,6 +82,33 @@ def test_config_precedence_defaults_file_flags(tmp_path):
     assert (cfg.lr, cfg.batch, cfg.crop) == (0.5, 5, TrainConfig().crop)
     cfg_file.write_text(json.dumps({"not_a_field": 1}))
     with pytest.raises(Exception, match="not_a_field"):
+        config_mod.resolve(cfg_file, {})
+
+
+def test_the_display_loss_space_is_the_benchmarks_tonemap_and_weighs_shadows_more(tmp_path):
+    """``loss_space = "display"`` compares in exactly the space PSNR is scored in (``tonemap`` at
+    the frame's exposure), still gives negative outputs a gradient back up, and so weighs the
+    same network-space error more in the shadows than at mid grey; "log" weighs both alike."""
+    rng = np.random.default_rng(0)
+    x = rng.lognormal(-2.0, 2.5, (48, 48, 3)).astype(np.float32)
+    x[0, :4] = np.array([0.0, 1e-6, 1e4, 1e30])[:, None]  # black, almost black, a firefly, near float32's limit
+    exposure = 1.7
+    y = torch.from_numpy(hdr.forward(x, exposure))
+    np.testing.assert_allclose(to_display(y).numpy(), tonemap(x, exposure), atol=2e-6)
+
+    below = torch.tensor([-0.3, -1e-4], requires_grad=True)
+    to_display(below).sum().backward()
+    assert torch.all(to_display(below) < 0) and torch.allclose(below.grad, torch.full((2,), 12.92))
+
+    def error_in(level: float, space: str) -> float:
+        target = torch.full((1, 3, 32, 32), math.log1p(level))
+        return float(denoise_loss(target + 0.01, target, 0.0, space))
+    assert error_in(0.02, "log") == pytest.approx(error_in(0.18, "log"))
+    assert error_in(0.02, "display") > 3 * error_in(0.18, "display")
+
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"loss_space": "linear"}))
+    with pytest.raises(McDenoiseError, match="loss_space 'linear'.*log or display"):
         config_mod.resolve(cfg_file, {})
 
 

@@ -62,6 +62,10 @@ DEFAULT_PRECISION = "auto"
 # ``train --precision``: "auto" (bf16 autocast on CUDA and on a CPU with native bf16, fp32
 # elsewhere), fp32, or bf16 autocast. No fp16: its range needs loss scaling to train.
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
+# ``train --loss-space``: where the loss compares output and target. "log" is the network's own
+# space (log1p of exposure-normalised radiance); "display" is what the benchmarks score, the
+# frame tonemapped (Reinhard, then the sRGB curve), which weighs dark regions far more.
+LOSS_SPACES = ("log", "display")
 
 
 

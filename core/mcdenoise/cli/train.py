@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, TRAIN_PRECISIONS, UNET_WIDTHS
+from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, LOSS_SPACES, TRAIN_PRECISIONS, UNET_WIDTHS
 from mcdenoise.cli import options
 
 
@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--converged", type=float,
                         help="share of crops made nearer convergence than the data (reference + part of the noise), "
                              "so converged detail is left alone (default 0)")
+    parser.add_argument("--loss-space", dest="loss_space", choices=LOSS_SPACES,
+                        help="where the loss compares: log = the network's HDR space (default), "
+                             "display = tonemapped as the benchmarks score")
     parser.add_argument("--warmup", type=int, help="linear LR warm-up steps (default 100)")
     parser.add_argument("--val-every", dest="val_every", type=int, help="validate every N steps (0 = never)")
     parser.add_argument("--log-every", dest="log_every", type=int, help="log loss and LR every N steps (default 20)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mcdenoise import features
-from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, TRAIN_PRECISIONS, UNET_WIDTHS, spoken
+from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, LOSS_SPACES, TRAIN_PRECISIONS, UNET_WIDTHS, spoken
 from mcdenoise.errors import McDenoiseError
 
 
@@ -30,6 +30,7 @@ class TrainConfig:
     lr: float = 2e-3
     warmup: int = 100
     ssim_weight: float = 0.2  # loss = (1 - w) * L1 + w * (1 - MS-SSIM)
+    loss_space: str = "log"  # one of choices.LOSS_SPACES (training.losses)
     aux_dropout: float = 0.15
     converged: float = 0.0  # share of crops moved toward the reference: converging renders (training.data)
     val_fraction: float = 0.1
@@ -87,7 +88,10 @@ def resolve(config_file: str | Path | None, overrides: dict[str, Any]) -> TrainC
     if config_file:
         values.update(load_config_file(config_file))
     values.update({k: v for k, v in overrides.items() if v is not None and k in FIELD_NAMES})
-    return TrainConfig(**values)
+    cfg = TrainConfig(**values)
+    if cfg.loss_space not in LOSS_SPACES:
+        raise McDenoiseError(f"config loss_space {cfg.loss_space!r}: unknown; use {spoken(LOSS_SPACES)}")
+    return cfg
 
 
 def save(cfg: TrainConfig, path: str | Path) -> None:

@@ -340,7 +340,7 @@ def train_step(run: Run, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Ten
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(run.device.type, dtype=run.autocast or torch.bfloat16, enabled=run.autocast is not None):
         pred = (run.net or run.model)(x)
-    loss = denoise_loss(pred.float(), y, run.cfg.ssim_weight)
+    loss = denoise_loss(pred.float(), y, run.cfg.ssim_weight, run.cfg.loss_space)
     loss_value = distributed.mean(run.ranks, float(loss.detach()))  # every rank sees a NaN together
     if not math.isfinite(loss_value):
         raise McDenoiseError(f"loss became {loss_value} at step {run.step}", fix="train_lr")
@@ -414,7 +414,7 @@ def export(run_dir: str | Path, out_path: str | Path, validate_now: bool = True,
         val = validate(model, cfg, CropSampler(cfg.data, cfg.val_fraction, cfg.crop, 0.0, cfg.seed, cfg.inputs)) or val
     meta = {
         "steps": ck["step"], "train_seconds": round(ck["train_seconds"], 1), "train_scenes": len(ck["scenes"]),
-        "dataset": cfg.data, "crop": cfg.crop, "batch": cfg.batch, "loss": f"L1 + {cfg.ssim_weight} MS-SSIM",
+        "dataset": cfg.data, "crop": cfg.crop, "batch": cfg.batch, "loss": f"L1 + {cfg.ssim_weight} MS-SSIM ({cfg.loss_space} space)",
         "git": git_hash(), "device": cfg.device, **({"init": cfg.init} if cfg.init else {}), **val, **(extra or {}),
     }
     save_weights(out_path, model, ck["arch"], ck["model_kwargs"], cfg.inputs, meta)

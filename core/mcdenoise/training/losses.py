@@ -1,8 +1,13 @@
 """The training loss, in torch, on the SSIM of ``mcdenoise.metrics`` (the one the benchmark
 scores with).
 
-Loss = (1 - w) * L1 + w * (1 - multi-scale SSIM) in the HDR-transformed space (OIDN trains with
-a similar L1 + MS-SSIM mix). The multi-scale term is the mean SSIM over three dyadic scales
+Loss = (1 - w) * L1 + w * (1 - multi-scale SSIM) (OIDN trains with a similar L1 + MS-SSIM mix),
+either in the network's own HDR-transformed space (``log``) or in the display space the
+benchmarks score (``display``: ``preview.tonemap`` of the same exposure-normalised radiance).
+The two weigh the picture very differently: log1p is nearly linear below mid grey, while the
+sRGB curve of the display space is several times steeper in the shadows than at mid grey, so a
+network trained in ``log`` spends little on the dark parts of a frame where PSNR finds much of
+its error. The multi-scale term is the mean SSIM over three dyadic scales
 rather than Wang et al.'s product of powers, which turns NaN on negative contrast terms early in
 training; it still rewards structure at the coarse scales where low-spp blotches live. That is
 also why ``pytorch-msssim``'s MS-SSIM (the product over five scales, images of 161+ pixels) is
@@ -14,7 +19,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mcdenoise.choices import LOSS_SPACES
 from mcdenoise.metrics import ssim
+
+_SRGB_KNEE = 0.0031308
 
 
 def multiscale_ssim(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.Tensor:
@@ -28,7 +36,24 @@ def multiscale_ssim(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.
     return torch.stack(values).mean()
 
 
-def denoise_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float) -> torch.Tensor:
+def to_display(y: torch.Tensor) -> torch.Tensor:
+    """Network space (``hdr.forward``: log1p of exposure-normalised radiance) -> the display
+    space ``preview.tonemap`` gives the benchmarks (Reinhard, then the sRGB curve).
+
+    Negative network outputs continue the curve's linear toe (slope 12.92) instead of being
+    clipped, so the loss still pushes them back up: clipping, as inference does, would give
+    them no gradient."""
+    radiance = torch.where(y > 0, torch.expm1(y.clamp(min=0)), y)
+    mapped = torch.where(radiance > 0, radiance / (1 + radiance.clamp(min=0)), radiance)
+    curve = 1.055 * mapped.clamp(min=_SRGB_KNEE).pow(1 / 2.4) - 0.055
+    return torch.where(mapped <= _SRGB_KNEE, 12.92 * mapped, curve)
+
+
+def denoise_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float, space: str = "log") -> torch.Tensor:
+    if space not in LOSS_SPACES:
+        raise ValueError(f"unknown loss space {space!r}; one of {', '.join(LOSS_SPACES)}")
+    if space == "display":
+        pred, target = to_display(pred), to_display(target)
     l1 = (pred - target).abs().mean()
     if ssim_weight <= 0:
         return l1
