@@ -77,6 +77,7 @@ def test_shipped_recipes_parse_and_name_the_shipped_weights(name):
     (('name = "first"\n', 'name = "first"\ninit = "previous"\n'), "the first stage has no previous stage"),
     (("threads = 1\n", "threads = 1\nrun_dir = \"x\"\n"), "set by the recipe runner"),
     (('widths = "fast"', 'widths = "huge"'), "widths 'huge': unknown"),
+    (("steps = 3\n", "steps = 3\nloss_space = \"linear\"\n"), "loss_space 'linear': unknown"),
     (("ref_spp = 4\n", "ref_spp = 4\nsamples = 9\n"), "unknown keys ['samples']"),
     (('name = "second"', 'name = "first"'), "stage names must be unique"),
 ])

@@ -7,18 +7,33 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from mcdenoise import hdr
 from mcdenoise.io.atomic import atomic_output
 
 
+_SRGB_KNEE = 0.0031308
+
+
+def display(x: torch.Tensor) -> torch.Tensor:
+    """Exposure-scaled linear radiance -> sRGB-encoded [0, 1): Reinhard on each channel, then
+    the sRGB curve. The one definition of the space benchmarks score in: :func:`tonemap` runs it
+    on images, and the training loss (``training.losses``) on the network's output. Negative
+    values, which a network's output may hold and a render never does, continue the curve's
+    linear toe, so a loss computed here still has a gradient that pushes them back up."""
+    mapped = torch.where(x > 0, x / (1 + x.clamp(min=0)), x)
+    curve = 1.055 * mapped.clamp(min=_SRGB_KNEE).pow(1 / 2.4) - 0.055
+    return torch.where(mapped <= _SRGB_KNEE, 12.92 * mapped, curve)
+
+
 def tonemap(rgb: np.ndarray, exposure: float = 1.0) -> np.ndarray:
-    """Linear radiance -> sRGB-encoded [0, 1] (Reinhard on each channel, then the sRGB curve).
-    The same curve is used for the PSNR/SSIM of benchmarks, so numbers match what one sees."""
+    """Linear radiance -> sRGB-encoded [0, 1] (:func:`display` of the cleaned radiance times
+    ``exposure``). The same curve is used for the PSNR/SSIM of benchmarks, so numbers match
+    what one sees."""
     x = hdr.sanitize(rgb) * np.float32(exposure)
-    x = x / (1.0 + x)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
+    return display(torch.from_numpy(x)).numpy()
 
 
 def to_uint8(rgb: np.ndarray, exposure: float = 1.0) -> np.ndarray:

@@ -48,6 +48,12 @@ class TrainConfig:
     init: str = ""  # weights file a fresh run starts from (fine-tuning); ignored on resume
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        # Checked on every construction (flags, config files, recipe stages, finetune), so a
+        # bad value stops a recipe at its up-front check, not at a later stage's first step.
+        if self.loss_space not in LOSS_SPACES:
+            raise McDenoiseError(f"config loss_space {self.loss_space!r}: unknown; use {spoken(LOSS_SPACES)}")
+
     def model_kwargs(self) -> dict[str, Any]:
         """Constructor kwargs for :func:`mcdenoise.models.build_model` (stored in weights files)."""
         try:
@@ -88,10 +94,7 @@ def resolve(config_file: str | Path | None, overrides: dict[str, Any]) -> TrainC
     if config_file:
         values.update(load_config_file(config_file))
     values.update({k: v for k, v in overrides.items() if v is not None and k in FIELD_NAMES})
-    cfg = TrainConfig(**values)
-    if cfg.loss_space not in LOSS_SPACES:
-        raise McDenoiseError(f"config loss_space {cfg.loss_space!r}: unknown; use {spoken(LOSS_SPACES)}")
-    return cfg
+    return TrainConfig(**values)
 
 
 def save(cfg: TrainConfig, path: str | Path) -> None:

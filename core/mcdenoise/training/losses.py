@@ -21,8 +21,7 @@ import torch.nn.functional as F
 
 from mcdenoise.choices import LOSS_SPACES
 from mcdenoise.metrics import ssim
-
-_SRGB_KNEE = 0.0031308
+from mcdenoise.preview import display
 
 
 def multiscale_ssim(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.Tensor:
@@ -38,15 +37,11 @@ def multiscale_ssim(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.
 
 def to_display(y: torch.Tensor) -> torch.Tensor:
     """Network space (``hdr.forward``: log1p of exposure-normalised radiance) -> the display
-    space ``preview.tonemap`` gives the benchmarks (Reinhard, then the sRGB curve).
+    space ``preview.tonemap`` gives the benchmarks (``preview.display``).
 
-    Negative network outputs continue the curve's linear toe (slope 12.92) instead of being
-    clipped, so the loss still pushes them back up: clipping, as inference does, would give
-    them no gradient."""
-    radiance = torch.where(y > 0, torch.expm1(y.clamp(min=0)), y)
-    mapped = torch.where(radiance > 0, radiance / (1 + radiance.clamp(min=0)), radiance)
-    curve = 1.055 * mapped.clamp(min=_SRGB_KNEE).pow(1 / 2.4) - 0.055
-    return torch.where(mapped <= _SRGB_KNEE, 12.92 * mapped, curve)
+    Negative network outputs stay negative (expm1 is about the identity there) instead of
+    being clipped as inference clips them, so ``display`` keeps a gradient for them."""
+    return display(torch.where(y > 0, torch.expm1(y.clamp(min=0)), y))
 
 
 def denoise_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float, space: str = "log") -> torch.Tensor:
