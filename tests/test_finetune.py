@@ -66,6 +66,18 @@ def test_plan_fits_the_render_budget_and_shrinks_to_it():
     assert probe.overhead == pytest.approx(0.5) and probe.per_sample == pytest.approx(1e-6)
 
 
+def test_the_top_up_spends_the_render_share_at_the_cost_windows_really_took():
+    """A plan sized by a probe that priced windows 4x too high is topped up, once its windows
+    are timed, by as many rounds (a window more of every frame) as the share left holds."""
+    plan = budget.plan_renders(list(range(1, 13)), 128, 128, 4, budget.RenderCost(overhead=3.2, per_sample=0.0), 180.0)
+    assert plan.windows_per_frame == 2 and plan.extra_per_frame is None and plan.windows == 22
+    # 100 s of the share left at 1.6 s a window: 5 rounds of 11 windows (88 s); a 6th needs 105.6 s
+    assert budget.top_up(plan, 1.6, 100.0) == 5
+    assert replace(plan, extra_per_frame=5).windows == 77 and replace(plan, extra_per_frame=5).renders == 2 * 78
+    assert budget.top_up(plan, 1.6, 100.0, max_per_frame=4) == 2  # never past the windows a frame asked for
+    assert budget.top_up(plan, 6.4, 10.0) == 0 and budget.top_up(plan, 1.6, -5.0) == 0  # the probe was right, or low
+
+
 def test_training_steps_are_fitted_to_the_minutes_left_as_steps_are_timed():
     """``budget.StepPlan``, what the fine-tune's ``on_step`` hook asks of its one run of the
     training loop: timed early, a length fixed at the second report, shortened (never lengthened)
@@ -312,6 +324,38 @@ def test_sigterm_stops_the_cli_with_a_checkpoint_and_the_job_resumes(shots, tmp_
     result = finetune_shot(shots["good"], out, Options(minutes=30, max_steps=killed["step"] + 1, **SMALL))
     assert result.finished and result.steps == killed["step"] + 1 and out.is_file()
     assert {p: p.stat().st_mtime_ns for p in work_dir(out).rglob("*.exr")} == renders
+
+
+@needs_bpy
+def test_an_overpriced_probe_is_topped_up_with_windows_indexed_after_the_plans(shots, tmp_path, monkeypatch):
+    """The probe says a window costs 80 s, so 30 minutes plan one window a frame; the real
+    windows take a fraction of a second, and the top-up renders two more rounds (the three a frame
+    asked for) at new places, indexed after the planned ones. A kill while topping up loses only
+    the window in flight: the next call renders just that one, and the plan's windows stay."""
+    from mcdenoise.finetune import run
+    from mcdenoise.finetune.run import Options, finetune_shot, work_dir
+
+    monkeypatch.setattr(run, "_probe", lambda *a: budget.RenderCost(overhead=80.0, per_sample=0.0))
+    out = tmp_path / "topped.pt"
+    opts = Options(minutes=30, max_steps=2, **{**SMALL, "windows_per_frame": 3})
+    assert not finetune_shot(shots["good"], out, replace(opts, stop_after_steps=1)).finished
+    state = json.loads((work_dir(out) / "state.json").read_text())
+    assert state["plan"]["windows_per_frame"] == 1 and state["plan"]["extra_per_frame"] == 2
+    entries = layout.list_scenes(work_dir(out) / "train")
+    records = [json.loads(e.desc.read_text()) for e in entries]
+    assert [e.index for e in entries] == list(range(6))
+    assert [r["frame"] for r in records] == [1, 4, 1, 4, 1, 4]  # planned (one a frame), then two rounds
+    assert len({(r["frame"], r["seeds"]["noisy"]) for r in records}) == 6  # every window its own seeds
+    # A kill in the middle of the top-up: the last window's marker and target never got written.
+    last = entries[-1]
+    last.desc.unlink()
+    last.ref.unlink()
+    kept = {p: p.stat().st_mtime_ns for p in work_dir(out).rglob("*.exr") if p.parent != last.ref.parent}
+    result = finetune_shot(shots["good"], out, opts)
+    assert result.finished and result.meta["windows"] == 6 and load_model(out).meta["windows"] == 6
+    again = {p: p.stat().st_mtime_ns for p in work_dir(out).rglob("*.exr")}
+    assert {p: t for p, t in again.items() if p in kept} == kept and len(again) == 2 * (6 + 1)
+    assert json.loads(last.desc.read_text())["seeds"] == records[-1]["seeds"]  # the same window, rendered again
 
 
 def test_restart_clears_a_finished_or_other_job_and_keeps_a_stopped_one(tmp_path):

@@ -72,10 +72,18 @@ class RenderPlan:
     target_spp: int
     seconds: float  # the estimate this plan was sized by
     check_side: int = 0  # side of the held-aside window (0: ``side``, as plans of older runs)
+    # Windows a frame added once the planned ones were rendered and timed (``top_up``), or None
+    # before that is decided; they are indexed after the planned ones, so a resume finds them.
+    extra_per_frame: int | None = None
+
+    @property
+    def windows(self) -> int:
+        """Training windows in all, the top-up included."""
+        return len(self.train_frames) * (self.windows_per_frame + (self.extra_per_frame or 0))
 
     @property
     def renders(self) -> int:
-        return 2 * (len(self.train_frames) * self.windows_per_frame + 1)
+        return 2 * (self.windows + 1)
 
 
 def target_samples(spp: int, targets: str) -> int:
@@ -138,6 +146,19 @@ def plan_renders(frames: list[int], width: int, height: int, spp: int, cost: Ren
     raise McDenoiseError(f"{budget_s / 60:.1f} minutes of rendering cannot render even one {min(MIN_SIDE, top)}-pixel window "
                          f"of 2 frames at {spp} and {target} samples on this machine (about {need / 60:.1f} minutes "
                          "in all are needed)", fix="finetune_minutes", need_minutes=math.ceil(need / 60))
+
+
+def top_up(plan: RenderPlan, window_seconds: float, left_s: float, max_per_frame: int = MAX_WINDOWS_PER_FRAME) -> int:
+    """Windows a frame to add to ``plan`` once its windows have been rendered: as many rounds
+    (one more window of each training frame) as ``left_s`` seconds of the render share hold at
+    the ``window_seconds`` a window (noisy side and target) really took, up to ``max_per_frame``
+    windows a frame in all. The plan was sized from a probe of a small window, which can be off
+    by several times either way (Cycles' per-render cost is not linear in pixels); once real
+    windows are timed, the share is spent as planned instead of left to training."""
+    room = max_per_frame - plan.windows_per_frame
+    if room <= 0 or window_seconds <= 0 or left_s <= 0:
+        return 0
+    return min(room, int(left_s // (len(plan.train_frames) * window_seconds)))
 
 
 def halton(index: int, base: int) -> float:

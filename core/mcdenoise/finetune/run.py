@@ -6,6 +6,9 @@ Blender add-on call. The whole job keeps to ``minutes``, rendering included:
 
 1. **Render** (shot only): two probe renders measure Cycles on this machine, then
    ``budget.plan_renders`` sizes frames and windows to ``budget.RENDER_SHARE`` of the budget.
+   A probe of a small window can misprice a real one several times over, so once the planned
+   windows are rendered and timed, ``budget.top_up`` adds windows to every frame with what is
+   left of the share (decided once, recorded in the plan, indexed after the planned windows).
 2. **Train** with the project's training loop (``training.loop.train``, fine-tuning from the
    tier's shipped weights), in one run of it: about every ``budget.REPORT_SECONDS`` its
    ``on_step`` hook fits the schedule's length to the minutes left from the step time measured
@@ -26,7 +29,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -207,10 +210,16 @@ def finetune_shot(blend: str | Path, output: str | Path, options: Options | None
             job.save()
         plan = budget.RenderPlan(**{k: v for k, v in job.state["plan"].items() if k != "cost"})
         _render(scene, shot, plan, job, on_update)
+        if plan.extra_per_frame is None:  # decided once, and recorded before anything it adds is rendered
+            plan = replace(plan, extra_per_frame=budget.top_up(plan, _window_seconds(job, plan),
+                                                               budget.RENDER_SHARE * job.budget - job.spent,
+                                                               opts.windows_per_frame))
+            job.state["plan"]["extra_per_frame"] = plan.extra_per_frame
+            job.save()
+            _render(scene, shot, plan, job, on_update)
         meta = {"shot": blend.name, "scene": shot.scene, "camera": shot.camera, "frames": list(plan.train_frames),
                 "held_aside_frame": plan.held_frame, "spp": spp, "targets": opts.targets, "target_spp": plan.target_spp,
-                "window": plan.side, "windows": len(plan.train_frames) * plan.windows_per_frame,
-                "blender": shot.blender}
+                "window": plan.side, "windows": plan.windows, "blender": shot.blender}
         return _tune(job, base, opts, plan.held_frame, meta, on_update)
     finally:
         job.save()
@@ -235,14 +244,29 @@ def _probe(scene: Any, shot: Any, spp: int, job: Job) -> budget.RenderCost:
     return budget.RenderCost.from_probes(pixels, timings[1], timings[2])
 
 
+def _train_windows(shot: Any, plan: budget.RenderPlan) -> list[tuple[int, int, tuple[int, int, int, int]]]:
+    """``(index, frame, window)`` of each training window: the planned ones frame by frame, then
+    the top-up's rounds (one more window of every frame each), indexed after them so that the
+    indices of a plan's windows never change when it is topped up. Window ``index`` sits at the
+    Halton point ``1 + index``: every window elsewhere in the frame, and with seeds of its own."""
+    n, per = len(plan.train_frames), plan.windows_per_frame
+    slots = [(i * per + k, frame) for i, frame in enumerate(plan.train_frames) for k in range(per)]
+    slots += [(n * per + e * n + i, frame) for e in range(plan.extra_per_frame or 0) for i, frame in enumerate(plan.train_frames)]
+    return [(index, frame, budget.windows(shot.width, shot.height, plan.side, 1, start=1 + index)[0]) for index, frame in slots]
+
+
+def _window_seconds(job: Job, plan: budget.RenderPlan) -> float:
+    """Mean seconds a training window (noisy side and target) took, as its record says."""
+    seconds = [json.loads(layout.desc_path(job.train_root, i).read_text())["seconds"]
+               for i in range(len(plan.train_frames) * plan.windows_per_frame)]
+    return sum(seconds) / len(seconds)
+
+
 def _render(scene: Any, shot: Any, plan: budget.RenderPlan, job: Job, on_update: OnUpdate | None) -> None:
     """Every window of the plan not on disk yet: noisy side, then target, then the JSON marker."""
     from mcdenoise.finetune import shot as shot_mod
 
-    jobs = []  # (dataset root, index, frame, window)
-    for i, frame in enumerate(plan.train_frames):
-        spots = budget.windows(shot.width, shot.height, plan.side, plan.windows_per_frame, start=1 + i * plan.windows_per_frame)
-        jobs += [(job.train_root, i * plan.windows_per_frame + k, frame, w) for k, w in enumerate(spots)]
+    jobs = [(job.train_root, index, frame, w) for index, frame, w in _train_windows(shot, plan)]  # (root, index, frame, window)
     jobs.append((job.held_root, 0, plan.held_frame, budget.centre_window(shot.width, shot.height, plan.check_side or plan.side)))
     todo = [j for j in jobs if not layout.is_done(j[0], j[1])]
     started = time.monotonic()
