@@ -347,6 +347,9 @@ def _train_config(job: Job, base: Any, opts: Options, steps: int, minutes: float
         "val_fraction": 0.0, "val_every": 0, "log_every": 10, "checkpoint_minutes": 1e6, "keep_checkpoints": 2,
         "reload_minutes": 0.0, "seed": opts.seed, "threads": opts.threads, "device": opts.device,
         "init": str(base.path), "progress": False,
+        # The loss where the held-aside check and the benchmarks score: on metals_orbit (10 min)
+        # it scored 31.72 dB on unseen frames against 31.32 in log space (docs/finetune.md).
+        "loss_space": "display",
     }
     if values["demodulate"] and "demodulate" not in FIELD_NAMES:
         raise McDenoiseError(f"{base.path}: a demodulating model, which this training code cannot train")
