@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TextIO
 from pathlib import Path
 
 from mcdenoise.choices import DEFAULT_DEVICE, DEFAULT_MAX_MEMORY_GIB, DEFAULT_QUALITY, PRECISION_DTYPES, QUALITIES, spoken
@@ -216,11 +217,11 @@ def main(args: argparse.Namespace) -> int:
             message = str(message) if wording.json_wanted() else wording.describe(message)
         if level == "info":
             if not args.quiet:
-                bar.write(message, file=sys.stdout)
+                _line(bar, message, sys.stdout)
         elif level == "error":  # worded by wording.describer(): a JSON line when the add-on asked for one
-            bar.write(wording.error_line("denoise", message), file=sys.stderr)
+            _line(bar, wording.error_line("denoise", message), sys.stderr)
         else:
-            bar.write(f"mcdenoise denoise: {level}: {message}", file=sys.stderr)
+            _line(bar, f"mcdenoise denoise: {level}: {message}", sys.stderr)
 
     blend = None
     if temporal.use:
@@ -272,3 +273,12 @@ def main(args: argparse.Namespace) -> int:
     if summary.failed:
         return 1 if args.keep_going and not summary.stopped_early else 2
     return 0
+
+
+def _line(bar, line: str, stream: TextIO) -> None:
+    """One whole line in one write, under the progress bar's lock: the reader, model and writer
+    threads all report, and a farm's log parser (or the add-on's JSON reader) must never see two
+    messages run together."""
+    with bar.external_write_mode(file=stream):
+        stream.write(line + "\n")
+        stream.flush()

@@ -19,6 +19,7 @@ Backends: NCCL with one GPU per process (``cuda:LOCAL_RANK``), gloo on CPU.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -106,5 +107,11 @@ def barrier(ranks: Ranks) -> None:
 
 
 def teardown(ranks: Ranks) -> None:
+    """Leave the process group while Python is whole. DDP's reducer sits in reference cycles
+    and holds the group's work; left to interpreter shutdown, a gloo thread that still frees a
+    tensor there aborts the rank ("terminate called without an active exception"). So: collect
+    those cycles, let every rank arrive, then destroy the group."""
     if ranks.distributed and dist.is_initialized():
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
