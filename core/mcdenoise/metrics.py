@@ -46,9 +46,14 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ssim_map(x, y).mean()
 
 
-def psnr_tonemapped(x: np.ndarray, ref: np.ndarray, exposure: float) -> float:
-    mse = float(np.mean((tonemap(x, exposure) - tonemap(ref, exposure)) ** 2, dtype=np.float64))
+def psnr(x: np.ndarray, ref: np.ndarray) -> float:
+    """PSNR of values on a [0, 1] scale (tonemapped colour, albedo, normals mapped to [0, 1])."""
+    mse = float(np.mean((x - ref) ** 2, dtype=np.float64))
     return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def psnr_tonemapped(x: np.ndarray, ref: np.ndarray, exposure: float) -> float:
+    return psnr(tonemap(x, exposure), tonemap(ref, exposure))
 
 
 def ssim_tonemapped(x: np.ndarray, ref: np.ndarray, exposure: float) -> float:

@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "render-dataset": ("mcdenoise.cli.render_dataset", "render training pairs with Cycles (needs bpy)"),
     "render-suite": ("mcdenoise.cli.render_suite", "render the benchmark suite's hand-built scenes (needs bpy)"),
     "train": ("mcdenoise.cli.train", "train a denoiser on a rendered dataset"),
+    "train-prefilter": ("mcdenoise.cli.train_prefilter", "train the aux prefilter (albedo/normal cleaned before the colour model)"),
     "train-temporal": ("mcdenoise.cli.train_temporal", "train the learned temporal blend on rendered sequences"),
     "finetune": ("mcdenoise.cli.finetune", "tune the shipped model on your own shot in a few minutes (needs bpy for a .blend)"),
     "recipe": ("mcdenoise.cli.recipe", "rebuild a shipped weights file by its recipe: render its data, train its stages"),

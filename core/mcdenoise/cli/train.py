@@ -57,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resident", action="store_true", default=None,
                         help="keep the dataset on the training device and cut crops there (for a GPU: the CPU stops being the limit)")
     parser.add_argument("--init", help="weights file a new run starts from, e.g. the shipped model to fine-tune (ignored when resuming)")
+    parser.add_argument("--prefilter", help="weights file whose aux prefilter (train-prefilter) cleans the albedo/normal the model "
+                                            "is trained on and is written with it (default: --init's, if it has one)")
     options.add_quiet(parser, dest="progress", old=("--no-progress",), help="no progress bar (for logs)")
     parser.add_argument("--export", type=Path, help="after training, write the model as a weights file here")
     parser.add_argument("--no-train", action="store_true", help="only export the newest checkpoint")

@@ -83,6 +83,14 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
         ("export the newest checkpoint of a run without training",
          "mcdenoise train --out runs/unet --no-train --export my_model.pt"),
     ),
+    "train-prefilter": (
+        ("train the aux prefilter on a rendered dataset and add it to the default model (resumable)",
+         "mcdenoise train-prefilter --data data/train --out runs/prefilter -o default_accurate.pt"),
+        ("add the newest checkpoint's prefilter to the high-quality model, without training",
+         "mcdenoise train-prefilter --out runs/prefilter --no-train --base high -o high_accurate.pt"),
+        ("",
+         "mcdenoise denoise frame.exr -o denoised.exr --weights default_accurate.pt"),
+    ),
     "train-temporal": (
         ("train the temporal blend for an hour on sequences from render-dataset --frames (resumable)",
          "mcdenoise train-temporal --data data/seq --out runs/temporal --minutes 60"),

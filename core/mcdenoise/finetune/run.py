@@ -394,7 +394,8 @@ def _tuned_model(job: Job, base: Any):
     if latest is None:
         return None
     ck = checkpoint.load_checkpoint(latest)
-    return LoadedModel(checkpoint_model(ck), ck["arch"], ck["model_kwargs"], base.inputs), int(ck["step"])
+    # Trained behind the base's aux prefilter (training.loop.run_prefilter: the init's), so it keeps it.
+    return LoadedModel(checkpoint_model(ck), ck["arch"], ck["model_kwargs"], base.inputs, prefilter=base.prefilter), int(ck["step"])
 
 
 def _tune(job: Job, base: Any, opts: Options, held: int, meta: dict[str, Any], on_update: OnUpdate | None) -> Result:
@@ -466,7 +467,7 @@ def _finish(job: Job, base: Any, opts: Options, held: int, meta: dict[str, Any],
                         "this is the base model"}
     meta = {k: v for k, v in meta.items() if v is not None and not (isinstance(v, float) and not math.isfinite(v))}
     model = tuned[0] if helped else base
-    save_weights(job.output, model.model, model.arch, model.config, model.inputs, meta)
+    save_weights(job.output, model.model, model.arch, model.config, model.inputs, meta, prefilter=model.prefilter)
     result = Result(job.output, True, kept, held, base_psnr, tuned_psnr, step, job.spent, meta)
     st["result"] = {"kept": kept, "held_frame": held, "base_psnr": base_psnr, "tuned_psnr": tuned_psnr, "steps": step,
                     "spent_seconds": round(job.spent, 3), "meta": meta}

@@ -55,21 +55,51 @@ def denoise_frame(
     runtime = runtime or Runtime(device)
     if runtime.device.type != device.type:
         raise ValueError(f"the model is on {device} but the runtime is for {runtime.device}")
-    dtype = runtime.dtype
-    model = runtime.prepare_model(loaded.model)
-    height, width = frame.color.shape[:2]
     if exposure is None:
         exposure = hdr.autoexposure(frame.color)
-    alignment, margin = loaded.model.alignment, loaded.model.receptive_radius
+    if loaded.prefilter is not None:  # the aux the colour network was trained on: cleaned first
+        from mcdenoise.inference.prefilter import clean_aux
+
+        frame = clean_aux(loaded.prefilter, frame, tile, runtime)
+    height, width = frame.color.shape[:2]
+    out = np.empty((height, width, 3), out_dtype)
+    limit = float(np.finfo(out_dtype).max)  # radiance past the pass's pixel type is kept at its largest value, not Inf
+
+    def fill(buf: torch.Tensor, ys: slice, xs: slice) -> None:
+        fill_input(buf, frame, exposure, loaded.inputs, ys, xs)
+
+    def finish(y: torch.Tensor) -> torch.Tensor:
+        return hdr.inverse_(y, exposure).clamp_(max=limit)
+
+    run_tiled(loaded.model, channel_count(loaded.inputs), fill, finish, out, tile, runtime, progress)
+    return out
+
+
+def run_tiled(
+    model: torch.nn.Module,
+    channels: int,
+    fill: Callable[[torch.Tensor, slice, slice], None],
+    finish: Callable[[torch.Tensor], torch.Tensor],
+    out: np.ndarray,
+    tile: int | None,
+    runtime: Runtime,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """Run ``model`` over a frame in tiles whose results equal the untiled result, into ``out``
+    (H, W, C): the one tiling loop, for the colour network and the aux prefilter alike.
+    ``fill(buf, ys, xs)`` writes the network input of the frame window (ys, xs) into ``buf``
+    (h, w, ``channels``) on the model's device; ``finish`` maps the kept output (h, w, C, fp32)
+    to what ``out`` holds."""
+    device = next(model.parameters()).device
+    net = runtime.prepare_model(model)
+    height, width = out.shape[:2]
+    alignment, margin = model.alignment, model.receptive_radius
     windows = list(tile_grid(height, width, tile or max(height, width), margin, alignment))
     # Frame edges get a mirrored border (a multiple of the alignment, so tiles keep the whole
     # frame's pooling grid): against the network's zero padding the outermost pixel row and
     # column come out visibly wrong.
     edge = _round_up(EDGE_PAD, alignment)
     edge_mode = "reflect" if min(height, width) > edge else "replicate"
-    out = np.empty((height, width, 3), out_dtype)
-    limit = float(np.finfo(out_dtype).max)  # radiance past the pass's pixel type is kept at its largest value, not Inf
-    channels = channel_count(loaded.inputs)
     for done, ((y0, y1, x0, x1), (iy0, iy1, ix0, ix1)) in enumerate(windows, start=1):
         h, w = iy1 - iy0, ix1 - ix0
         top, left = (edge if iy0 == 0 else 0), (edge if ix0 == 0 else 0)
@@ -78,16 +108,15 @@ def denoise_frame(
         # window starts on the alignment grid they pad exactly as the whole frame would.
         ph, pw = (-(h + top + bottom)) % alignment, (-(w + left + right)) % alignment
         buf = torch.empty((top + h + bottom + ph, left + w + right + pw, channels), device=device)
-        fill_input(buf[top : top + h, left : left + w], frame, exposure, loaded.inputs, slice(iy0, iy1), slice(ix0, ix1))
+        fill(buf[top : top + h, left : left + w], slice(iy0, iy1), slice(ix0, ix1))
         extend_lines(buf[:, left : left + w], 0, top, top + h, bottom, ph, edge_mode)
         extend_lines(buf, 1, left, left + w, right, pw, edge_mode)
         x = buf.permute(2, 0, 1)[None]  # NCHW shape, NHWC (channels-last) memory: a view
-        with autocast_for(device, dtype):
-            y = model(x)
+        with autocast_for(device, runtime.dtype):
+            y = net(x)
         oy, ox = y0 - iy0 + top, x0 - ix0 + left
         # A contiguous fp32 copy of the kept window: the transform vectorises only on that.
-        y = y[0, :, oy : oy + y1 - y0, ox : ox + x1 - x0].permute(1, 2, 0).to(torch.float32, memory_format=torch.contiguous_format)
-        y = hdr.inverse_(y, exposure).clamp_(max=limit)
+        y = finish(y[0, :, oy : oy + y1 - y0, ox : ox + x1 - x0].permute(1, 2, 0).to(torch.float32, memory_format=torch.contiguous_format))
         kept = torch.from_numpy(out[y0:y1, x0:x1])
         kept.copy_(y.to(kept.dtype))  # converted on the device: a half result crosses to the host at half size
         if progress is not None:

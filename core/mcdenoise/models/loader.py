@@ -49,6 +49,13 @@ FLAGS = {"demodulate"}
 BLEND_LIMITS = {"width": (1, 64), "depth": (1, 8)}
 
 
+# The aux prefilter a colour model may carry (``inference.prefilter``): a U-Net that reads the
+# aux passes, albedo then normal, prepared as the colour model reads them, and returns them
+# cleaned in the same order.
+PREFILTER_KEY = "aux_prefilter"
+PREFILTER_CHANNELS = sum(features.FEATURES[name].channels for name in features.AUX_FEATURES)
+
+
 @dataclass
 class LoadedModel:
     model: nn.Module
@@ -57,6 +64,8 @@ class LoadedModel:
     inputs: str  # input layout, a name from mcdenoise.features ("color+albedo+normal")
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    # The aux prefilter the colour network was trained behind (None: it reads the aux as read).
+    prefilter: nn.Module | None = None
 
     @property
     def uses_aux(self) -> bool:
@@ -78,16 +87,61 @@ def save_weights(
     config: dict[str, Any],
     inputs: str,
     meta: dict[str, Any] | None = None,
+    prefilter: nn.Module | None = None,
 ) -> None:
     """Write a weights file atomically (temp + rename), in fp32 on CPU. ``inputs`` names the
-    input layout; the file also lists its channels so it explains itself without mcdenoise."""
+    input layout; the file also lists its channels so it explains itself without mcdenoise.
+    ``prefilter``: the aux prefilter the colour network was trained behind, stored in the same
+    file because the two only work together."""
     channels = features.channel_names(inputs)  # ValueError for an unknown layout
     path = Path(path)
-    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "arch": arch, "config": dict(config), "inputs": inputs, "channels": channels,
-               "state_dict": state, "meta": dict(meta or {})}
+               "state_dict": _cpu_state(model), "meta": dict(meta or {})}
+    if prefilter is not None:
+        if not features.uses_aux(inputs):
+            raise ValueError(f"a model of inputs {inputs!r} reads no aux passes: it has nothing to prefilter")
+        payload[PREFILTER_KEY] = {"arch": "unet", "config": prefilter_config(prefilter), "state_dict": _cpu_state(prefilter)}
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+
+
+def prefilter_config(model: nn.Module) -> dict[str, Any]:
+    """The constructor arguments of an aux prefilter (a :class:`ResidualUNet` from aux to aux)."""
+    widths = [model.enc1[0].out_channels, model.enc2[0].out_channels, model.enc3[0].out_channels,
+              model.enc4[0].out_channels, model.mid[0].out_channels]
+    return {"in_channels": PREFILTER_CHANNELS, "out_channels": PREFILTER_CHANNELS, "widths": widths}
+
+
+def build_prefilter(widths: tuple[int, ...] | list[int]) -> nn.Module:
+    """A new aux prefilter of the given U-Net widths (``mcdenoise train-prefilter``)."""
+    return build_model("unet", in_channels=PREFILTER_CHANNELS, out_channels=PREFILTER_CHANNELS, widths=tuple(widths))
+
+
+def _load_prefilter(entry: Any, path: Path, inputs: str) -> nn.Module:
+    """The aux prefilter stored beside a colour network, checked as the network itself is."""
+    if not isinstance(entry, dict) or entry.get("arch") != "unet":
+        raise WeightsError(f"{path}: the aux prefilter is not a U-Net entry", fix="weights_format")
+    if not features.uses_aux(inputs):
+        raise WeightsError(f"{path}: the file holds an aux prefilter but its network reads no aux passes ({inputs!r})",
+                           fix="weights_format")
+    config = entry.get("config")
+    _check_config("unet", config, path)
+    if config.get("in_channels") != PREFILTER_CHANNELS or config.get("out_channels") != PREFILTER_CHANNELS \
+            or config.get("demodulate", False):
+        raise WeightsError(f"{path}: the aux prefilter must map the {PREFILTER_CHANNELS} aux channels to themselves, "
+                           f"not {config}", fix="weights_format")
+    _check_state_dict(entry.get("state_dict"), path, "the aux prefilter's weights")
+    model = build_model("unet", **config)
+    try:
+        model.load_state_dict(entry["state_dict"])
+    except Exception as exc:
+        raise WeightsError(f"{path}: the aux prefilter's weights do not fit its U-Net ({str(exc).strip().splitlines()[0][:200]})",
+                           fix="weights_format") from exc
+    return model
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> LoadedModel:
@@ -125,9 +179,12 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     except Exception as exc:  # shape mismatches, missing keys, tensors of another dtype
         first = str(exc).strip().splitlines()[0][:200]
         raise WeightsError(f"{path}: weights do not fit architecture {arch!r} ({first})") from exc
+    prefilter = _load_prefilter(payload[PREFILTER_KEY], path, inputs) if PREFILTER_KEY in payload else None
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     model.to(dev).eval()
-    return LoadedModel(model, arch, config, inputs, payload.get("meta", {}), path)
+    if prefilter is not None:
+        prefilter.to(dev).eval()
+    return LoadedModel(model, arch, config, inputs, payload.get("meta", {}), path, prefilter)
 
 
 def _check_config(arch: Any, config: Any, path: Path) -> None:
@@ -152,12 +209,12 @@ def _check_config(arch: Any, config: Any, path: Path) -> None:
                                fix="weights_format")
 
 
-def _check_state_dict(state: Any, path: Path) -> None:
+def _check_state_dict(state: Any, path: Path, whose: str = "the file's weights") -> None:
     """A state dict is a non-empty table of names to tensors; anything else (a bare tensor, a
     list, an empty table, numbers) is refused by name rather than failing somewhere in torch."""
     if not isinstance(state, dict) or not state:
-        what = "empty" if isinstance(state, dict) else f"a {type(state).__name__}, not a table of tensors"
-        raise WeightsError(f"{path}: the file's weights (state dict) are {what}", fix="weights_format")
+        kind = "empty" if isinstance(state, dict) else f"a {type(state).__name__}, not a table of tensors"
+        raise WeightsError(f"{path}: {whose} (state dict) are {kind}", fix="weights_format")
     bad = next((k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
     if bad is not None:
         raise WeightsError(f"{path}: weights entry {bad!r} is a {type(state[bad]).__name__}, not a tensor", fix="weights_format")
@@ -203,8 +260,7 @@ class LoadedBlend:
 def save_blend_weights(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any] | None = None) -> None:
     """Write a temporal blend's weights file (atomically, fp32 on CPU): its own format name, so
     neither loader mistakes a blend for a denoiser or the reverse."""
-    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    payload = {"format": TEMPORAL_FORMAT, "arch": "blendnet", "config": model.config(), "state_dict": state,
+    payload = {"format": TEMPORAL_FORMAT, "arch": "blendnet", "config": model.config(), "state_dict": _cpu_state(model),
                "meta": dict(meta or {})}
     with atomic_output(Path(path)) as tmp:
         torch.save(payload, tmp)

@@ -46,6 +46,9 @@ class TrainConfig:
     workers: int = -1  # threads building crops; -1 = none on CPU, up to 8 on a GPU (see loop)
     resident: bool = False  # keep the scenes on the training device and cut crops there (training.resident)
     init: str = ""  # weights file a fresh run starts from (fine-tuning); ignored on resume
+    # Weights file whose aux prefilter cleans every scene's aux before crops are cut, and which
+    # the exported weights carry (inference.prefilter); "" = init's prefilter, if it has one.
+    prefilter: str = ""
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -53,7 +53,10 @@ def _prepared(feature: features.Feature, a: np.ndarray) -> np.ndarray:
     return feature.prepare(torch.from_numpy(np.array(a, dtype=np.float32)), 1.0).numpy()
 
 
-def load_scene(entry: SceneEntry, inputs: str = features.DEFAULT_INPUTS) -> SceneData:
+def load_scene(entry: SceneEntry, inputs: str = features.DEFAULT_INPUTS, prefilter: torch.nn.Module | None = None) -> SceneData:
+    """One scene of ``entry`` read for a model of layout ``inputs``; with ``prefilter`` (an aux
+    prefilter, ``inference.prefilter``) its aux passes are those the prefilter returns, as
+    inference will feed them to a model trained behind it."""
     guides = pass_guides(inputs)
     noisy: dict[int, FrameInputs] = {}
     exposure: dict[int, float] = {}
@@ -65,7 +68,15 @@ def load_scene(entry: SceneEntry, inputs: str = features.DEFAULT_INPUTS) -> Scen
         # Prepared (clipped to the network's range) before the cast: Cycles albedo can exceed
         # fp16's 65504 (seen on one of 400 rendered scenes), and inf in the cache is a warning
         # per load. Preparing is idempotent, so the crop encoder preparing them again changes nothing.
-        passes = {g.name: _prepared(g, getattr(f, g.name)).astype(np.float16) for g in guides}
+        read = {g.name: getattr(f, g.name) for g in guides}
+        if prefilter is not None and any(g.aux for g in guides):
+            from mcdenoise.inference.prefilter import clean_aux
+            from mcdenoise.inference.runtime import Runtime
+
+            # On the CPU in fp32 whatever the training device: a scene's cleaned aux are one thing.
+            cleaned = clean_aux(prefilter, FrameInputs(f.color, f.albedo, f.normal), None, Runtime(precision="fp32"))
+            read.update({name: getattr(cleaned, name) for name in features.AUX_FEATURES if name in read})
+        passes = {name: _prepared(features.FEATURES[name], a).astype(np.float16) for name, a in read.items()}
         noisy[spp] = FrameInputs(hdr.sanitize(f.color), **passes, samples=spp)
         exposure[spp] = hdr.autoexposure(f.color)
     ref = hdr.sanitize(read_frame(entry.ref).color)
@@ -100,7 +111,7 @@ class CropSampler:
     (see :meth:`state`)."""
 
     def __init__(self, root: str | Path, val_fraction: float, crop: int, aux_dropout: float, seed: int,
-                 inputs: str = features.DEFAULT_INPUTS, converged: float = 0.0):
+                 inputs: str = features.DEFAULT_INPUTS, converged: float = 0.0, prefilter: torch.nn.Module | None = None):
         self.root = Path(root)
         self.inputs = inputs
         self.layout = features.layout_features(inputs)
@@ -114,6 +125,7 @@ class CropSampler:
         self.crop = crop
         self.aux_dropout = aux_dropout
         self.converged = converged
+        self.prefilter = prefilter  # the aux prefilter the model is trained behind (load_scene)
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self._cache: dict[int, SceneData] = {}
         self.train: list[SceneEntry] = []
@@ -130,7 +142,7 @@ class CropSampler:
 
     def scene(self, entry: SceneEntry) -> SceneData:
         if entry.index not in self._cache:
-            self._cache[entry.index] = load_scene(entry, self.inputs)
+            self._cache[entry.index] = load_scene(entry, self.inputs, self.prefilter)
         return self._cache[entry.index]
 
     def state(self) -> dict:
