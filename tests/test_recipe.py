@@ -136,3 +136,36 @@ def test_toy_recipe_renders_trains_chained_stages_and_resumes(tmp_path):
     assert dry.returncode == 0, dry.stderr
     assert "dataset tiny: 2/2 scenes rendered" in dry.stdout and "stage second: unet fast, 2 steps" in dry.stdout
     assert dry.stdout.count(": done") == 2
+
+
+def test_a_recipe_trains_its_aux_prefilter_before_the_stages_that_use_it(tmp_path):
+    """``[prefilter]`` is trained after the datasets and before the stages; a stage with
+    ``prefilter = true`` trains behind it, the next one keeps it through its init, and the
+    shipped file carries it. (The dataset is already rendered: its scenes are found done.)"""
+    from test_prefilter import _aux_dataset
+
+    data = tmp_path / "data"
+    _aux_dataset(data / "tiny", scenes=2, spps=(1, 2))
+    text = TOY.replace('name = "first"\n', 'name = "first"\nprefilter = true\n', 1).replace(
+        "[[stage]]", '[prefilter]\ndata = "tiny"\nsteps = 3\nbatch = 2\ncrop = 32\nwidths = [4, 4, 4, 4, 4]\n'
+        'threads = 1\nval_fraction = 0.0\n\n[[stage]]', 1)
+    recipe = recipe_mod.load_recipe(_write(tmp_path, text))
+    assert recipe.prefilter is not None and [s.prefilter for s in recipe.stages] == [True, False]
+    work = tmp_path / "work"
+    layout = recipe_mod.Layout(work, data)
+    calls: list[list[str]] = []
+    out = recipe_mod.run(recipe, work, data_root=data, progress=False, log=lambda m: None, runner=lambda c: calls.append(c) or 0)
+    assert calls == [] and out == work / "toy.pt"
+    pre = load_model(layout.prefilter_weights)
+    assert pre.meta["aux_prefilter"]["steps"] == 3
+    shipped = load_model(out)
+    assert shipped.prefilter is not None and shipped.meta["aux_prefilter"]["steps"] == 3
+    for k, v in pre.prefilter.state_dict().items():
+        assert torch.equal(v, shipped.prefilter.state_dict()[k])
+    assert "  aux prefilter: unet [4, 4, 4, 4, 4], 3 steps, batch 2 x 32 px, on tiny: done" in recipe_mod.describe(recipe, layout)
+
+    for bad, message in (('prefilter = true\n', "prefilter = true, but the recipe has no"),):
+        with pytest.raises(McDenoiseError, match=message):
+            recipe_mod.load_recipe(_write(tmp_path, TOY.replace('name = "first"\n', 'name = "first"\n' + bad, 1)))
+    with pytest.raises(McDenoiseError, match=r"\[prefilter\]: unknown settings \['bogus'\]"):
+        recipe_mod.load_recipe(_write(tmp_path, text.replace("crop = 32\nwidths", "crop = 32\nbogus = 1\nwidths", 1)))

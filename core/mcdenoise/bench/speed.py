@@ -147,10 +147,12 @@ def time_run(run: SpeedRun) -> dict:
         from mcdenoise.inference.encode import FrameInputs
         from mcdenoise.inference.runtime import Runtime
         from mcdenoise.models.loader import LoadedModel, resolve_device
-        from mcdenoise.models.tiers import model_for_quality
+        from mcdenoise.models.tiers import model_for_quality, prefilter_for_quality
 
         device = resolve_device(run.device)
-        loaded = LoadedModel(model_for_quality(run.quality).to(device), "unet", {}, SHIPPED_INPUTS)
+        prefilter = prefilter_for_quality(run.quality)  # its cost is part of the quality's
+        loaded = LoadedModel(model_for_quality(run.quality).to(device), "unet", {}, SHIPPED_INPUTS,
+                             prefilter=prefilter.to(device) if prefilter is not None else None)
         runtime = Runtime(device, precision=run.precision, max_memory=int(run.max_memory_gib * 2**30) if run.max_memory_gib else None)
 
         def call(c, a, n):

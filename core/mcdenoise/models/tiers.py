@@ -118,3 +118,10 @@ def macs_per_pixel(model: nn.Module, size: int = 64) -> float:
         for h in handles:
             h.remove()
     return total / (size * size)
+
+
+def prefilter_for_quality(quality: str) -> nn.Module | None:
+    """The aux prefilter the quality's shipped weights carry (None when they carry none or are
+    not shipped), for speed benchmarks: what it costs is part of what the quality costs."""
+    path = weights_path(quality)
+    return load_model(path).prefilter if path.is_file() else None

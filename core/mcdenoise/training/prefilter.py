@@ -138,7 +138,7 @@ def evaluate(net: torch.nn.Module, scenes: list[AuxScene]) -> dict[str, float]:
     from mcdenoise.inference.prefilter import clean_aux
     from mcdenoise.inference.runtime import Runtime
 
-    runtime = Runtime(torch.device("cpu"), precision="fp32")
+    runtime = Runtime(torch.device("cpu"), precision="fp32", threads=torch.get_num_threads())  # the run's threads, kept
     scores: dict[str, list[float]] = {"albedo_noisy": [], "albedo_clean": [], "normal_noisy": [], "normal_clean": []}
     with torch.inference_mode():
         for s in scenes:

@@ -61,12 +61,23 @@ class Dataset:
 @dataclass(frozen=True)
 class Stage:
     """One training run. ``init`` is ``"previous"`` (the stage before's weights), a weights path
-    relative to the repository, or empty (from scratch)."""
+    relative to the repository, or empty (from scratch). ``prefilter``: the stage trains behind
+    the recipe's aux prefilter (later stages that start from it keep it through their init)."""
 
     name: str
     data: str
     init: str = ""
     train: dict[str, Any] = field(default_factory=dict)
+    prefilter: bool = False
+
+
+@dataclass(frozen=True)
+class Prefilter:
+    """The recipe's aux prefilter (``[prefilter]``, ``training.prefilter``): trained on a dataset
+    after the datasets are rendered and before any stage that asks for it."""
+
+    data: str
+    settings: dict[str, Any] = field(default_factory=dict)  # PrefilterConfig fields
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,7 @@ class Recipe:
     weights: str  # file name the recipe ships as, e.g. default.pt
     datasets: tuple[Dataset, ...]
     stages: tuple[Stage, ...]
+    prefilter: Prefilter | None = None
 
     def dataset(self, name: str) -> Dataset:
         return next(d for d in self.datasets if d.name == name)
@@ -112,17 +124,18 @@ def load_recipe(path: str | Path) -> Recipe:
     for key in ("name", "weights", "dataset", "stage"):
         if key not in raw:
             raise _fail(path, "top level", f"missing '{key}'")
-    unknown = sorted(set(raw) - {"name", "weights", "dataset", "stage", "train"})
+    unknown = sorted(set(raw) - {"name", "weights", "dataset", "stage", "train", "prefilter"})
     if unknown:
         raise _fail(path, "top level", f"unknown keys {unknown}")
     datasets = tuple(_typed(path, f"[dataset.{name}]", Dataset, {"name": name, **table})
                      for name, table in raw["dataset"].items())
+    prefilter = _prefilter(path, raw["prefilter"], datasets) if "prefilter" in raw else None
     common = dict(raw.get("train", {}))
     stages = []
     for i, table in enumerate(raw["stage"]):
         where = f"[[stage]] #{i + 1}"
         table = dict(table)
-        head = {k: table.pop(k) for k in ("name", "data", "init") if k in table}
+        head = {k: table.pop(k) for k in ("name", "data", "init", "prefilter") if k in table}
         if "name" not in head or "data" not in head:
             raise _fail(path, where, "needs 'name' and 'data'")
         settings = {**common, **table}
@@ -136,17 +149,36 @@ def load_recipe(path: str | Path) -> Recipe:
             raise _fail(path, where, f"data '{head['data']}' is not one of the datasets ({', '.join(d.name for d in datasets)})")
         if head.get("init") == "previous" and i == 0:
             raise _fail(path, where, "the first stage has no previous stage to start from")
+        if not isinstance(head.get("prefilter", False), bool):
+            raise _fail(path, where, "prefilter = true or false: whether the stage trains behind the recipe's [prefilter]")
+        if head.get("prefilter") and prefilter is None:
+            raise _fail(path, where, "prefilter = true, but the recipe has no [prefilter] table")
         try:
             TrainConfig(**settings).model_kwargs()  # the same check train() makes, an hour earlier
         except TypeError as exc:
             raise _fail(path, where, str(exc)) from None
         except McDenoiseError as exc:
             raise _fail(path, where, str(exc)) from None
-        stages.append(Stage(head["name"], head["data"], head.get("init", ""), settings))
+        stages.append(Stage(head["name"], head["data"], head.get("init", ""), settings, head.get("prefilter", False)))
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise _fail(path, "[[stage]]", f"stage names must be unique, got {names}")
-    return Recipe(str(raw["name"]), path, str(raw["weights"]), datasets, tuple(stages))
+    return Recipe(str(raw["name"]), path, str(raw["weights"]), datasets, tuple(stages), prefilter)
+
+
+def _prefilter(path: Path, table: Any, datasets: tuple[Dataset, ...]) -> Prefilter:
+    from mcdenoise.training.prefilter import FIELD_NAMES as PREFILTER_FIELDS
+
+    where = "[prefilter]"
+    table = dict(table) if isinstance(table, dict) else {}
+    data = table.pop("data", None)
+    if data not in {d.name for d in datasets}:
+        raise _fail(path, where, f"data {data!r} is not one of the datasets ({', '.join(d.name for d in datasets)})")
+    allowed = PREFILTER_FIELDS - {"data", "run_dir", "minutes", "progress"}
+    bad = sorted(set(table) - allowed)
+    if bad:
+        raise _fail(path, where, f"unknown settings {bad}; known: {', '.join(sorted(allowed))}")
+    return Prefilter(data, table)
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -168,6 +200,12 @@ class Layout:
 
     def stage_weights(self, stage: str) -> Path:
         return self.run(stage) / "stage.pt"
+
+    @property
+    def prefilter_weights(self) -> Path:
+        """The recipe's aux prefilter, written beside the shipped default colour model (the
+        stages take only the prefilter from it)."""
+        return self.run("prefilter") / "prefilter.pt"
 
 
 def render_command(dataset: Dataset, out: Path, start: int, count: int, render_device: str) -> list[str]:
@@ -208,7 +246,32 @@ def stage_config(recipe: Recipe, stage: Stage, layout: Layout, overrides: dict[s
     elif stage.init:
         init = stage.init
     return TrainConfig(**{**stage.train, **overrides, "data": str(layout.data(stage.data)),
-                          "run_dir": str(layout.run(stage.name)), "init": init})
+                          "run_dir": str(layout.run(stage.name)), "init": init,
+                          "prefilter": str(layout.prefilter_weights) if stage.prefilter else ""})
+
+
+def prefilter_config(recipe: Recipe, layout: Layout, overrides: dict[str, Any]):
+    from mcdenoise.training.prefilter import PrefilterConfig
+
+    assert recipe.prefilter is not None
+    values = {**recipe.prefilter.settings, **overrides, "data": str(layout.data(recipe.prefilter.data)),
+              "run_dir": str(layout.run("prefilter"))}
+    if "widths" in values:
+        values["widths"] = tuple(values["widths"])
+    return PrefilterConfig(**values)
+
+
+def prefilter_done(layout: Layout, steps: int) -> bool:
+    """The prefilter is done when its file was written after its last step."""
+    from mcdenoise.models.loader import load_model
+
+    path = layout.prefilter_weights
+    if not path.is_file():
+        return False
+    try:
+        return int(load_model(path).meta.get("aux_prefilter", {}).get("steps", -1)) >= steps
+    except McDenoiseError:
+        return False
 
 
 def stage_done(layout: Layout, stage: Stage, steps: int) -> bool:
@@ -233,6 +296,15 @@ def describe(recipe: Recipe, layout: Layout) -> list[str]:
         done = sum(scene_layout.is_done(layout.data(d.name), i) for i in range(d.start, d.start + d.scenes))
         lines.append(f"  dataset {d.name}: {done}/{d.scenes} scenes rendered in {layout.data(d.name)} "
                      f"({d.res} px, {','.join(map(str, d.spp))} spp, reference {d.ref_spp} spp)")
+    if recipe.prefilter is not None:
+        cfg = prefilter_config(recipe, layout, {})
+        if prefilter_done(layout, cfg.steps):
+            state = "done"
+        else:
+            latest = latest_checkpoint(cfg.run_dir)
+            state = f"checkpoint {latest.name}" if latest else "not started"
+        lines.append(f"  aux prefilter: unet {list(cfg.widths)}, {cfg.steps} steps, batch {cfg.batch} x {cfg.crop} px, "
+                     f"on {recipe.prefilter.data}: {state}")
     for stage in recipe.stages:
         cfg = stage_config(recipe, stage, layout, {})
         if stage_done(layout, stage, cfg.steps):
@@ -265,6 +337,8 @@ def run(recipe: Recipe, work: str | Path, *, data_root: str | Path = "data", out
                 return None
         if only == "data":
             return None
+    if recipe.prefilter is not None and not _run_prefilter(recipe, layout, deadline, progress, log):
+        return None
     overrides = {"progress": progress, **({"device": device} if device else {})}
     for stage in recipe.stages:
         cfg = stage_config(recipe, stage, layout, overrides)
@@ -294,3 +368,27 @@ def run(recipe: Recipe, work: str | Path, *, data_root: str | Path = "data", out
         os.replace(tmp, target)
     log(f"recipe: {recipe.name} done: {target}")
     return target
+
+
+def _run_prefilter(recipe: Recipe, layout: Layout, deadline: float, progress: bool, log: Callable[[str], None]) -> bool:
+    """Train the recipe's aux prefilter (resumably) and write it; False if the budget ran out first."""
+    from mcdenoise.models.loader import DEFAULT_WEIGHTS
+    from mcdenoise.training import prefilter as prefilter_training
+
+    cfg = prefilter_config(recipe, layout, {"progress": progress})
+    if prefilter_done(layout, cfg.steps):
+        return True
+    left = deadline - time.monotonic()
+    if left <= 0:
+        log("recipe: time budget spent; re-run the same command to continue")
+        return False
+    if left != float("inf"):
+        cfg = replace(cfg, minutes=left / 60)
+    log(f"recipe: aux prefilter: {cfg.steps} steps on {cfg.data}")
+    summary = prefilter_training.train(cfg, log=log)
+    if summary["step"] < cfg.steps:
+        log(f"recipe: the aux prefilter stopped at step {summary['step']}/{cfg.steps} with a checkpoint; "
+            "re-run the same command to continue")
+        return False
+    prefilter_training.export(cfg.run_dir, DEFAULT_WEIGHTS, layout.prefilter_weights)
+    return True
