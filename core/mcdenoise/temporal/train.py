@@ -218,13 +218,8 @@ def train(cfg: TemporalTrainConfig, stop_after: int = 0, log=_say) -> dict[str, 
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sampler = torch.Generator().manual_seed(cfg.seed)
     step, seconds, val = 0, 0.0, {}
-    latest = checkpoint.latest_checkpoint(run_dir)
-    if latest is not None:
-        ck = checkpoint.load_checkpoint(latest)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sampler.set_state(ck["sampler"])
-        checkpoint.set_rng_states(ck["rng"])
+    ck = checkpoint.restore(run_dir, net, opt, sampler)
+    if ck is not None:
         step, seconds, val = ck["step"], ck["train_seconds"], ck.get("val", {})
         log(f"train-temporal: resuming {run_dir} at step {step}")
     net.to(device).train()

@@ -85,6 +85,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise McDenoiseError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
 
 
+def restore(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            sampler: torch.Generator) -> dict[str, Any] | None:
+    """Put a small run's newest checkpoint back (its model, optimizer, the generator its draws
+    come from and the global RNGs) and return it, or None for a new run: how the runs with
+    their own loop (``train-temporal``, ``train-prefilter``) resume exactly."""
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        return None
+    ck = load_checkpoint(latest)
+    model.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    sampler.set_state(ck["sampler"])
+    set_rng_states(ck["rng"])
+    return ck
+
+
 def load_latest(run_dir: str | Path) -> dict[str, Any]:
     """The newest checkpoint of a run, for writing its weights file: refused when the run has none."""
     latest = latest_checkpoint(run_dir)

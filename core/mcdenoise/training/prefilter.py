@@ -179,13 +179,8 @@ def train(cfg: PrefilterConfig, stop_after: int = 0, log: Callable[[str], None] 
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, seconds = 0, 0.0
-    latest = checkpoint.latest_checkpoint(run_dir)
-    if latest is not None:
-        ck = checkpoint.load_checkpoint(latest)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        gen.set_state(ck["sampler"])
-        checkpoint.set_rng_states(ck["rng"])
+    ck = checkpoint.restore(run_dir, net, opt, gen)
+    if ck is not None:
         step, seconds = ck["step"], ck["train_seconds"]
         log(f"train-prefilter: resuming {run_dir} at step {step}")
 

@@ -344,12 +344,9 @@ def run(recipe: Recipe, work: str | Path, *, data_root: str | Path = "data", out
         cfg = stage_config(recipe, stage, layout, overrides)
         if stage_done(layout, stage, cfg.steps):
             continue
-        left = deadline - time.monotonic()
-        if left <= 0:
-            log("recipe: time budget spent; re-run the same command to continue")
+        cfg = _budgeted(cfg, deadline, log)
+        if cfg is None:
             return None
-        if left != float("inf"):
-            cfg = replace(cfg, minutes=left / 60)
         log(f"recipe: stage {stage.name}: {cfg.steps} steps on {cfg.data}"
             + (f", from {cfg.init}" if cfg.init else ", from scratch"))
         summary = train(cfg)
@@ -378,12 +375,9 @@ def _run_prefilter(recipe: Recipe, layout: Layout, deadline: float, progress: bo
     cfg = prefilter_config(recipe, layout, {"progress": progress})
     if prefilter_done(layout, cfg.steps):
         return True
-    left = deadline - time.monotonic()
-    if left <= 0:
-        log("recipe: time budget spent; re-run the same command to continue")
+    cfg = _budgeted(cfg, deadline, log)
+    if cfg is None:
         return False
-    if left != float("inf"):
-        cfg = replace(cfg, minutes=left / 60)
     log(f"recipe: aux prefilter: {cfg.steps} steps on {cfg.data}")
     summary = prefilter_training.train(cfg, log=log)
     if summary["step"] < cfg.steps:
@@ -392,3 +386,13 @@ def _run_prefilter(recipe: Recipe, layout: Layout, deadline: float, progress: bo
         return False
     prefilter_training.export(cfg.run_dir, DEFAULT_WEIGHTS, layout.prefilter_weights)
     return True
+
+
+def _budgeted(cfg: Any, deadline: float, log: Callable[[str], None]) -> Any:
+    """A run's config limited to the time left (its ``minutes``), or None, saying how to go on,
+    when none is left."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        log("recipe: time budget spent; re-run the same command to continue")
+        return None
+    return replace(cfg, minutes=left / 60) if left != float("inf") else cfg
