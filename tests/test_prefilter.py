@@ -133,7 +133,7 @@ def test_training_cleans_held_out_aux_resumes_exactly_and_exports(tmp_path):
     data = tmp_path / "data"
     _aux_dataset(data)
     base = _saved(tmp_path / "base.pt", _colour_model())
-    cfg = dict(data=str(data), widths=(16, 16, 16, 16, 16), steps=150, batch=4, crop=32, lr=3e-3, val_fraction=0.2,
+    cfg = dict(data=str(data), widths=(16, 16, 16, 16, 16), steps=150, batch=4, crop=32, lr=3e-3, val_fraction=0.2, converged=0.0,
                progress=False, log_every=50, threads=1)
     whole = training.train(training.PrefilterConfig(run_dir=str(tmp_path / "whole"), **cfg), log=lambda m: None)
     v = whole["val"]
@@ -155,6 +155,23 @@ def test_training_cleans_held_out_aux_resumes_exactly_and_exports(tmp_path):
     loaded = load_model(out)
     assert loaded.prefilter is not None and loaded.meta["aux_prefilter"]["steps"] == 150 == info["steps"]
     torch.testing.assert_close(loaded.model.state_dict(), load_model(base).model.state_dict())
+
+
+def test_converging_crops_lie_between_the_noisy_aux_and_the_references(tmp_path):
+    """With ``converged`` = 1 every crop's input is the reference plus a fraction of the noise
+    (what a render nearer convergence holds); with 0 it is the noisy file as read."""
+    data = tmp_path / "data"
+    _aux_dataset(data, scenes=1, spps=(1,))
+    scenes, _ = training.load_scenes(data, 0.0)
+    for converged in (0.0, 1.0):
+        cfg = training.PrefilterConfig(batch=32, crop=48, converged=converged)
+        x, y = training.draw_batch(scenes, cfg, torch.Generator().manual_seed(0))
+        ratio = (x - y).abs().sum((1, 2, 3)) / (torch.from_numpy(scenes[0].noisy[1].astype(np.float32))
+                                                 - torch.from_numpy(scenes[0].ref.astype(np.float32))).abs().sum()
+        if converged:
+            assert ratio.max() < 1.0 and ratio.min() < 0.5 and ratio.max() > 0.5, ratio
+        else:
+            torch.testing.assert_close(ratio, torch.ones_like(ratio), rtol=1e-3, atol=1e-3)
 
 
 def test_a_dataset_without_aux_passes_is_refused_naming_the_file(tmp_path):

@@ -45,6 +45,10 @@ class PrefilterConfig:
     batch: int = 16
     crop: int = 64
     lr: float = 1e-3
+    # Share of crops whose input is moved toward the reference (reference + U(0, 1) x the noise):
+    # a blind prefilter trained on noisy files only learns that all fine albedo detail is noise
+    # and erases sub-pixel texture that a 16-spp render already holds.
+    converged: float = 0.25
     val_fraction: float = 0.1
     minutes: float = 0.0
     checkpoint_minutes: float = 2.0
@@ -112,11 +116,15 @@ def draw_batch(scenes: list[AuxScene], cfg: PrefilterConfig, gen: torch.Generato
         y0, x0 = int(torch.randint(h - c + 1, (1,), generator=gen)), int(torch.randint(w - c + 1, (1,), generator=gen))
         op = int(torch.randint(8, (1,), generator=gen))
         perm = torch.randperm(3, generator=gen)
+        # Drawn only when asked for, so runs without converging crops keep their crop sequence.
+        noise = float(torch.rand((), generator=gen)) if cfg.converged > 0 and float(torch.rand((), generator=gen)) < cfg.converged else 1.0
         pair = []
         for a in (noisy, s.ref):
             t = torch.from_numpy(np.ascontiguousarray(a[y0 : y0 + c, x0 : x0 + c])).float().permute(2, 0, 1)
             t = torch.cat([t[_ALBEDO][perm], t[3:]])
             pair.append(ensemble.transform(t, op, _NORMAL_XY))
+        if noise < 1.0:  # a converging render's aux: the reference plus a fraction of the file's noise
+            pair[0] = pair[1] + noise * (pair[0] - pair[1])
         xs.append(pair[0])
         ys.append(pair[1])
     return torch.stack(xs).contiguous(), torch.stack(ys).contiguous()
