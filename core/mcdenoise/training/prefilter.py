@@ -45,10 +45,10 @@ class PrefilterConfig:
     batch: int = 16
     crop: int = 64
     lr: float = 1e-3
-    # Share of crops whose input is moved toward the reference (reference + U(0, 1) x the noise):
-    # a blind prefilter trained on noisy files only learns that all fine albedo detail is noise
-    # and erases sub-pixel texture that a 16-spp render already holds.
-    converged: float = 0.25
+    # Share of crops whose input is moved toward the reference (reference + U(0, 1) x the noise),
+    # meant to teach a blind prefilter to let nearly clean aux through. Off by default: at 0.25 it
+    # did not stop the erasing of sub-pixel texture it was added for (docs/training.md).
+    converged: float = 0.0
     val_fraction: float = 0.1
     minutes: float = 0.0
     checkpoint_minutes: float = 2.0
