@@ -394,7 +394,7 @@ def _tuned_model(job: Job, base: Any):
     if latest is None:
         return None
     ck = checkpoint.load_checkpoint(latest)
-    # Trained behind the base's aux prefilter (training.loop.run_prefilter: the init's), so it keeps it.
+    # Trained behind the base's aux prefilter (training.loop.prefilter_source: the init's), so it keeps it.
     return LoadedModel(checkpoint_model(ck), ck["arch"], ck["model_kwargs"], base.inputs, prefilter=base.prefilter), int(ck["step"])
 
 

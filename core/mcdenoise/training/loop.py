@@ -199,8 +199,9 @@ def start_run(cfg: TrainConfig, ranks: distributed.Ranks = distributed.Ranks()) 
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    source = prefilter_source(cfg)
     sampler = CropSampler(cfg.data, cfg.val_fraction, cfg.crop, cfg.aux_dropout, cfg.seed, cfg.inputs, cfg.converged,
-                          run_prefilter(cfg))
+                          source.prefilter if source else None)
     kwargs = cfg.model_kwargs()
     model = build_model(cfg.arch, **kwargs).to(device)
     if device.type in CHANNELS_LAST_DEVICES:  # cuDNN's and oneDNN's fastest conv layout; weights keep their values
@@ -219,19 +220,19 @@ def start_run(cfg: TrainConfig, ranks: distributed.Ranks = distributed.Ranks()) 
     return run
 
 
-def run_prefilter(cfg: TrainConfig) -> torch.nn.Module | None:
-    """The aux prefilter a run trains behind: ``cfg.prefilter``'s, else ``cfg.init``'s if its
-    weights carry one (a fine-tune of an "accurate" model stays one), else None. Read again on
+def prefilter_source(cfg: TrainConfig) -> LoadedModel | None:
+    """The weights whose aux prefilter a run trains behind: ``cfg.prefilter``, else ``cfg.init``
+    if it carries one (a fine-tune of an "accurate" model stays one), else None. Read again on
     resume and at export, so the file must stay where the config says."""
-    source = cfg.prefilter or cfg.init
-    if not source:
+    path = cfg.prefilter or cfg.init
+    if not path or not features.uses_aux(cfg.inputs):
         return None
-    if not features.uses_aux(cfg.inputs):
+    loaded = load_model(path)
+    if loaded.prefilter is None:
+        if cfg.prefilter:
+            raise McDenoiseError(f"{path}: these weights carry no aux prefilter; make one with 'mcdenoise train-prefilter'")
         return None
-    loaded = load_model(source)
-    if cfg.prefilter and loaded.prefilter is None:
-        raise McDenoiseError(f"{source}: these weights carry no aux prefilter; make one with 'mcdenoise train-prefilter'")
-    return loaded.prefilter
+    return loaded
 
 
 def resume(run: Run, path: Path) -> None:
@@ -425,17 +426,18 @@ def export(run_dir: str | Path, out_path: str | Path, validate_now: bool = True,
     cfg = TrainConfig(**ck["config"])
     model = checkpoint_model(ck)
     val = ck.get("val", {})
+    source = prefilter_source(cfg)  # the prefilter the run trained behind, written with it
+    prefilter = source.prefilter if source else None
     if validate_now:
         torch.set_num_threads(max(cfg.threads, 1))
         val = validate(model, cfg, CropSampler(cfg.data, cfg.val_fraction, cfg.crop, 0.0, cfg.seed, cfg.inputs,
-                                               prefilter=run_prefilter(cfg))) or val
+                                               prefilter=prefilter)) or val
     meta = {
         "steps": ck["step"], "train_seconds": round(ck["train_seconds"], 1), "train_scenes": len(ck["scenes"]),
         "dataset": cfg.data, "crop": cfg.crop, "batch": cfg.batch, "loss": f"L1 + {cfg.ssim_weight} MS-SSIM ({cfg.loss_space} space)",
         "git": git_hash(), "device": cfg.device, **({"init": cfg.init} if cfg.init else {}), **val, **(extra or {}),
     }
-    prefilter = run_prefilter(cfg)
-    if prefilter is not None:
-        meta["aux_prefilter"] = load_model(cfg.prefilter or cfg.init).meta.get("aux_prefilter", {})
+    if source is not None:
+        meta["aux_prefilter"] = source.meta.get("aux_prefilter", {})
     save_weights(out_path, model, ck["arch"], ck["model_kwargs"], cfg.inputs, meta, prefilter=prefilter)
     return meta
