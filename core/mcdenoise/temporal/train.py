@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -49,6 +47,7 @@ from mcdenoise.temporal.blendnet import (
 )
 from mcdenoise.temporal.cache import CachedSequence
 from mcdenoise.temporal.history import Kept, replay
+from mcdenoise.training.runloop import RunClock, sigterm_requests, warm_cosine_lr
 
 
 @dataclass
@@ -171,11 +170,7 @@ def evaluate(seqs: list[CachedSequence], blends: dict[str, Any], window: int) ->
 # -- the loop ---------------------------------------------------------------------------------------
 
 def _lr(cfg: TemporalTrainConfig, step: int) -> float:
-    """Short linear warm-up, then cosine down to a tenth over ``steps``."""
-    warm = min(50, cfg.steps // 10 or 1)
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, cfg.steps - warm)))))
+    return warm_cosine_lr(cfg.lr, step, cfg.steps, warmup=50)
 
 
 def _save(run_dir: Path, step: int, net: BlendNet, opt, sampler: torch.Generator, seconds: float, cfg, val) -> None:
@@ -229,65 +224,55 @@ def train(cfg: TemporalTrainConfig, stop_after: int = 0, log=_say) -> dict[str, 
                 state[k] = v.to(device)
 
     # 3. The loop; SIGTERM or Ctrl-C stop it after the current step, leaving a checkpoint.
-    stop_requested: list[bool] = []
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True)) if main_thread else None
-    start = last_ckpt = time.monotonic()
+    clock = RunClock(step, cfg.minutes, cfg.checkpoint_minutes, stop_after)
     first = step
     losses: list[float] = []
     logfile = open(run_dir / "log" / "train.jsonl", "a")  # noqa: SIM115 (closed in the finally below)
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
-    try:
-        while step < cfg.steps:
-            now = time.monotonic()
-            if stop_requested or (stop_after and step - first >= stop_after) or (cfg.minutes and now - start >= cfg.minutes * 60):
-                break
-            if now - last_ckpt >= cfg.checkpoint_minutes * 60 and step > first:
+    with sigterm_requests() as stop_requested:
+        try:
+            while step < cfg.steps and not clock.should_stop(step, stop_requested):
+                if clock.checkpoint_due(step):
+                    _save(run_dir, step, net, opt, sampler, seconds, cfg, val)
+                t0 = time.monotonic()
+                for group in opt.param_groups:
+                    group["lr"] = _lr(cfg, step)
+                opt.zero_grad(set_to_none=True)
+                total = 0.0
+                for _ in range(cfg.batch):
+                    seq = usable[int(torch.randint(len(usable), (1,), generator=sampler))]
+                    length = min(cfg.window + 1, len(seq.frames))
+                    begin = int(torch.randint(len(seq.frames) - length + 1, (1,), generator=sampler))
+                    h, w = seq.refs.shape[1:3]
+                    ch, cw = min(cfg.crop, h), min(cfg.crop, w)
+                    y0 = int(torch.randint(h - ch + 1, (1,), generator=sampler))
+                    x0 = int(torch.randint(w - cw + 1, (1,), generator=sampler))
+                    frames, refs = crop_window(seq, begin, length, y0, x0, ch, cw, device)
+                    loss = window_loss(net, frames, refs, cfg.temporal_weight) / cfg.batch
+                    loss.backward()
+                    total += float(loss.detach())
+                if not math.isfinite(total):
+                    raise McDenoiseError(f"{run_dir}: the loss became {total} at step {step}", fix="train_lr")
+                opt.step()
+                step += 1
+                seconds += time.monotonic() - t0
+                losses.append(total)
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    recent = float(np.mean(losses[-cfg.log_every:]))
+                    bar.set_postfix(loss=f"{recent:.4f}")
+                    logfile.write(json.dumps({"step": step, "loss": recent, "lr": _lr(cfg, step - 1),
+                                              "train_s": round(seconds, 1)}) + "\n")
+                    logfile.flush()
+                    if not cfg.progress:
+                        rate = (step - first) / max(clock.elapsed(), 1e-9)
+                        log(f"train-temporal: step {step}/{cfg.steps} loss {recent:.4f} ({rate:.2f} steps/s, "
+                            f"ETA {clock.eta_seconds(step, cfg.steps) / 60:.1f} min)")
+        finally:
+            bar.close()
+            logfile.close()
+            if step > first:
                 _save(run_dir, step, net, opt, sampler, seconds, cfg, val)
-                last_ckpt = now
-            t0 = time.monotonic()
-            for group in opt.param_groups:
-                group["lr"] = _lr(cfg, step)
-            opt.zero_grad(set_to_none=True)
-            total = 0.0
-            for _ in range(cfg.batch):
-                seq = usable[int(torch.randint(len(usable), (1,), generator=sampler))]
-                length = min(cfg.window + 1, len(seq.frames))
-                begin = int(torch.randint(len(seq.frames) - length + 1, (1,), generator=sampler))
-                h, w = seq.refs.shape[1:3]
-                ch, cw = min(cfg.crop, h), min(cfg.crop, w)
-                y0 = int(torch.randint(h - ch + 1, (1,), generator=sampler))
-                x0 = int(torch.randint(w - cw + 1, (1,), generator=sampler))
-                frames, refs = crop_window(seq, begin, length, y0, x0, ch, cw, device)
-                loss = window_loss(net, frames, refs, cfg.temporal_weight) / cfg.batch
-                loss.backward()
-                total += float(loss.detach())
-            if not math.isfinite(total):
-                raise McDenoiseError(f"{run_dir}: the loss became {total} at step {step}", fix="train_lr")
-            opt.step()
-            step += 1
-            seconds += time.monotonic() - t0
-            losses.append(total)
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                recent = float(np.mean(losses[-cfg.log_every:]))
-                rate = (step - first) / max(seconds_since(start), 1e-9)
-                left = (cfg.steps - step) / rate if rate else float("inf")
-                if cfg.minutes:
-                    left = min(left, max(0.0, cfg.minutes * 60 - seconds_since(start)))
-                bar.set_postfix(loss=f"{recent:.4f}")
-                logfile.write(json.dumps({"step": step, "loss": recent, "lr": _lr(cfg, step - 1),
-                                          "train_s": round(seconds, 1)}) + "\n")
-                logfile.flush()
-                if not cfg.progress:
-                    log(f"train-temporal: step {step}/{cfg.steps} loss {recent:.4f} ({rate:.2f} steps/s, ETA {left / 60:.1f} min)")
-    finally:
-        bar.close()
-        logfile.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        if step > first:
-            _save(run_dir, step, net, opt, sampler, seconds, cfg, val)
 
     # 4. Held-out numbers: the single-frame output, the hand-made blend, the learned one.
     net.eval().to("cpu")
@@ -297,10 +282,6 @@ def train(cfg: TemporalTrainConfig, stop_after: int = 0, log=_say) -> dict[str, 
     return {"step": step, "steps": cfg.steps, "train_seconds": seconds, "steps_this_call": step - first,
             "loss": float(np.mean(losses[-cfg.log_every:])) if losses else None, "first_loss": losses[0] if losses else None,
             "train_sequences": len(train_seqs), "val_sequences": len(val_seqs), "val": val}
-
-
-def seconds_since(t: float) -> float:
-    return time.monotonic() - t
 
 
 def export(run_dir: str | Path, out_path: str | Path) -> dict[str, Any]:

@@ -17,9 +17,7 @@ import copy
 import json
 import math
 import os
-import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -44,6 +42,7 @@ from mcdenoise.training.config import TrainConfig
 from mcdenoise.training.data import CropSampler
 from mcdenoise.training.losses import denoise_loss
 from mcdenoise.training.resident import ResidentBatches
+from mcdenoise.training.runloop import sigterm_requests
 
 
 @dataclass(frozen=True)
@@ -91,8 +90,6 @@ def train(cfg: TrainConfig, stop_after: int = 0, on_step: OnStep | None = None) 
 
     # 2. The loop. SIGTERM (kill, a job scheduler's stop) ends it after the current step, so a
     # stopped run always leaves a checkpoint; Ctrl-C does the same through KeyboardInterrupt.
-    stop_requested = []
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True)) if _main_thread() else None
     log = open(run.folder / "log" / "train.jsonl", "a") if ranks.leader else None
     start = time.monotonic()
     last_ckpt = last_reload = start
@@ -100,63 +97,62 @@ def train(cfg: TrainConfig, stop_after: int = 0, on_step: OnStep | None = None) 
     run.model.train()
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress or not ranks.leader, unit="step", dynamic_ncols=True)
     asked, stopped = Ask(), None
-    try:
-        while run.step < run.cfg.steps:  # on_step may move the end
-            now = time.monotonic()
-            why = ("stop_after" if stop_after and run.step - first_step >= stop_after else "signal" if stop_requested
-                   else "minutes" if cfg.minutes and now - start >= cfg.minutes * 60 else "asked" if asked.stop else None)
-            checkpoint_due = now - last_ckpt >= cfg.checkpoint_minutes * 60 or asked.checkpoint
-            reload_due = bool(cfg.reload_minutes and now - last_reload >= cfg.reload_minutes * 60)
-            # Rank 0 decides for all (a no-op in one process): ranks never disagree on the last step.
-            stop, checkpoint_due, reload_due = distributed.agree(ranks, [why is not None, checkpoint_due, reload_due])
-            if stop:
-                stopped = why or "rank 0"
-                break
-            # 2a. Checkpoints, and scenes finished since the run started (decided before the
-            # step, so that every rank acts on the same step).
-            if checkpoint_due and run.step > first_step:
-                if ranks.leader:
-                    save(run, batches.sampler_state())
-                last_ckpt = now
-            if reload_due:
-                batches.settle()
-                run.sampler.reload()
-                last_reload = now
-            # 2b. An augmented batch of crops, and one update on it.
-            t0 = time.monotonic()
-            loss = train_step(run, *batches.next())
-            run.train_seconds += time.monotonic() - t0
-            bar.update(1)
-            # 2c. Logging and validation.
-            record: dict[str, Any] = {}
-            if run.step % cfg.log_every == 0 or run.step == run.cfg.steps:
-                record = {"step": run.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0], "train_s": round(run.train_seconds, 1)}
-                bar.set_postfix(loss=f"{loss:.4f}")
-            if cfg.val_every and run.step % cfg.val_every == 0 and ranks.leader:
-                run.last_val = validate(run.model, cfg, run.sampler)
-                record = {**record, "step": run.step, **run.last_val}
-                if run.last_val:
-                    bar.write(f"step {run.step}: val PSNR {run.last_val['val_psnr']:.2f} dB, SSIM {run.last_val['val_ssim']:.4f}")
-            if record and log is not None:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            # 2d. The caller's say (the fine-tune's budget, progress and stop requests).
-            if on_step is not None:
-                asked = on_step(StepDone(run.step, run.cfg.steps, loss)) or Ask()
-                if asked.steps is not None and asked.steps != run.cfg.steps:
-                    set_schedule(run, asked.steps)
-                    bar.total = asked.steps
-    finally:
-        # 3. Stopping for any reason (budget, Ctrl-C, error) leaves a checkpoint.
-        bar.close()
-        if run.step > first_step and ranks.leader:
-            save(run, batches.sampler_state())
-        batches.close()
-        if log is not None:
-            log.close()
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
-        distributed.barrier(ranks)  # the checkpoint exists before any rank returns
+    with sigterm_requests() as stop_requested:
+        try:
+            while run.step < run.cfg.steps:  # on_step may move the end
+                now = time.monotonic()
+                why = ("stop_after" if stop_after and run.step - first_step >= stop_after else "signal" if stop_requested
+                       else "minutes" if cfg.minutes and now - start >= cfg.minutes * 60 else "asked" if asked.stop else None)
+                checkpoint_due = now - last_ckpt >= cfg.checkpoint_minutes * 60 or asked.checkpoint
+                reload_due = bool(cfg.reload_minutes and now - last_reload >= cfg.reload_minutes * 60)
+                # Rank 0 decides for all (a no-op in one process): ranks never disagree on the last step.
+                stop, checkpoint_due, reload_due = distributed.agree(ranks, [why is not None, checkpoint_due, reload_due])
+                if stop:
+                    stopped = why or "rank 0"
+                    break
+                # 2a. Checkpoints, and scenes finished since the run started (decided before the
+                # step, so that every rank acts on the same step).
+                if checkpoint_due and run.step > first_step:
+                    if ranks.leader:
+                        save(run, batches.sampler_state())
+                    last_ckpt = now
+                if reload_due:
+                    batches.settle()
+                    run.sampler.reload()
+                    last_reload = now
+                # 2b. An augmented batch of crops, and one update on it.
+                t0 = time.monotonic()
+                loss = train_step(run, *batches.next())
+                run.train_seconds += time.monotonic() - t0
+                bar.update(1)
+                # 2c. Logging and validation.
+                record: dict[str, Any] = {}
+                if run.step % cfg.log_every == 0 or run.step == run.cfg.steps:
+                    record = {"step": run.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0], "train_s": round(run.train_seconds, 1)}
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                if cfg.val_every and run.step % cfg.val_every == 0 and ranks.leader:
+                    run.last_val = validate(run.model, cfg, run.sampler)
+                    record = {**record, "step": run.step, **run.last_val}
+                    if run.last_val:
+                        bar.write(f"step {run.step}: val PSNR {run.last_val['val_psnr']:.2f} dB, SSIM {run.last_val['val_ssim']:.4f}")
+                if record and log is not None:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                # 2d. The caller's say (the fine-tune's budget, progress and stop requests).
+                if on_step is not None:
+                    asked = on_step(StepDone(run.step, run.cfg.steps, loss)) or Ask()
+                    if asked.steps is not None and asked.steps != run.cfg.steps:
+                        set_schedule(run, asked.steps)
+                        bar.total = asked.steps
+        finally:
+            # 3. Stopping for any reason (budget, Ctrl-C, error) leaves a checkpoint.
+            bar.close()
+            if run.step > first_step and ranks.leader:
+                save(run, batches.sampler_state())
+            batches.close()
+            if log is not None:
+                log.close()
+            distributed.barrier(ranks)  # the checkpoint exists before any rank returns
     return {"step": run.step, "steps": run.cfg.steps, "train_seconds": run.train_seconds, "val": run.last_val,
             "train_scenes": len(run.sampler.train), "val_scenes": len(run.sampler.val), "run_dir": str(run.folder),
             "stopped": stopped}
@@ -306,10 +302,6 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = min((step - warmup) / max(total - warmup, 1), 1.0)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
 
 
 # -- the step --------------------------------------------------------------------------------------
