@@ -126,19 +126,23 @@ def _aux_dataset(root, scenes: int = 6, size: int = 48, spps=(1, 4)) -> None:
         desc_path(root, i).write_text(json.dumps({"index": i}))
 
 
-def test_training_cleans_held_out_aux_resumes_exactly_and_exports(tmp_path):
-    """A few hundred steps on noisy fields: the held-out aux come out cleaner than read (through
-    the inference path), a run stopped and resumed ends where an uninterrupted one does, and the
-    export is the base model plus the prefilter, which denoising then runs."""
+@pytest.mark.parametrize("samples", [True, False])
+def test_training_cleans_held_out_aux_resumes_exactly_and_exports(tmp_path, samples):
+    """A few hundred steps on noisy fields, with and without the sample count: the held-out aux
+    come out cleaner than read (through the inference path), a run stopped and resumed ends where
+    an uninterrupted one does, and the export is the base model plus the prefilter, which
+    denoising then runs."""
     data = tmp_path / "data"
     _aux_dataset(data)
     base = _saved(tmp_path / "base.pt", _colour_model())
     cfg = dict(data=str(data), widths=(16, 16, 16, 16, 16), steps=150, batch=4, crop=32, lr=3e-3, val_fraction=0.2, converged=0.0,
-               progress=False, log_every=50, threads=1)
+               samples=samples, progress=False, log_every=50, threads=1)
     whole = training.train(training.PrefilterConfig(run_dir=str(tmp_path / "whole"), **cfg), log=lambda m: None)
     v = whole["val"]
     assert whole["step"] == 150 and whole["val_scenes"] == 2 and whole["train_scenes"] == 4
-    assert v["albedo_clean"] > v["albedo_noisy"] + 1.5 and v["normal_clean"] > v["normal_noisy"] + 3, v
+    assert v["albedo_clean"] > v["albedo_noisy"] + 1.0 and v["normal_clean"] > v["normal_noisy"] + 2.5, v
+    if not samples:
+        return
 
     split_cfg = training.PrefilterConfig(run_dir=str(tmp_path / "split"), **cfg)
     assert training.train(split_cfg, stop_after=60, log=lambda m: None)["step"] == 60
@@ -154,6 +158,7 @@ def test_training_cleans_held_out_aux_resumes_exactly_and_exports(tmp_path):
     info = training.export(tmp_path / "whole", base, out)
     loaded = load_model(out)
     assert loaded.prefilter is not None and loaded.meta["aux_prefilter"]["steps"] == 150 == info["steps"]
+    assert loaded.prefilter.enc1[0].in_channels == 8 and info["samples"] is True
     torch.testing.assert_close(loaded.model.state_dict(), load_model(base).model.state_dict())
 
 
@@ -164,7 +169,7 @@ def test_converging_crops_lie_between_the_noisy_aux_and_the_references(tmp_path)
     _aux_dataset(data, scenes=1, spps=(1,))
     scenes, _ = training.load_scenes(data, 0.0)
     for converged in (0.0, 1.0):
-        cfg = training.PrefilterConfig(batch=32, crop=48, converged=converged)
+        cfg = training.PrefilterConfig(batch=32, crop=48, converged=converged, samples=False)
         x, y = training.draw_batch(scenes, cfg, torch.Generator().manual_seed(0))
         ratio = (x - y).abs().sum((1, 2, 3)) / (torch.from_numpy(scenes[0].noisy[1].astype(np.float32))
                                                  - torch.from_numpy(scenes[0].ref.astype(np.float32))).abs().sum()
@@ -248,3 +253,111 @@ def test_the_cli_trains_resumes_and_writes_weights_that_denoise(tmp_path, cli):
 
     code, _, stderr = cli("train-prefilter", "--data", tmp_path / "empty", "--out", tmp_path / "run2", "-q")
     assert code == 2 and stderr.count("\n") == 1 and "no finished scenes" in stderr
+
+
+def test_a_prefilter_that_reads_the_sample_count_is_told_each_frames(tmp_path):
+    """A prefilter of 8 input channels reads the frame's sample count as the colour models do
+    (the ``samples`` planes after the aux): what ``clean_aux`` returns is the network run on the
+    prepared aux and those planes, so it differs between a 1-spp and a 1024-spp frame of the same
+    aux; it is stored, checked and loaded like a 6-channel one."""
+    from mcdenoise.features import samples_planes
+    from mcdenoise.inference.prefilter import prepared_aux
+    from mcdenoise.models.loader import prefilter_reads_samples
+
+    torch.manual_seed(2)
+    pre = build_prefilter(SMALL, samples=True).eval()
+    with torch.no_grad():  # make the sample count's planes matter visibly
+        pre.enc1[0].weight[:, 6:] += 2.0
+    assert prefilter_reads_samples(pre) and not prefilter_reads_samples(_prefilter())
+    frame = _frame(32, 48)
+    outs = {}
+    for spp in (1, 1024, None):
+        told = FrameInputs(frame.color, frame.albedo, frame.normal, samples=spp)
+        got = clean_aux(pre, told, None, CPU)
+        x = torch.empty((32, 48, 8))
+        prepared_aux(told, slice(None), slice(None), x)
+        x[..., 6:] = torch.tensor(samples_planes(spp))
+        edge = 16  # clean_aux mirrors the frame's edges as every tiled run does: compare inside
+        with torch.no_grad():
+            direct = pre(torch.nn.functional.pad(x.permute(2, 0, 1)[None], (edge,) * 4, mode="reflect"))[0, :, edge:-edge, edge:-edge]
+        np.testing.assert_allclose(got.albedo.astype(np.float32)[4:-4, 4:-4],
+                                   direct[:3].clamp(0, 1).permute(1, 2, 0).numpy()[4:-4, 4:-4], atol=2e-3)
+        outs[spp] = got.albedo.astype(np.float32)
+    assert np.abs(outs[1] - outs[1024]).mean() > 0.01 and np.abs(outs[None] - outs[1]).mean() > 0.01
+
+    path = tmp_path / "w.pt"
+    save_weights(path, _colour_model(), "unet", {"widths": list(SMALL)}, "color+albedo+normal", prefilter=pre)
+    loaded = load_model(path)
+    assert prefilter_reads_samples(loaded.prefilter)
+    np.testing.assert_allclose(clean_aux(loaded.prefilter, FrameInputs(frame.color, frame.albedo, frame.normal, samples=1), None, CPU).albedo,
+                               outs[1].astype(np.float16))
+    payload = torch.load(path, weights_only=True)
+    payload[PREFILTER_KEY]["config"]["in_channels"] = 7
+    torch.save(payload, path)
+    with pytest.raises(WeightsError, match="optionally the sample count"):
+        load_model(path)
+
+
+def test_crops_tell_the_prefilter_their_sample_count(tmp_path):
+    """Each crop's two extra planes are constant: the file's sample count as the colour models
+    read it, a converging crop of fraction f (the reference plus f times the drawn file's noise)
+    telling spp / f², and about a tenth told "unknown"."""
+    from mcdenoise.features import samples_planes
+
+    data = tmp_path / "data"
+    _aux_dataset(data, scenes=2, spps=(1, 4))
+    scenes, _ = training.load_scenes(data, 0.0)
+    cfg = training.PrefilterConfig(batch=400, crop=16, converged=0.0)
+    x, y = training.draw_batch(scenes, cfg, torch.Generator().manual_seed(0))
+    assert x.shape == (400, 8, 16, 16) and y.shape == (400, 6, 16, 16)
+    planes = x[:, 6:]
+    assert (planes == planes[:, :, :1, :1]).all()
+    seen = {tuple(round(float(v), 4) for v in p[:, 0, 0]) for p in planes}
+    assert seen == {tuple(round(v, 4) for v in samples_planes(s)) for s in (1, 4, None)}
+    unknown = float((planes[:, 1, 0, 0] == 0).float().mean())
+    assert 0.05 < unknown < 0.16, unknown
+    # The noise a crop holds matches what it is told: 1-spp crops are the noisier.
+    err = (x[:, :6] - y).abs().mean((1, 2, 3))
+    level1, level4 = samples_planes(1)[0], samples_planes(4)[0]
+    assert err[planes[:, 0, 0, 0] == level1].mean() > 1.5 * err[planes[:, 0, 0, 0] == level4].mean()
+    conv, _ = training.draw_batch(scenes, training.PrefilterConfig(batch=200, crop=16, converged=1.0), torch.Generator().manual_seed(1))
+    told, plain = conv[:, 7, 0, 0] == 1, planes[:, 1, 0, 0] == 1
+    assert (conv[told, 6, 0, 0] >= level1 - 1e-6).all()
+    assert (conv[told, 6, 0, 0] > level4 + 0.1).float().mean() > 0.4 and (planes[plain, 0, 0, 0] > level4 + 0.1).sum() == 0
+
+
+def test_a_run_keeps_the_inputs_it_began_with(tmp_path):
+    """A run folder begun before prefilters read the sample count resumes without it; asking a
+    run to change whether it reads it is refused (its network's first layer cannot change)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    old = {k: v for k, v in training.PrefilterConfig(run_dir=str(run)).__dict__.items() if k != "samples"}
+    (run / "config.json").write_text(json.dumps({**old, "widths": list(old["widths"])}))
+    assert training.resolve(run, {}).samples is False
+    assert training.resolve(run, {"samples": False}).samples is False
+    with pytest.raises(McDenoiseError, match="begun without the sample count"):
+        training.resolve(run, {"samples": True})
+    assert training.resolve(tmp_path / "new", {}).samples is True
+
+
+def test_sigterm_stops_a_run_after_its_step_leaving_a_checkpoint_that_resumes(tmp_path):
+    """A job scheduler's SIGTERM ends the run at the next step, not mid-step: it returns early with
+    a checkpoint of the step it reached, and the same config resumes from there."""
+    import os
+    import signal
+    import threading
+
+    data = tmp_path / "data"
+    _aux_dataset(data, scenes=2, spps=(1,))
+    cfg = training.PrefilterConfig(data=str(data), run_dir=str(tmp_path / "run"), widths=SMALL, steps=1_000_000, batch=1, crop=16,
+                                   val_fraction=0.0, progress=False, threads=1)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        got = training.train(cfg, log=lambda m: None)
+    finally:
+        timer.cancel()
+    assert 0 < got["step"] < cfg.steps
+    assert load_checkpoint(latest_checkpoint(cfg.run_dir))["step"] == got["step"]
+    again = training.train(training.resolve(cfg.run_dir, {}), stop_after=3, log=lambda m: None)
+    assert again["step"] == got["step"] + 3

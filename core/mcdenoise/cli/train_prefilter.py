@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     parser.add_argument("--converged", type=float, help="share of crops moved toward the reference, so that nearly clean "
                                                         "aux (fine texture at 16 spp) pass through (default 0)")
+    parser.add_argument("--samples", action=argparse.BooleanOptionalAction, default=None,
+                        help="read the render's sample count, so that fine texture at a high count is not taken for "
+                             "noise (default on for a new run; a run keeps what it began with)")
     parser.add_argument("--log-every", dest="log_every", type=at_least(1), help="log the loss every N steps (default 100)")
     parser.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=float, help="checkpoint interval (default 2)")
     parser.add_argument("--seed", type=int, help="seed of the weights and the crops drawn (default 0)")

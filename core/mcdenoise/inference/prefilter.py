@@ -7,7 +7,9 @@ aux passes first and tells the colour filter they are clean (``clean_aux``). A w
 carry the same step (``models.loader``: the ``aux_prefilter`` entry), a small U-Net from the
 prepared aux channels to themselves, trained on noisy aux against the references' aux
 (``training.prefilter``); :func:`mcdenoise.inference.denoise.denoise_frame` runs it whenever the
-file has one, so the CLI, the add-on, the API and the benchmarks all do.
+file has one, so the CLI, the add-on, the API and the benchmarks all do. A prefilter may also
+read the frame's sample count (``samples``), as the colour models do: sub-pixel texture in a
+16-spp albedo looks like noise, and only the sample count says it is not.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from mcdenoise.features import AUX_FEATURES, FEATURES
+from mcdenoise.features import AUX_FEATURES, FEATURES, samples_planes
 from mcdenoise.inference.encode import FrameInputs, _tensor
 from mcdenoise.inference.runtime import Runtime
 
@@ -49,14 +51,18 @@ def clean_aux(prefilter: torch.nn.Module, frame: FrameInputs, tile: int | None, 
         return frame
     height, width = frame.color.shape[:2]
     out = np.empty((height, width, _start), np.float16)
+    channels = prefilter.enc1[0].in_channels  # the aux, then the sample count's planes if it reads them
+    planes = torch.tensor(samples_planes(frame.samples)) if channels > _start else None
 
     def fill(buf: torch.Tensor, ys: slice, xs: slice) -> None:
         prepared_aux(frame, ys, xs, buf)
+        if planes is not None:
+            buf[..., _start:] = planes.to(buf.device)
 
     def finish(y: torch.Tensor) -> torch.Tensor:
         for name, channels in _SLICES.items():  # the passes' own ranges, as preparing would clip them
             y[..., channels] = FEATURES[name].prepare(y[..., channels].contiguous(), 1.0)
         return y
 
-    run_tiled(prefilter, _start, fill, finish, out, tile, runtime)
+    run_tiled(prefilter, channels, fill, finish, out, tile, runtime)
     return dataclasses.replace(frame, **{name: out[..., channels] for name, channels in _SLICES.items()})

@@ -54,6 +54,9 @@ BLEND_LIMITS = {"width": (1, 64), "depth": (1, 8)}
 # cleaned in the same order.
 PREFILTER_KEY = "aux_prefilter"
 PREFILTER_CHANNELS = sum(features.FEATURES[name].channels for name in features.AUX_FEATURES)
+# A prefilter may also read the render's sample count (the ``samples`` feature's planes after the
+# aux): the noise level it cannot tell from a picture whose fine texture looks like noise.
+PREFILTER_SAMPLES_CHANNELS = PREFILTER_CHANNELS + features.FEATURES["samples"].channels
 
 
 @dataclass
@@ -113,12 +116,19 @@ def prefilter_config(model: nn.Module) -> dict[str, Any]:
     """The constructor arguments of an aux prefilter (a :class:`ResidualUNet` from aux to aux)."""
     widths = [model.enc1[0].out_channels, model.enc2[0].out_channels, model.enc3[0].out_channels,
               model.enc4[0].out_channels, model.mid[0].out_channels]
-    return {"in_channels": PREFILTER_CHANNELS, "out_channels": PREFILTER_CHANNELS, "widths": widths}
+    return {"in_channels": model.enc1[0].in_channels, "out_channels": PREFILTER_CHANNELS, "widths": widths}
 
 
-def build_prefilter(widths: tuple[int, ...] | list[int]) -> nn.Module:
-    """A new aux prefilter of the given U-Net widths (``mcdenoise train-prefilter``)."""
-    return build_model("unet", in_channels=PREFILTER_CHANNELS, out_channels=PREFILTER_CHANNELS, widths=tuple(widths))
+def build_prefilter(widths: tuple[int, ...] | list[int], samples: bool = False) -> nn.Module:
+    """A new aux prefilter of the given U-Net widths (``mcdenoise train-prefilter``); with
+    ``samples`` it also reads the sample count's planes."""
+    return build_model("unet", in_channels=PREFILTER_SAMPLES_CHANNELS if samples else PREFILTER_CHANNELS,
+                       out_channels=PREFILTER_CHANNELS, widths=tuple(widths))
+
+
+def prefilter_reads_samples(model: nn.Module) -> bool:
+    """Whether an aux prefilter reads the sample count's planes after the aux channels."""
+    return model.enc1[0].in_channels == PREFILTER_SAMPLES_CHANNELS
 
 
 def _load_prefilter(entry: Any, path: Path, inputs: str) -> nn.Module:
@@ -130,10 +140,11 @@ def _load_prefilter(entry: Any, path: Path, inputs: str) -> nn.Module:
                            fix="weights_format")
     config = entry.get("config")
     _check_config("unet", config, path)
-    if config.get("in_channels") != PREFILTER_CHANNELS or config.get("out_channels") != PREFILTER_CHANNELS \
-            or config.get("demodulate", False):
-        raise WeightsError(f"{path}: the aux prefilter must map the {PREFILTER_CHANNELS} aux channels to themselves, "
-                           f"not {config}", fix="weights_format")
+    if config.get("in_channels") not in (PREFILTER_CHANNELS, PREFILTER_SAMPLES_CHANNELS) \
+            or config.get("out_channels") != PREFILTER_CHANNELS or config.get("demodulate", False):
+        raise WeightsError(f"{path}: the aux prefilter must map the {PREFILTER_CHANNELS} aux channels (and optionally "
+                           f"the sample count's {PREFILTER_SAMPLES_CHANNELS - PREFILTER_CHANNELS} planes) to the aux "
+                           f"channels, not {config}", fix="weights_format")
     _check_state_dict(entry.get("state_dict"), path, "the aux prefilter's weights")
     model = build_model("unet", **config)
     try:

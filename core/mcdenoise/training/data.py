@@ -76,7 +76,7 @@ def load_scene(entry: SceneEntry, inputs: str = features.DEFAULT_INPUTS, prefilt
             # On the CPU in fp32 whatever the training device (a scene's cleaned aux are one thing),
             # at the run's thread count (the runtime's default would reset it for the whole process).
             runtime = Runtime(precision="fp32", threads=torch.get_num_threads())
-            cleaned = clean_aux(prefilter, FrameInputs(f.color, f.albedo, f.normal), None, runtime)
+            cleaned = clean_aux(prefilter, FrameInputs(f.color, f.albedo, f.normal, samples=spp), None, runtime)
             read.update({name: getattr(cleaned, name) for name in features.AUX_FEATURES if name in read})
         passes = {name: _prepared(features.FEATURES[name], a).astype(np.float16) for name, a in read.items()}
         noisy[spp] = FrameInputs(hdr.sanitize(f.color), **passes, samples=spp)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,9 +25,10 @@ import torch
 from mcdenoise import metrics
 from mcdenoise.dataset.layout import SceneEntry, list_scenes
 from mcdenoise.errors import InputFileError, McDenoiseError
-from mcdenoise.features import AUX_FEATURES, FEATURES
+from mcdenoise.features import AUX_FEATURES, FEATURES, samples_planes
 from mcdenoise.io.exr import read_frame
 from mcdenoise.models import ensemble
+from mcdenoise.training.runloop import RunClock, sigterm_requests, warm_cosine_lr
 
 # Normal X and Y in the prefilter's channels (albedo RGB, then normal XYZ): they turn with the picture.
 _NORMAL_XY = ((3, 4),)
@@ -49,6 +48,9 @@ class PrefilterConfig:
     # meant to teach a blind prefilter to let nearly clean aux through. Off by default: at 0.25 it
     # did not stop the erasing of sub-pixel texture it was added for (docs/training.md).
     converged: float = 0.0
+    # Read the render's sample count (as the colour models do, a share told "unknown"): without
+    # it, sub-pixel texture in a 16-spp albedo and noise in a 1-spp one look alike.
+    samples: bool = True
     val_fraction: float = 0.1
     minutes: float = 0.0
     checkpoint_minutes: float = 2.0
@@ -65,7 +67,12 @@ def resolve(run_dir: str | Path, overrides: dict[str, Any]) -> PrefilterConfig:
     """A resumed run's saved config with the flags given again on top, or a new config."""
     saved = Path(run_dir) / "config.json"
     base = json.loads(saved.read_text()) if saved.is_file() else {}
+    if base:
+        base.setdefault("samples", False)  # a run begun before prefilters read the sample count
     given = {k: v for k, v in overrides.items() if v is not None}
+    if base and "samples" in given and bool(given["samples"]) != bool(base["samples"]):
+        raise McDenoiseError(f"{run_dir}: this run was begun {'with' if base['samples'] else 'without'} the sample count; "
+                             f"its network cannot change inputs: start a new run folder (--out) to change it")
     values = {**base, **given, "run_dir": str(run_dir)}
     values["widths"] = tuple(values.get("widths", PrefilterConfig.widths))
     return PrefilterConfig(**{k: v for k, v in values.items() if k in FIELD_NAMES})
@@ -103,14 +110,20 @@ def load_scenes(root: str | Path, val_fraction: float) -> tuple[list[AuxScene], 
 
 
 def draw_batch(scenes: list[AuxScene], cfg: PrefilterConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cfg.batch`` augmented (noisy, reference) crops, (B, 6, c, c): a random scene, sample
-    count and window, one of the 8 flips/rotations (normal X/Y turned with it) and a shuffle of
-    the albedo's R, G, B, all drawn from ``gen`` (saved in checkpoints: resume is exact)."""
+    """``cfg.batch`` augmented (noisy, reference) crops, (B, 6, c, c), or (B, 8, c, c) with the
+    sample count's planes (``cfg.samples``): a random scene, sample count and window, one of the
+    8 flips/rotations (normal X/Y turned with it) and a shuffle of the albedo's R, G, B, all
+    drawn from ``gen`` (saved in checkpoints: resume is exact). A converging crop of fraction f
+    stands for spp / f² samples, and a share ``UNKNOWN_SAMPLES`` is told "unknown", as the
+    colour models' crops are (``training.data.CropSampler.draw``)."""
+    from mcdenoise.training.data import UNKNOWN_SAMPLES
+
     xs, ys = [], []
     for _ in range(cfg.batch):
         s = scenes[int(torch.randint(len(scenes), (1,), generator=gen))]
         spps = sorted(s.noisy)
-        noisy = s.noisy[spps[int(torch.randint(len(spps), (1,), generator=gen))]]
+        spp = spps[int(torch.randint(len(spps), (1,), generator=gen))]
+        noisy = s.noisy[spp]
         h, w = s.ref.shape[:2]
         c = min(cfg.crop, h, w)
         y0, x0 = int(torch.randint(h - c + 1, (1,), generator=gen)), int(torch.randint(w - c + 1, (1,), generator=gen))
@@ -125,17 +138,17 @@ def draw_batch(scenes: list[AuxScene], cfg: PrefilterConfig, gen: torch.Generato
             pair.append(ensemble.transform(t, op, _NORMAL_XY))
         if noise < 1.0:  # a converging render's aux: the reference plus a fraction of the file's noise
             pair[0] = pair[1] + noise * (pair[0] - pair[1])
+        if cfg.samples:
+            told = float(torch.rand((), generator=gen)) >= UNKNOWN_SAMPLES
+            level = samples_planes((spp / noise**2 if noise > 0 else math.inf) if told else None)
+            pair[0] = torch.cat([pair[0], torch.tensor(level)[:, None, None].expand(-1, c, c)])
         xs.append(pair[0])
         ys.append(pair[1])
     return torch.stack(xs).contiguous(), torch.stack(ys).contiguous()
 
 
 def _lr(cfg: PrefilterConfig, step: int) -> float:
-    """Short linear warm-up, then cosine down to a tenth over ``steps``."""
-    warm = min(100, cfg.steps // 10 or 1)
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, cfg.steps - warm)))))
+    return warm_cosine_lr(cfg.lr, step, cfg.steps, warmup=100)
 
 
 def evaluate(net: torch.nn.Module, scenes: list[AuxScene]) -> dict[str, float]:
@@ -151,8 +164,8 @@ def evaluate(net: torch.nn.Module, scenes: list[AuxScene]) -> dict[str, float]:
     with torch.inference_mode():
         for s in scenes:
             ref = s.ref.astype(np.float32)
-            for aux in s.noisy.values():
-                frame = FrameInputs(np.zeros(aux.shape[:2] + (3,), np.float32), aux[..., _ALBEDO], aux[..., 3:])
+            for spp, aux in s.noisy.items():
+                frame = FrameInputs(np.zeros(aux.shape[:2] + (3,), np.float32), aux[..., _ALBEDO], aux[..., 3:], samples=spp)
                 cleaned = clean_aux(net, frame, None, runtime)
                 for label, f in (("noisy", frame), ("clean", cleaned)):
                     scores[f"albedo_{label}"].append(metrics.psnr(f.albedo.astype(np.float32), ref[..., _ALBEDO]))
@@ -183,7 +196,7 @@ def train(cfg: PrefilterConfig, stop_after: int = 0, log: Callable[[str], None] 
         raise InputFileError(f"{cfg.data}: every scene is held out; render more scenes")
 
     torch.manual_seed(cfg.seed)
-    net = build_prefilter(cfg.widths)
+    net = build_prefilter(cfg.widths, cfg.samples)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, seconds = 0, 0.0
@@ -198,53 +211,45 @@ def train(cfg: PrefilterConfig, stop_after: int = 0, log: Callable[[str], None] 
                                                    "config": asdict(cfg), "val": val or {},
                                                    "scenes": [len(train_scenes), len(val_scenes)]})
 
-    stop_requested: list[bool] = []
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True)) if main_thread else None
-    start = last_ckpt = time.monotonic()
+    clock = RunClock(step, cfg.minutes, cfg.checkpoint_minutes, stop_after)
     first, losses = step, []
     logfile = open(run_dir / "log" / "train.jsonl", "a")  # noqa: SIM115 (closed in the finally below)
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
     net.to(memory_format=torch.channels_last).train()  # oneDNN's fast layout: about 4x the steps/s of NCHW on CPU
-    try:
-        while step < cfg.steps:
-            now = time.monotonic()
-            if stop_requested or (stop_after and step - first >= stop_after) or (cfg.minutes and now - start >= cfg.minutes * 60):
-                break
-            if now - last_ckpt >= cfg.checkpoint_minutes * 60 and step > first:
+    with sigterm_requests() as stop_requested:
+        try:
+            while step < cfg.steps and not clock.should_stop(step, stop_requested):
+                if clock.checkpoint_due(step):
+                    save()
+                t0 = time.monotonic()
+                for group in opt.param_groups:
+                    group["lr"] = _lr(cfg, step)
+                x, y = draw_batch(train_scenes, cfg, gen)
+                x = x.contiguous(memory_format=torch.channels_last)
+                loss = torch.nn.functional.l1_loss(net(x), y)
+                if not torch.isfinite(loss):
+                    raise McDenoiseError(f"{run_dir}: the loss became {float(loss)} at step {step}", fix="train_lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                seconds += time.monotonic() - t0
+                losses.append(float(loss.detach()))
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    recent = float(np.mean(losses[-cfg.log_every:]))
+                    bar.set_postfix(loss=f"{recent:.4f}")
+                    logfile.write(json.dumps({"step": step, "loss": recent, "lr": _lr(cfg, step - 1), "train_s": round(seconds, 1)}) + "\n")
+                    logfile.flush()
+                    if not cfg.progress:
+                        rate = (step - first) / max(clock.elapsed(), 1e-9)
+                        log(f"train-prefilter: step {step}/{cfg.steps} loss {recent:.4f} ({rate:.2f} steps/s, "
+                            f"ETA {clock.eta_seconds(step, cfg.steps) / 60:.1f} min)")
+        finally:
+            bar.close()
+            logfile.close()
+            if step > first:
                 save()
-                last_ckpt = now
-            t0 = time.monotonic()
-            for group in opt.param_groups:
-                group["lr"] = _lr(cfg, step)
-            x, y = draw_batch(train_scenes, cfg, gen)
-            x = x.contiguous(memory_format=torch.channels_last)
-            loss = torch.nn.functional.l1_loss(net(x), y)
-            if not torch.isfinite(loss):
-                raise McDenoiseError(f"{run_dir}: the loss became {float(loss)} at step {step}", fix="train_lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            seconds += time.monotonic() - t0
-            losses.append(float(loss.detach()))
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                recent = float(np.mean(losses[-cfg.log_every:]))
-                bar.set_postfix(loss=f"{recent:.4f}")
-                logfile.write(json.dumps({"step": step, "loss": recent, "lr": _lr(cfg, step - 1), "train_s": round(seconds, 1)}) + "\n")
-                logfile.flush()
-                if not cfg.progress:
-                    rate = (step - first) / max(time.monotonic() - start, 1e-9)
-                    log(f"train-prefilter: step {step}/{cfg.steps} loss {recent:.4f} ({rate:.2f} steps/s, "
-                        f"ETA {(cfg.steps - step) / max(rate, 1e-9) / 60:.1f} min)")
-    finally:
-        bar.close()
-        logfile.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        if step > first:
-            save()
     net.eval()
     val = evaluate(net, val_scenes) if val_scenes else {}
     if val:
@@ -262,12 +267,12 @@ def export(run_dir: str | Path, base: str | Path | None, out_path: str | Path) -
     from mcdenoise.training.loop import git_hash
 
     ck = checkpoint.load_latest(run_dir)
-    cfg = PrefilterConfig(**{**ck["config"], "widths": tuple(ck["config"]["widths"])})
-    net = build_prefilter(cfg.widths)
+    cfg = PrefilterConfig(**{"samples": False, **ck["config"], "widths": tuple(ck["config"]["widths"])})
+    net = build_prefilter(cfg.widths, cfg.samples)
     net.load_state_dict(ck["model"])
     loaded = load_model(base)
     info = {"steps": ck["step"], "train_seconds": round(ck["train_seconds"], 1), "dataset": cfg.data, "widths": list(cfg.widths),
-            "crop": cfg.crop, "batch": cfg.batch, "scenes": ck.get("scenes"), "val": ck.get("val", {}), "git": git_hash()}
+            "samples": cfg.samples, "crop": cfg.crop, "batch": cfg.batch, "scenes": ck.get("scenes"), "val": ck.get("val", {}), "git": git_hash()}
     meta = {**loaded.meta, "aux_prefilter": info}
     save_weights(out_path, loaded.model, loaded.arch, loaded.config, loaded.inputs, meta, prefilter=net)
     return info
