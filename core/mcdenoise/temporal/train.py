@@ -47,7 +47,7 @@ from mcdenoise.temporal.blendnet import (
 )
 from mcdenoise.temporal.cache import CachedSequence
 from mcdenoise.temporal.history import Kept, replay
-from mcdenoise.training.runloop import RunClock, sigterm_requests, warm_cosine_lr
+from mcdenoise.training.runloop import RunClock, progress_line, sigterm_requests, warm_cosine_lr
 
 
 @dataclass
@@ -265,9 +265,7 @@ def train(cfg: TemporalTrainConfig, stop_after: int = 0, log=_say) -> dict[str, 
                                               "train_s": round(seconds, 1)}) + "\n")
                     logfile.flush()
                     if not cfg.progress:
-                        rate = (step - first) / max(clock.elapsed(), 1e-9)
-                        log(f"train-temporal: step {step}/{cfg.steps} loss {recent:.4f} ({rate:.2f} steps/s, "
-                            f"ETA {clock.eta_seconds(step, cfg.steps) / 60:.1f} min)")
+                        log(progress_line("train-temporal", clock, step, cfg.steps, recent))
         finally:
             bar.close()
             logfile.close()

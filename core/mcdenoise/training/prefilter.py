@@ -28,7 +28,7 @@ from mcdenoise.errors import InputFileError, McDenoiseError
 from mcdenoise.features import AUX_FEATURES, FEATURES, samples_planes
 from mcdenoise.io.exr import read_frame
 from mcdenoise.models import ensemble
-from mcdenoise.training.runloop import RunClock, sigterm_requests, warm_cosine_lr
+from mcdenoise.training.runloop import RunClock, progress_line, sigterm_requests, warm_cosine_lr
 
 # Normal X and Y in the prefilter's channels (albedo RGB, then normal XYZ): they turn with the picture.
 _NORMAL_XY = ((3, 4),)
@@ -242,9 +242,7 @@ def train(cfg: PrefilterConfig, stop_after: int = 0, log: Callable[[str], None] 
                     logfile.write(json.dumps({"step": step, "loss": recent, "lr": _lr(cfg, step - 1), "train_s": round(seconds, 1)}) + "\n")
                     logfile.flush()
                     if not cfg.progress:
-                        rate = (step - first) / max(clock.elapsed(), 1e-9)
-                        log(f"train-prefilter: step {step}/{cfg.steps} loss {recent:.4f} ({rate:.2f} steps/s, "
-                            f"ETA {clock.eta_seconds(step, cfg.steps) / 60:.1f} min)")
+                        log(progress_line("train-prefilter", clock, step, cfg.steps, recent))
         finally:
             bar.close()
             logfile.close()

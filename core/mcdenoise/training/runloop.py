@@ -71,6 +71,12 @@ class RunClock:
         return min(left, max(0.0, self.minutes * 60 - self.elapsed())) if self.minutes else left
 
 
+def progress_line(verb: str, clock: RunClock, step: int, steps: int, loss: float) -> str:
+    """The log line a small run prints every few steps when there is no progress bar."""
+    rate = (step - clock.first_step) / max(clock.elapsed(), 1e-9)
+    return f"{verb}: step {step}/{steps} loss {loss:.4f} ({rate:.2f} steps/s, ETA {clock.eta_seconds(step, steps) / 60:.1f} min)"
+
+
 def warm_cosine_lr(peak: float, step: int, steps: int, warmup: int) -> float:
     """A short run's learning rate: linear warm-up over ``warmup`` steps (at most a tenth of the
     run), then cosine down to a tenth of ``peak`` at ``steps``: small networks trained for a few
