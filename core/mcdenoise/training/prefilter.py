@@ -72,7 +72,7 @@ def resolve(run_dir: str | Path, overrides: dict[str, Any]) -> PrefilterConfig:
     given = {k: v for k, v in overrides.items() if v is not None}
     if base and "samples" in given and bool(given["samples"]) != bool(base["samples"]):
         raise McDenoiseError(f"{run_dir}: this run was begun {'with' if base['samples'] else 'without'} the sample count; "
-                             f"its network cannot change inputs: start a new run folder (--out) to change it")
+                             f"its network cannot change inputs: start a new run in another folder to change it")
     values = {**base, **given, "run_dir": str(run_dir)}
     values["widths"] = tuple(values.get("widths", PrefilterConfig.widths))
     return PrefilterConfig(**{k: v for k, v in values.items() if k in FIELD_NAMES})
