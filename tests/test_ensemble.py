@@ -63,3 +63,42 @@ def test_self_ensemble_tiled_equals_untiled():
     assert np.abs(whole - frame.color).max() > 1 and np.abs(whole - single).max() > 1
     tiled = denoise_frame(loaded, frame, tile=32)
     np.testing.assert_allclose(tiled, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_a_weights_file_runs_with_the_self_ensemble_it_was_saved_with(tmp_path):
+    """A shot fine-tune is checked (and kept) as it will run, rotations included; the file
+    carries that count so that ``--weights`` (CLI, API, add-on, bench) runs it the same way."""
+    from mcdenoise import api
+    from mcdenoise.models.loader import load_model, save_weights
+
+    model = _model(2)
+    config = {"in_channels": 9, "out_channels": 3, "widths": list(quality.WIDTHS["fast"])}
+    plain, four = tmp_path / "plain.pt", tmp_path / "four.pt"
+    save_weights(plain, model, "unet", config, DEFAULT_INPUTS, {"note": "x"})
+    save_weights(four, SelfEnsemble(model, 4, inputs=DEFAULT_INPUTS), "unet", config, DEFAULT_INPUTS, {"note": "x"})
+    raw = load_model(four)  # the network itself, for training from it
+    assert not isinstance(raw.model, SelfEnsemble) and raw.meta == {"note": "x", "self_ensemble": 4}
+    run = quality.load_for_cli(four, None, device="cpu")
+    assert isinstance(run.model, SelfEnsemble) and run.model.n == 4
+    assert not isinstance(quality.load_named(plain).model, SelfEnsemble)
+
+    s = noisy_scene(48, 64, seed=3)
+    frame = FrameInputs(s["color"] * 2.0, s["albedo"], s["normal"])
+    expected = denoise_frame(LoadedModel(SelfEnsemble(model, 4, inputs=DEFAULT_INPUTS), "unet", {}, DEFAULT_INPUTS),
+                             frame, tile=None)
+    single = denoise_frame(LoadedModel(model, "unet", {}, DEFAULT_INPUTS), frame, tile=None)
+    got = api.denoise(s["color"] * 2.0, albedo=s["albedo"], normal=s["normal"], weights=four, device="cpu")
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(got - single).max() > 1e-2
+
+
+@pytest.mark.parametrize("bad", [0, 9, 2.5, True, "4"])
+def test_a_bad_self_ensemble_count_in_a_file_is_refused_by_name(tmp_path, bad):
+    from mcdenoise.errors import WeightsError
+    from mcdenoise.models.loader import load_model, save_weights
+
+    path = tmp_path / "bad.pt"
+    save_weights(path, _model(), "unet", {"in_channels": 9, "out_channels": 3, "widths": list(quality.WIDTHS["fast"])},
+                 DEFAULT_INPUTS, {"self_ensemble": bad})
+    with pytest.raises(WeightsError, match="self_ensemble"):
+        load_model(path)

@@ -118,8 +118,7 @@ def _image(array, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray
 def _model(quality: str, weights: str | os.PathLike | None, device: str):
     """The loaded model for these options, loaded on first use and then kept."""
     from mcdenoise.inference.runtime import resolve_device
-    from mcdenoise.models.loader import load_model
-    from mcdenoise.models.tiers import load_quality
+    from mcdenoise.models.tiers import load_quality, load_weights
 
     if weights is not None and quality != DEFAULT_QUALITY:
         raise WeightsError("both a weights file and a quality were given (a weights file already fixes the model size)",
@@ -128,5 +127,5 @@ def _model(quality: str, weights: str | os.PathLike | None, device: str):
     key = (f"weights:{Path(weights).resolve()}" if weights is not None else f"quality:{quality}", str(dev))
     with _models_lock:
         if key not in _models:
-            _models[key] = load_model(weights, device=dev) if weights is not None else load_quality(quality, device=dev)
+            _models[key] = load_weights(weights, device=dev) if weights is not None else load_quality(quality, device=dev)
         return _models[key]

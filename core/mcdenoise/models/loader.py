@@ -20,6 +20,7 @@ from mcdenoise.choices import DEFAULT_QUALITY, TIERS
 from mcdenoise.errors import WeightsError
 from mcdenoise.io.atomic import atomic_output
 from mcdenoise.models import build_model
+from mcdenoise.models.ensemble import SelfEnsemble
 
 FORMAT = "mcdenoise-weights/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -31,6 +32,9 @@ TEMPORAL_FORMAT = "mcdenoise-temporal/1"
 # loader allocate gigabytes: the largest shipped file is a few MB, the widest sane network a few
 # hundred channels.
 MAX_FILE_BYTES = 256 << 20
+# How many flips/rotations a file's network is averaged over when it runs (``models.tiers``);
+# a shot fine-tune records it so that ``--weights shot.pt`` runs as the tune was checked.
+ENSEMBLE_META = "self_ensemble"
 MAX_CHANNELS = 64  # input/output channels
 MAX_WIDTH = 1024  # conv widths (U-Net levels, DnCNN features)
 MAX_DEPTH = 256  # DnCNN layers
@@ -98,6 +102,8 @@ def save_weights(
     file because the two only work together."""
     channels = features.channel_names(inputs)  # ValueError for an unknown layout
     path = Path(path)
+    if isinstance(model, SelfEnsemble):  # the network itself, and how many rotations it runs over
+        model, meta = model.model, {**(meta or {}), ENSEMBLE_META: model.n}
     payload = {"format": FORMAT, "arch": arch, "config": dict(config), "inputs": inputs, "channels": channels,
                "state_dict": _cpu_state(model), "meta": dict(meta or {})}
     if prefilter is not None:
@@ -190,12 +196,19 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     except Exception as exc:  # shape mismatches, missing keys, tensors of another dtype
         first = str(exc).strip().splitlines()[0][:200]
         raise WeightsError(f"{path}: weights do not fit architecture {arch!r} ({first})") from exc
+    meta = payload.get("meta", {})
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{path}: the metadata is a {type(meta).__name__}, not a table", fix="weights_format")
+    n = meta.get(ENSEMBLE_META, 1)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 8:
+        raise WeightsError(f"{path}: metadata {ENSEMBLE_META} = {n!r} must be a whole number of flips/rotations from 1 to 8",
+                           fix="weights_format")
     prefilter = _load_prefilter(payload[PREFILTER_KEY], path, inputs) if PREFILTER_KEY in payload else None
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     model.to(dev).eval()
     if prefilter is not None:
         prefilter.to(dev).eval()
-    return LoadedModel(model, arch, config, inputs, payload.get("meta", {}), path, prefilter)
+    return LoadedModel(model, arch, config, inputs, meta, path, prefilter)
 
 
 def _check_config(arch: Any, config: Any, path: Path) -> None:

@@ -30,10 +30,10 @@ from mcdenoise.errors import WeightsError
 from mcdenoise.features import SHIPPED_INPUTS, channel_count
 from mcdenoise.models import WIDTHS, build_model
 from mcdenoise.models.ensemble import SelfEnsemble
-from mcdenoise.models.loader import WEIGHTS_DIR, LoadedModel, load_model
+from mcdenoise.models.loader import ENSEMBLE_META, WEIGHTS_DIR, LoadedModel, load_model
 
-__all__ = ["DEFAULT_QUALITY", "QUALITIES", "WEIGHTS_DIR", "WIDTHS", "ensemble_size", "load_for_cli", "load_quality",
-           "macs_per_pixel", "model_for_quality", "shipped_qualities", "weights_path"]
+__all__ = ["DEFAULT_QUALITY", "QUALITIES", "WEIGHTS_DIR", "WIDTHS", "ensemble_size", "load_for_cli", "load_quality", "load_weights",
+           "macs_per_pixel", "model_for_quality", "shipped_qualities", "weights_path", "with_ensemble"]
 
 
 def _tier(quality: str) -> Tier:
@@ -62,11 +62,22 @@ def load_quality(quality: str = DEFAULT_QUALITY, device: str | torch.device = "c
         shipped = shipped_qualities()
         raise WeightsError(f"no weights are shipped for quality {quality!r} ({path} is missing); "
                            f"shipped qualities: {', '.join(shipped) or 'none'}", fix="quality_shipped" if shipped else "reinstall")
+    return with_ensemble(load_model(path, device=device), ensemble_size(quality))
+
+
+def with_ensemble(loaded: LoadedModel, n: int) -> LoadedModel:
+    """``loaded`` run as the average of its answers over ``n`` flips/rotations (1: as it is).
+    The count is recorded in ``meta["self_ensemble"]``, where a saved file keeps it too."""
+    if n <= 1:
+        return loaded
+    return replace(loaded, model=SelfEnsemble(loaded.model, n, inputs=loaded.inputs).eval(), meta={**loaded.meta, ENSEMBLE_META: n})
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """A weights file as it is meant to run: with the self-ensemble its metadata asks for (a
+    shot fine-tune of ``high`` keeps ``high``'s rotations; ``loader.load_model`` checked the count)."""
     loaded = load_model(path, device=device)
-    n = ensemble_size(quality)
-    if n > 1:
-        loaded = replace(loaded, model=SelfEnsemble(loaded.model, n, inputs=loaded.inputs).eval(), meta={**loaded.meta, "self_ensemble": n})
-    return loaded
+    return with_ensemble(loaded, int(loaded.meta.get(ENSEMBLE_META, 1)))
 
 
 def names_quality(spec: str | os.PathLike) -> bool:
@@ -77,7 +88,7 @@ def names_quality(spec: str | os.PathLike) -> bool:
 
 def load_named(spec: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """A quality's shipped model (with its self-ensemble) or a weights file, by :func:`names_quality`."""
-    return load_quality(str(spec), device) if names_quality(spec) else load_model(spec, device=device)
+    return load_quality(str(spec), device) if names_quality(spec) else load_weights(spec, device=device)
 
 
 def load_for_cli(weights: str | os.PathLike | None, quality: str | None, device: str | torch.device = "auto") -> LoadedModel:
@@ -87,7 +98,7 @@ def load_for_cli(weights: str | os.PathLike | None, quality: str | None, device:
         raise WeightsError("both a weights file and a quality were given (a weights file already fixes the model size)",
                            fix="weights_or_quality")
     if weights is not None:
-        return load_model(weights, device=device)
+        return load_weights(weights, device=device)
     return load_quality(quality or DEFAULT_QUALITY, device=device)
 
 
