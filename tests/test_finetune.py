@@ -102,6 +102,55 @@ def test_training_steps_are_fitted_to_the_minutes_left_as_steps_are_timed():
     assert capped.steps == 5 and capped.target(4, 100.0, 10) == 5
 
 
+def test_targets_of_a_frame_are_pooled_where_its_windows_overlap(tmp_path):
+    """Every target of a frame is an independent render at the same samples: where windows
+    overlap, each window trains against their mean. Inputs stay as rendered; a pooled dataset
+    is finished (marked) or redone from the renders."""
+    import numpy as np
+    from mcdenoise.finetune import targets
+    from mcdenoise.io.exr import read_frame
+    from mcdenoise.io.write import write_exr
+
+    src, dst = tmp_path / "train", tmp_path / "pooled"
+    windows = {0: (1, (0, 0, 4, 4), 1.0), 1: (1, (2, 0, 6, 4), 3.0), 2: (1, (2, 2, 6, 6), 8.0), 3: (2, (0, 0, 4, 4), 5.0)}
+    for index, (frame, window, value) in windows.items():
+        layout.scene_dir(src, index).mkdir(parents=True)
+        colour = np.full((4, 4, 3), value, np.float32)
+        colour[0, 0] = [value, 2 * value, 0.5]
+        write_exr(layout.noisy_path(src, index, 2), {"ViewLayer.Combined": colour + 1.0}, multipart=True)
+        write_exr(layout.ref_path(src, index), {"ViewLayer.Combined": colour}, multipart=True)
+        layout.desc_path(src, index).write_text(json.dumps({"frame": frame, "window": list(window)}))
+    (tmp_path / "pooled.part").mkdir()  # what a job killed while pooling leaves
+    record = targets.pool(src, dst)
+    # targets covering a window's pixels, on average: 28/16, 32/16, 28/16 on frame 1, 1 on frame 2
+    assert record == {"windows": 4, "frames": 2, "targets_per_pixel": pytest.approx((1.75 + 2.0 + 1.75 + 1.0) / 4)}
+    assert not (tmp_path / "pooled.part").exists() and targets.pooled(dst) == record
+
+    def ref(index):
+        return read_frame(layout.ref_path(dst, index)).color[..., 0]
+
+    # window 1 covers frame pixels x 2-5, y 0-3: x 2-3 with windows 0 (1.0) and 1 (3.0), and y 2-3 with window 2 (8.0)
+    assert ref(1)[0, 0] == pytest.approx((1.0 + 3.0) / 2)  # frame (2, 0): windows 0 (its pixel (2, 0)) and 1 (its corner)
+    assert ref(1)[3, 0] == pytest.approx((1.0 + 3.0 + 8.0) / 3)  # frame (2, 3)
+    assert ref(1)[0, 3] == pytest.approx(3.0)  # frame (5, 0): window 1 alone
+    assert ref(1)[3, 3] == pytest.approx((3.0 + 8.0) / 2)  # frame (5, 3)
+    assert read_frame(layout.ref_path(dst, 0)).color[0, 0].tolist() == pytest.approx([1.0, 2.0, 0.5])  # window 0's own corner
+    np.testing.assert_array_equal(ref(3), read_frame(layout.ref_path(src, 3)).color[..., 0])  # frame 2: one window
+    for index in windows:  # inputs and records as rendered
+        assert layout.noisy_path(dst, index, 2).read_bytes() == layout.noisy_path(src, index, 2).read_bytes()
+        assert layout.desc_path(dst, index).read_text() == layout.desc_path(src, index).read_text()
+    stamp = layout.ref_path(dst, 1).stat().st_mtime_ns
+    assert targets.pool(src, dst) == record and layout.ref_path(dst, 1).stat().st_mtime_ns == stamp  # finished: kept
+
+
+def test_a_tuned_model_runs_over_rotations_unless_asked_for_one_pass():
+    from mcdenoise.finetune.run import ROTATIONS, Options, rotations
+
+    assert rotations(Options()) == ROTATIONS == 4
+    assert rotations(Options(rotations=1)) == 1 and rotations(Options(quality="fast", rotations=8)) == 8
+    assert rotations(Options(quality="high")) == 4  # high's own averaging
+
+
 def test_windows_stay_inside_the_frame():
     for w, h, side in ((1920, 1080, 256), (48, 32, 32), (20, 20, 32)):
         spots = budget.windows(w, h, side, 8) + [budget.centre_window(w, h, side)]
@@ -209,10 +258,17 @@ def tuned(shots, tmp_path_factory):
     out = tmp_path_factory.mktemp("tuned") / "shot.pt"
     opts = Options(minutes=30, max_steps=3, **SMALL)  # a budget that never binds: steps decide
     first = finetune_shot(shots["good"], out, replace(opts, stop_after_steps=2))
-    renders = {p: p.stat().st_mtime_ns for p in work_dir(out).rglob("*.exr")}
+    renders = _renders(out)
     assert not out.exists()  # nothing is written before the job ends
     second = finetune_shot(shots["good"], out, opts)
     return out, first, second, renders
+
+
+def _renders(out: Path) -> dict[Path, int]:
+    """The job's rendered EXRs (training windows and the held-aside one) and their times."""
+    from mcdenoise.finetune.run import work_dir
+
+    return {p: p.stat().st_mtime_ns for root in ("train", "holdout") for p in (work_dir(out) / root).rglob("*.exr")}
 
 
 @needs_bpy
@@ -223,7 +279,11 @@ def test_a_stopped_job_resumes_without_rendering_again(tuned):
     assert not first.finished and first.steps == 2 and first.base_psnr is not None
     assert second.finished and second.steps == 3 and out.is_file()
     assert len(renders) == 2 * 3  # 2 training windows + the held-aside one, noisy and target each
-    assert {p: p.stat().st_mtime_ns for p in work_dir(out).rglob("*.exr")} == renders
+    assert _renders(out) == renders
+    # It trained on the windows with their frame's targets pooled: one window a frame here.
+    assert json.loads((work_dir(out) / "pooled" / "pooled.json").read_text()) == {"windows": 2, "frames": 2,
+                                                                                  "targets_per_pixel": 1.0}
+    assert json.loads((work_dir(out) / "run" / "config.json").read_text())["data"] == str(work_dir(out) / "pooled")
     state = json.loads((work_dir(out) / "state.json").read_text())
     assert state["plan"]["train_frames"] == [1, 4] and state["plan"]["held_frame"] == 3 and state["plan"]["spp"] == 2
     assert 0 < state["spent"] <= 30 * 60
@@ -241,6 +301,13 @@ def test_the_weights_load_weights_only_and_denoise_the_shot(tuned, cli, tmp_path
     assert meta["shot"] == "shot.blend" and meta["frames"] == [1, 4] and meta["held_aside_frame"] == 3
     assert meta["spp"] == 2 and meta["minutes"] == 30 and meta["steps"] == 3 and meta["kept"] == second.kept
     assert meta["validation_gain_db"] == pytest.approx(second.tuned_psnr - second.base_psnr, abs=1e-3)
+    # A tuned model runs (and was checked) averaged over 4 rotations; the base balanced model over none.
+    assert meta.get("self_ensemble", 1) == (4 if second.kept == "tuned" else 1)
+    assert ("tuned_psnr_one_pass" in meta) == (second.kept == "tuned")
+    from mcdenoise.models.ensemble import SelfEnsemble
+    from mcdenoise.models.tiers import load_for_cli
+
+    assert isinstance(load_for_cli(out, None, "cpu").model, SelfEnsemble) == (second.kept == "tuned")
     loaded = load_model(out)
     base = load_model(weights_path("balanced"))
     same = all(torch.equal(a, b) for a, b in zip(loaded.model.state_dict().values(), base.model.state_dict().values()))
@@ -317,13 +384,17 @@ def test_sigterm_stops_the_cli_with_a_checkpoint_and_the_job_resumes(shots, tmp_
     assert proc.returncode == 143, stderr
     assert "run the same command again to resume" in stderr and not out.exists()
     killed = json.loads(state.read_text())
-    renders = {p: p.stat().st_mtime_ns for p in work_dir(out).rglob("*.exr")}
+    renders = _renders(out)
     assert killed["step"] >= 2 and len(renders) == 2 * (
         killed["plan"]["windows_per_frame"] * len(killed["plan"]["train_frames"]) + 1)
 
     result = finetune_shot(shots["good"], out, Options(minutes=30, max_steps=killed["step"] + 1, **SMALL))
     assert result.finished and result.steps == killed["step"] + 1 and out.is_file()
-    assert {p: p.stat().st_mtime_ns for p in work_dir(out).rglob("*.exr")} == renders
+    assert _renders(out) == renders
+    # The frame is no larger than a window, so every target of a frame covers all of it.
+    per, frames = killed["plan"]["windows_per_frame"], len(killed["plan"]["train_frames"])
+    assert json.loads((work_dir(out) / "pooled" / "pooled.json").read_text()) == {"windows": per * frames, "frames": frames,
+                                                                                  "targets_per_pixel": per}
 
 
 @needs_bpy
@@ -350,10 +421,10 @@ def test_an_overpriced_probe_is_topped_up_with_windows_indexed_after_the_plans(s
     last = entries[-1]
     last.desc.unlink()
     last.ref.unlink()
-    kept = {p: p.stat().st_mtime_ns for p in work_dir(out).rglob("*.exr") if p.parent != last.ref.parent}
+    kept = {p: t for p, t in _renders(out).items() if p.parent != last.ref.parent}
     result = finetune_shot(shots["good"], out, opts)
     assert result.finished and result.meta["windows"] == 6 and load_model(out).meta["windows"] == 6
-    again = {p: p.stat().st_mtime_ns for p in work_dir(out).rglob("*.exr")}
+    again = _renders(out)
     assert {p: t for p, t in again.items() if p in kept} == kept and len(again) == 2 * (6 + 1)
     assert json.loads(last.desc.read_text())["seeds"] == records[-1]["seeds"]  # the same window, rendered again
 

@@ -15,6 +15,7 @@ from mcdenoise.cli import options
 from mcdenoise.cli.argtypes import at_least, frame_list
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.finetune.budget import TARGETS
+from mcdenoise.finetune.run import ROTATIONS, Options
 
 
 def _minutes(text: str) -> float:
@@ -44,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_render_device(parser, old=())
     options.add_device(parser, default="auto", help="where the network trains: auto, cpu or cuda[:N] (default: auto)")
     parser.add_argument("--threads", type=at_least(0), default=0, help="CPU threads for Cycles and training, 0 = all")
-    parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=Options.lr, help="peak learning rate (default %(default)s)")
+    parser.add_argument("--rotations", type=int, choices=(1, 2, 4, 8), default=None,
+                        help="flips/rotations the tuned model is averaged over when it runs, and when it is checked "
+                             f"(default {ROTATIONS}, or the base quality's own if more; 1 = one pass, the base model's speed)")
     parser.add_argument("--max-steps", type=at_least(0), default=0,
                         help="stop training after this many steps even if minutes are left, for quick checks (default 0: "
                              "the minutes decide)")
@@ -52,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mcdenoise.finetune.run import Options, finetune_pairs, finetune_shot, work_dir
+    from mcdenoise.finetune.run import finetune_pairs, finetune_shot, work_dir
 
     if args.output is None:
         raise McDenoiseError("give the weights file to write with -o/--output (e.g. -o shot.pt)")
@@ -62,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
         raise McDenoiseError("--frames and --spp are for a .blend; with --pairs every matched frame is used")
     opts = Options(frames=args.frames, minutes=args.minutes, quality=args.quality, spp=args.spp, targets=args.targets,
                    render_device=args.render_device, device=args.device, threads=args.threads, lr=args.lr,
-                   max_steps=args.max_steps)
+                   max_steps=args.max_steps, rotations=args.rotations)
 
     def show(update) -> None:
         if not args.quiet:
@@ -84,8 +88,11 @@ def main(args: argparse.Namespace) -> int:
     scores = f"base {result.base_psnr:.2f} dB" + (f", tuned {result.tuned_psnr:.2f} dB ({result.gain_db:+.2f} dB)"
                                                   if result.tuned_psnr is not None else ", no training step fitted the budget")
     if result.kept == "tuned":
+        rotations = result.meta.get("self_ensemble", 1)
+        runs = (f"; it runs averaged over {rotations} flips/rotations (one pass scored "
+                f"{result.meta['tuned_psnr_one_pass']:.2f} dB; tune with --rotations 1 for the base model's speed)") if rotations > 1 else ""
         print(f"finetune: held-aside frame {result.held_frame}: {scores} after {result.steps} steps "
-              f"in {result.spent_seconds / 60:.1f} min -> {result.output}")
+              f"in {result.spent_seconds / 60:.1f} min -> {result.output}{runs}")
     else:
         print(f"finetune: tuning did not help on held-aside frame {result.held_frame} ({scores}); "
               f"wrote the base {args.quality} model -> {result.output}")
