@@ -9,13 +9,15 @@ Blender add-on call. The whole job keeps to ``minutes``, rendering included:
    A probe of a small window can misprice a real one several times over, so once the planned
    windows are rendered and timed, ``budget.top_up`` adds windows to every frame with what is
    left of the share (decided once, recorded in the plan, indexed after the planned windows).
+   Then each frame's targets are pooled where its windows overlap (``finetune.targets``).
 2. **Train** with the project's training loop (``training.loop.train``, fine-tuning from the
    tier's shipped weights), in one run of it: about every ``budget.REPORT_SECONDS`` its
    ``on_step`` hook fits the schedule's length to the minutes left from the step time measured
    so far (``budget.StepPlan``), reports progress and has a checkpoint taken.
-3. **Check**: the base and the tuned model denoise the held-aside frame; the tuned one is
-   written only if it scores higher there (PSNR against its target), else the base model is,
-   and the file's metadata says which and why.
+3. **Check**: the base and the tuned model denoise the held-aside frame, each as it will run
+   (the base as its quality runs it, the tuned one averaged over ``rotations(opts)``
+   flips/rotations); the tuned one is written only if it scores higher there (PSNR against
+   its target), else the base model is, and the file's metadata says which and why.
 
 Everything lives in a work folder beside the output (``shot.finetune/`` for ``shot.pt``): the
 renders in the dataset layout (``dataset.layout``), the training run (checkpoints), and
@@ -43,8 +45,8 @@ STATE_VERSION = 1
 PROBE_SIDE = 32
 WARMUP_STEPS = 10
 # A tuned model runs averaged over this many flips/rotations, as ``high`` does: on metals_orbit's
-# unseen frames they added 0.40-0.42 dB to a tuned default (8 rotations: 0.05 more for twice the
-# time), for 4x the denoising time of one pass (docs/finetune.md).
+# unseen frames they added 0.40-0.44 dB to a tuned default, 0.50 on mixed_dolly's (8 rotations:
+# 0.05 more for twice the time), for 4x the denoising time of one pass (docs/finetune.md).
 ROTATIONS = 4
 MIN_GAIN_DB = 0.1  # the tuned model is kept only if it beats the base one by this much on the held-aside frame
 
