@@ -159,8 +159,7 @@ class Job:
 
         self.path.unlink(missing_ok=True)
         (self.dir / "probe.exr").unlink(missing_ok=True)
-        for folder in (self.train_root, self.pooled_root, self.pooled_root.with_name("pooled.part"), self.held_root,
-                       self.run_dir):
+        for folder in (self.train_root, self.pooled_root, targets.staging(self.pooled_root), self.held_root, self.run_dir):
             shutil.rmtree(folder, ignore_errors=True)
 
     def save(self) -> None:
@@ -494,8 +493,8 @@ def _finish(job: Job, base: Any, opts: Options, held: int, meta: dict[str, Any],
     st = job.state
     tuned = _tuned_model(job, base)
     base_psnr = float(st["base_psnr"])
-    n = rotations(opts)
-    tuned_psnr, step = (score(with_ensemble(tuned[0], n), _held_entry(job)), tuned[1]) if tuned else (None, 0)
+    n, entry = rotations(opts), _held_entry(job)
+    tuned_psnr, step = (score(with_ensemble(tuned[0], n), entry), tuned[1]) if tuned else (None, 0)
     helped = tuned_psnr is not None and tuned_psnr > base_psnr + MIN_GAIN_DB  # False for a NaN score (diverged) too
     kept = "tuned" if helped else "base"
     meta = {**meta, "base_quality": opts.quality, "minutes": opts.minutes, "spent_minutes": round(job.spent / 60, 2),
@@ -503,7 +502,7 @@ def _finish(job: Job, base: Any, opts: Options, held: int, meta: dict[str, Any],
             "tuned_psnr": None if tuned_psnr is None else round(tuned_psnr, 3),
             "validation_gain_db": None if tuned_psnr is None else round(tuned_psnr - base_psnr, 3), "kept": kept,
             # what one pass (a quarter of the time of four rotations) scores, for an artist who needs speed
-            "tuned_psnr_one_pass": round(score(tuned[0], _held_entry(job)), 3) if helped and n > 1 else None,
+            "tuned_psnr_one_pass": round(score(tuned[0], entry), 3) if helped and n > 1 else None,
             "finetune": "tuned on the shot" if helped else "tuning did not beat the base model on the held-aside frame; "
                         "this is the base model"}
     model = with_ensemble(tuned[0], n) if helped else _as_shipped(base, opts.quality)  # the file runs as it was checked

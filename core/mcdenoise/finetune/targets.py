@@ -26,6 +26,12 @@ MARKER = "pooled.json"
 COLOUR_PART = "ViewLayer.Combined"
 
 
+def staging(dst: str | Path) -> Path:
+    """Where a pooled dataset is built before it is renamed to ``dst`` (what a kill may leave)."""
+    dst = Path(dst)
+    return dst.with_name(dst.name + ".part")
+
+
 def pooled(root: Path) -> dict | None:
     """The record of a finished pooled dataset at ``root`` (None: not there or not finished)."""
     marker = Path(root) / MARKER
@@ -51,7 +57,7 @@ def pool(src: str | Path, dst: str | Path) -> dict:
     by_frame: dict[int, list[layout.SceneEntry]] = {}
     for e in entries:
         by_frame.setdefault(int(records[e.index]["frame"]), []).append(e)
-    part = dst.with_name(dst.name + ".part")
+    part = staging(dst)
     shutil.rmtree(part, ignore_errors=True)
     coverage = []
     for frame, group in sorted(by_frame.items()):
