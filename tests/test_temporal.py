@@ -5,6 +5,7 @@ Vector pass. Frames are 24x32 to 48x32 so the file runs in well under a minute o
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -369,3 +370,24 @@ def test_render_suite_shots_renders_numbered_frames_with_vectors_and_resumes(tmp
     assert plan.choose([FrameSource(layout.sequence_noisy_path(root, "mixed_dolly", 1, n), n) for n in (1, 2)], PassNames()).use
     code, out, _ = cli(*args)
     assert code == 0 and "0 rendered, 1 already done" in out
+
+
+def test_render_suite_shots_renders_references_only_on_ref_frames(tmp_path: Path, cli) -> None:
+    """--ref-frames: every frame noisy, references only on the frames asked for (the ones a
+    fine-tune measurement scores), recorded in the JSON; bench --sequence finds exactly those
+    frames; a frame outside the shot is refused before anything is rendered."""
+    from mcdenoise.bench.temporal import list_shots
+    from mcdenoise.dataset import layout
+
+    root = tmp_path / "shots"
+    code, _, err = cli("render-suite", "--out", root, "--shots", "metals_orbit", "--frames", "3", "--ref-frames", "2-4",
+                       "--res", "16", "--spp", "1", "--ref-spp", "2", "-q")
+    assert code != 0 and "1-3" in err and "4" in err and not root.exists()
+    code, out, err = cli("render-suite", "--out", root, "--shots", "metals_orbit", "--frames", "3", "--ref-frames", "2-3",
+                         "--res", "16", "--spp", "1", "--ref-spp", "2", "--threads", "2", "-q")
+    assert code == 0, err
+    assert all(layout.sequence_noisy_path(root, "metals_orbit", 1, n).is_file() for n in (1, 2, 3))
+    assert [layout.sequence_ref_path(root, "metals_orbit", n).is_file() for n in (1, 2, 3)] == [False, True, True]
+    record = json.loads(layout.suite_desc_path(root, "metals_orbit").read_text())
+    assert record["render"]["ref_frames"] == [2, 3]
+    assert dict(list_shots(root, 1))["metals_orbit"] == [2, 3]

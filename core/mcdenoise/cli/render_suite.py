@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from mcdenoise.cli import options
-from mcdenoise.cli.argtypes import at_least, int_list, names
+from mcdenoise.cli.argtypes import at_least, frame_list, int_list, names
 from mcdenoise.dataset.sequence_render import SHOTS
 from mcdenoise.dataset.suite import KINDS, SCENES
 from mcdenoise.errors import McDenoiseError
@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the Vector pass, for bench --sequence, and <out>/<shot>/<shot>.blend, the shot as a .blend "
                              "for finetune (written again for a finished shot that lacks one) (see --list)")
     parser.add_argument("--frames", type=at_least(2), default=12, help="frames of each --shots shot (default 12)")
+    parser.add_argument("--ref-frames", type=frame_list, metavar="FRAMES",
+                        help="with --shots: references only on these frames, e.g. 13-24 for a shot fine-tuned on 1-12 "
+                             "and scored on the rest (default: every frame; bench --sequence scores the frames that have one)")
     parser.add_argument("--res", type=at_least(1), default=256, help="square resolution (default 256)")
     parser.add_argument("--spp", type=int_list,
                         help="noisy sample counts, comma-separated (default 1,2,4,8,16; with --shots 4)")
@@ -56,13 +59,16 @@ def main(args: argparse.Namespace) -> int:
         raise McDenoiseError(f"--ref-spp ({args.ref_spp}) must exceed the largest --spp ({spps[-1]})")
     if args.ref_threshold < 0:
         raise McDenoiseError(f"--ref-threshold must be >= 0, got {args.ref_threshold}")
+    if args.ref_frames and not args.shots:
+        raise McDenoiseError("--ref-frames is for --shots (every suite scene has its references)")
     from mcdenoise.dataset.render import summary_line
 
     if args.shots:
         from mcdenoise.dataset.sequence_render import render_shots
 
         stats = render_shots(args.out, args.shots, frames=args.frames, res=args.res, spps=spps, ref_spp=args.ref_spp,
-                             device=args.render_device, threads=args.threads, progress=not args.quiet)
+                             device=args.render_device, threads=args.threads, progress=not args.quiet,
+                             ref_frames=args.ref_frames)
         print(f"render-suite: {summary_line(stats)} -> {args.out}", flush=True)
         return 0
     from mcdenoise.dataset.suite_render import render_suite

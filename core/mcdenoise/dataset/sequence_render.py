@@ -216,9 +216,13 @@ def blend_of_rendered(root: Path, name: str) -> Path:
 
 
 def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], ref_spp: int,
-                device: str = "cpu", threads: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Render frames 1 .. ``frames`` of shot ``name`` (each noisy sample count and a reference)
-    and write the shot's JSON last; returns the JSON record."""
+                device: str = "cpu", threads: int = 0, log: Callable[[str], None] = print,
+                ref_frames: list[int] | None = None) -> dict[str, Any]:
+    """Render frames 1 .. ``frames`` of shot ``name`` (each noisy sample count, and a reference
+    on ``ref_frames``, default every frame) and write the shot's JSON last; returns the JSON record.
+
+    References are nearly all of a shot's cost (1024 spp against 4); a shot that is fine-tuned
+    on its first frames and scored on the rest needs them only on the frames scored."""
     bpy = import_bpy()
     t0 = time.perf_counter()
     folder = layout.suite_dir(root, name)
@@ -232,7 +236,8 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
     for frame in range(1, frames + 1):
         scene.frame_set(frame)
         jobs = [(layout.sequence_noisy_path(root, name, spp, frame), spp, f"noisy:{spp}:{frame}", False) for spp in spps]
-        jobs.append((layout.sequence_ref_path(root, name, frame), ref_spp, f"ref:{frame}", False))
+        if ref_frames is None or frame in ref_frames:
+            jobs.append((layout.sequence_ref_path(root, name, frame), ref_spp, f"ref:{frame}", False))
         t = time.perf_counter()
         for path, samples, role, adaptive in jobs:
             if not path.is_file():
@@ -242,7 +247,9 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
     record = {
         "layout_version": 1, "shot": name, "scene": SHOTS[name].scene, "summary": SHOTS[name].summary,
         "frames": frames, "blend": blend.name,
-        "render": {"resolution": [res, res], "spp": list(spps), "ref_spp": ref_spp, "seeds": "per frame: noisy:<spp>:<frame>, ref:<frame>",
+        "render": {"resolution": [res, res], "spp": list(spps), "ref_spp": ref_spp,
+                   "ref_frames": sorted(set(ref_frames)) if ref_frames is not None else list(range(1, frames + 1)),
+                   "seeds": "per frame: noisy:<spp>:<frame>, ref:<frame>",
                    "motion_blur": False, "passes": [*layout.PASSES, "Vector"], "bounces": BOUNCES, "device": used_device,
                    "threads": threads, "blender": bpy.app.version_string, **exposure,
                    "seconds": {"frames": seconds, "total": round(time.perf_counter() - t0, 3)}},
@@ -253,8 +260,15 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
 
 
 def render_shots(root: str | Path, names: list[str], frames: int = 12, res: int = 128, spps: list[int] | None = None,
-                 ref_spp: int = 256, device: str = "cpu", threads: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Render every unfinished shot of ``names``; returns counts and timings for the summary line."""
+                 ref_spp: int = 256, device: str = "cpu", threads: int = 0, progress: bool = True,
+                 ref_frames: list[int] | None = None) -> dict[str, Any]:
+    """Render every unfinished shot of ``names`` (references on ``ref_frames``, default all);
+    returns counts and timings for the summary line."""
+    if ref_frames is not None:
+        outside = sorted(f for f in ref_frames if not 1 <= f <= frames)
+        if outside or not ref_frames:
+            raise McDenoiseError(f"reference frames must lie in the shots' frames 1-{frames}"
+                                 + (f"; {', '.join(map(str, outside[:8]))} do not" if outside else ""))
     import_bpy()  # fail early and clearly, before creating any folder
     unknown = [n for n in names if n not in SHOTS]
     if unknown:
@@ -279,7 +293,7 @@ def render_shots(root: str | Path, names: list[str], frames: int = 12, res: int 
             busy.append(name)
             continue
         try:
-            record = render_shot(root, name, frames, res, list(spps or [4]), ref_spp, device, threads, log)
+            record = render_shot(root, name, frames, res, list(spps or [4]), ref_spp, device, threads, log, ref_frames)
         finally:
             release_scene(folder)
         times.append(record["render"]["seconds"]["total"])
