@@ -229,6 +229,7 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
     folder.mkdir(parents=True, exist_ok=True)
     clean_partial(folder)  # stale temps and the exposure probe of a killed run
     scene, used_device = _prepare(name, res, threads, device)
+    with_ref = set(range(1, frames + 1) if ref_frames is None else ref_frames)
     seed = suite_seed(name)
     exposure = calibrate_exposure(bpy, scene, folder, seed, res, jitter_stops=(0.0, 0.0))
     blend = save_blend(scene, root, name, frames, blend_spp(spps))
@@ -236,7 +237,7 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
     for frame in range(1, frames + 1):
         scene.frame_set(frame)
         jobs = [(layout.sequence_noisy_path(root, name, spp, frame), spp, f"noisy:{spp}:{frame}", False) for spp in spps]
-        if ref_frames is None or frame in ref_frames:
+        if frame in with_ref:
             jobs.append((layout.sequence_ref_path(root, name, frame), ref_spp, f"ref:{frame}", False))
         t = time.perf_counter()
         for path, samples, role, adaptive in jobs:
@@ -248,7 +249,8 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
         "layout_version": 1, "shot": name, "scene": SHOTS[name].scene, "summary": SHOTS[name].summary,
         "frames": frames, "blend": blend.name,
         "render": {"resolution": [res, res], "spp": list(spps), "ref_spp": ref_spp,
-                   "ref_frames": sorted(set(ref_frames)) if ref_frames is not None else list(range(1, frames + 1)),
+                   # from the files, so a shot resumed with other reference frames lists what it has
+                   "ref_frames": [f for f in range(1, frames + 1) if layout.sequence_ref_path(root, name, f).is_file()],
                    "seeds": "per frame: noisy:<spp>:<frame>, ref:<frame>",
                    "motion_blur": False, "passes": [*layout.PASSES, "Vector"], "bounces": BOUNCES, "device": used_device,
                    "threads": threads, "blender": bpy.app.version_string, **exposure,
