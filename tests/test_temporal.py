@@ -21,6 +21,7 @@ from mcdenoise.io.passes import PassNames
 from mcdenoise.temporal import plan, stabilise, warp
 from mcdenoise.temporal.blendnet import HAND_MADE
 from mcdenoise.temporal.history import TemporalHistory
+from mcdenoise.temporal.history import fetch as history_fetch
 
 
 def _vector(h: int, w: int, to_prev: tuple[float, float], to_next: tuple[float, float]) -> np.ndarray:
@@ -194,6 +195,24 @@ def test_blend_keeps_history_within_tolerance_and_drops_it_at_disocclusions_and_
     highlight = _t(np.full((h, w, 3), 5.0, np.float32))  # a highlight that moved away: far outside the box
     out, n = stabilise.blend(_t(current), noise, highlight, count, torch.ones((h, w), dtype=torch.bool), 1.0)
     assert np.array_equal(out.numpy(), current) and torch.all(n == 1)
+
+
+def test_history_is_fetched_without_a_dark_halo_around_a_bright_highlight() -> None:
+    """A 1-px highlight 5000x its surroundings, fetched half a pixel away (what a camera moving
+    0.5 px a frame asks for): interpolated in radiance, bicubic's negative lobes would leave a
+    black ring around it (and a blend that rejects the history there); in the blend's log space
+    the neighbours stay near the background, the highlight's energy stays near it, and pixels
+    out of the kernel's reach are untouched."""
+    h, w = 9, 9
+    image = np.full((h, w, 3), 0.2, np.float32)
+    image[4, 4] = 1000.0
+    points = warp.sample_points(torch.tensor([0.5, 0.0]).expand(h, w, 2).clone())
+    linear = warp.sample(_t(image), points, "bicubic")
+    assert linear.min() < 0.0  # the halo this test is about
+    fetched = history_fetch(_t(image), points, 1.0).numpy()
+    assert fetched.min() >= 0.2 * 0.95
+    assert fetched[4, 3:6].max() > 10.0  # the highlight is still there, between its two pixels
+    assert np.allclose(fetched[:2], image[:2], rtol=1e-5)  # beyond the kernel: the image as it was
 
 
 def test_history_restarts_at_the_first_frame_cuts_and_frames_without_vectors() -> None:

@@ -25,10 +25,6 @@ import torch
 from mcdenoise.temporal import DEFAULT_WINDOW, stabilise, warp
 from mcdenoise.temporal.blendnet import Blend, choose_blend, guides_of
 
-# How the previous output is fetched: bicubic keeps the history sharp where bilinear would
-# blur it once more at every frame it is carried (the clamp keeps bicubic's overshoot in the box).
-WARP_MODE = "bicubic"
-
 
 @dataclass
 class Kept:
@@ -97,6 +93,16 @@ def keep(number: int | None, denoised: np.ndarray, noisy: np.ndarray, vector: np
     return Kept(number, cur, noise, vec.half(), float(exposure), points, valid, guides)
 
 
+def fetch(previous: torch.Tensor, points: torch.Tensor, exposure: float) -> torch.Tensor:
+    """The previous output (H, W, 3 radiance) fetched at ``points``: bicubic, which keeps the
+    history sharp where bilinear would blur it once more at every frame it is carried, limited
+    to the 2x2 pixels around each position (:func:`~mcdenoise.temporal.warp.sample_sharp`) and
+    interpolated in the blend's log space. In radiance, bicubic's lobes ring around a highlight
+    hundreds of times brighter than its surroundings (a dark halo, negative values clamped to
+    black), and the blend then rejects the history exactly where a moving highlight needs it."""
+    return stabilise.from_log(warp.sample_sharp(stabilise.to_log(previous, exposure), points), exposure)
+
+
 def replay(frames: list[Kept], blend=stabilise.blend) -> list[torch.Tensor]:
     """The outputs of ``frames`` (consecutive, oldest first) blended up from the oldest: the
     last is the newest frame's temporal output. Training (:mod:`mcdenoise.temporal.train`)
@@ -105,7 +111,7 @@ def replay(frames: list[Kept], blend=stabilise.blend) -> list[torch.Tensor]:
     count = torch.ones(out.shape[:2], device=out.device)
     outs = [out]
     for f in frames[1:]:
-        history = warp.sample(out, f.points, WARP_MODE)
+        history = fetch(out, f.points, f.exposure)
         prev_count = warp.sample(count[..., None], f.points)[..., 0]
         out, count = blend(f.denoised, f.noise, history, prev_count, f.valid, f.exposure, f.guides)
         outs.append(out)

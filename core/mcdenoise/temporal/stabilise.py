@@ -49,11 +49,19 @@ def from_log(y: torch.Tensor, exposure: float) -> torch.Tensor:
 
 
 def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean over a size x size window of an (H, W, C) tensor, edges replicated."""
+    """Mean over a size x size window of an (H, W, C) tensor, edges replicated. Summed as
+    shifted slices, one axis at a time: on the CPU several times faster than ``avg_pool2d``
+    with stride 1, and the blend runs it on every kept frame of every frame."""
     r = size // 2
-    t = x.permute(2, 0, 1)[None]
-    t = F.pad(t, (r, r, r, r), mode="replicate")
-    return F.avg_pool2d(t, size, stride=1)[0].permute(1, 2, 0)
+    t = F.pad(x.permute(2, 0, 1)[None], (r, r, r, r), mode="replicate")[0].permute(1, 2, 0)
+    h, w = x.shape[:2]
+    rows = t[0:h]
+    for i in range(1, size):
+        rows = rows + t[i:i + h]
+    out = rows[:, 0:w]
+    for j in range(1, size):
+        out = out + rows[:, j:j + w]
+    return out * (1.0 / (size * size))
 
 
 def tolerance_noise(noisy: torch.Tensor, current: torch.Tensor, exposure: float) -> torch.Tensor:
