@@ -340,7 +340,8 @@ def test_flicker_figure_is_the_change_the_reference_does_not_have() -> None:
 
 def test_bench_sequence_reports_every_method_on_a_rendered_shot(tmp_path: Path, cli, weights: Path) -> None:
     """A shot in render-suite --shots' layout (written here without Blender): bench --sequence
-    scores ours single-frame, ours temporal and both OIDN baselines on every frame."""
+    scores ours single-frame, ours temporal, both OIDN baselines and a --weights model (frame by
+    frame and through the temporal path) on every frame."""
     from mcdenoise.dataset import layout
 
     root = tmp_path / "shots"
@@ -355,17 +356,27 @@ def test_bench_sequence_reports_every_method_on_a_rendered_shot(tmp_path: Path, 
         (raw / f"shot_{n:04d}.exr").rename(layout.sequence_ref_path(root, "slide", n))
     layout.suite_desc_path(root, "slide").write_text("{}\n")
     report = tmp_path / "report"
-    code, out, err = cli("bench", "--sequence", root, "--models", weights, "--out", report)
+    # --weights: a "tuned" model (here the same file, so its rows must equal ours) frame by frame
+    # and through the temporal path, as denoise --weights runs it on a sequence
+    code, out, err = cli("bench", "--sequence", root, "--models", weights, "--weights", weights, "--out", report)
     assert code == 0, err
     assert "Flicker, ours temporal / OIDN-Accurate" in out and "PSNR, ours temporal − ours single-frame" in out
+    assert "The tuned model through the temporal path" in out
     import json
 
     result = json.loads((report / "temporal.json").read_text())
     shot = result["shots"][0]
     assert shot["frames"] == [1, 2, 3, 4]
-    for method in ("ours single-frame", "ours temporal", "OIDN plain", "OIDN-Accurate"):
+    tuned = f"tuned ({weights.name})"
+    for method in ("ours single-frame", "ours temporal", "OIDN plain", "OIDN-Accurate", tuned, f"{tuned}, temporal"):
         assert len(shot["numbers"][method]["psnr"]) == 4 and len(shot["numbers"][method]["flicker"]) == 3
-    assert shot["numbers"]["ours single-frame"]["psnr"][0] == shot["numbers"]["ours temporal"]["psnr"][0]
+    n = shot["numbers"]
+    assert n["ours single-frame"]["psnr"][0] == n["ours temporal"]["psnr"][0]
+    assert n[f"{tuned}, temporal"]["psnr"] == n["ours temporal"]["psnr"] != n[tuned]["psnr"]
+    gaps = shot["single_frame_gaps"]
+    assert gaps["tuned_temporal"] == pytest.approx(float(np.mean(n["ours temporal"]["psnr"])))
+    assert gaps["tuned_temporal_flicker_over_oidn_accurate"] == pytest.approx(
+        np.mean(n["ours temporal"]["flicker"]) / np.mean(n["OIDN-Accurate"]["flicker"]))
     assert (report / "temporal_slide.png").is_file() and (report / "temporal_slide_plot.png").is_file()
 
 

@@ -91,13 +91,17 @@ def warped_change(outs: list[np.ndarray], vectors: list[np.ndarray | None], expo
 
 
 def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods: dict, window: int, log=print,
-             blend=None) -> dict:
+             blend=None, stabilised: dict[str, str] | None = None) -> dict:
     """Every method on every frame of one shot; returns numbers and the frames themselves.
     ``blend``: ours temporal's (default :func:`~mcdenoise.temporal.blendnet.choose_blend`'s); a
-    learned one adds the hand-made blend's row."""
+    learned one adds the hand-made blend's row. ``stabilised``: more rows, each the temporal
+    path run over one of ``methods``' outputs ({row: method}), as ``denoise --weights`` runs a
+    tuned model on a sequence."""
     history = TemporalHistory(window, blend)
     hand = TemporalHistory(window, HAND_MADE) if history.blend is not HAND_MADE else None
-    rows = [NOISY, SINGLE, TEMPORAL, *([HAND_MADE_ROW] if hand else []), *methods, REFERENCE]
+    stabilised = stabilised or {}
+    more = {row: TemporalHistory(window, history.blend) for row in stabilised}
+    rows = [NOISY, SINGLE, TEMPORAL, *([HAND_MADE_ROW] if hand else []), *methods, *stabilised, REFERENCE]
     outs: dict[str, list[np.ndarray]] = {m: [] for m in rows}
     vectors: list[np.ndarray | None] = []
     seconds = {SINGLE: 0.0, TEMPORAL: 0.0}
@@ -118,6 +122,9 @@ def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods
             outs[HAND_MADE_ROW].append(hand.push(n, alone, nf.color, nf.vector, hdr.autoexposure(nf.color)))
         for m, fn in methods.items():
             outs[m].append(fn(frame))
+        for row, m in stabilised.items():
+            outs[row].append(more[row].push(n, outs[m][-1], nf.color, nf.vector, hdr.autoexposure(nf.color),
+                                            nf.albedo, nf.normal))
         outs[REFERENCE].append(hdr.sanitize(read_frame(layout.sequence_ref_path(root, name, n)).color))
         vectors.append(nf.vector)
         log(f"bench: {name} frame {n} done")
@@ -166,19 +173,23 @@ def run(root: Path, model: str | Path = DEFAULT_QUALITY, spp: int = 4, with_oidn
     blend = choose_blend(temporal_weights)  # ours temporal's blend, as denoise chooses it
     methods = {}
     tuned = None
+    stabilised = {}
     if weights is not None:
         tuned = f"tuned ({Path(weights).name})"
         methods[tuned] = our_method(weights, precision)[1]
+        stabilised[tuned_temporal(tuned)] = tuned
     if with_oidn:
         oidn.require()
         methods |= {oidn.PLAIN: oidn.plain, oidn.ACCURATE: oidn.accurate}
-    results = [run_shot(root, name, shot_frames, spp, single, methods, window, log, blend) for name, shot_frames in shots]
+    results = [run_shot(root, name, shot_frames, spp, single, methods, window, log, blend, stabilised)
+               for name, shot_frames in shots]
     if tuned is not None:
         for shot in results:
             shot["single_frame_gaps"] = single_frame_gaps(shot, tuned)
     return {"root": str(root), "model": label, "window": window, "spp": spp, "tuned": tuned,
             "temporal_blend": blend.label,
-            "methods": [NOISY, SINGLE, TEMPORAL, *([HAND_MADE_ROW] if blend is not HAND_MADE else []), *methods],
+            "methods": [NOISY, SINGLE, TEMPORAL, *([HAND_MADE_ROW] if blend is not HAND_MADE else []), *methods,
+                        *stabilised],
             "shots": results}
 
 
@@ -200,14 +211,25 @@ def headline(shot: dict) -> dict[str, float]:
     return out
 
 
+def tuned_temporal(tuned: str) -> str:
+    """The row of a tuned model run through the temporal path."""
+    return f"{tuned}, temporal"
+
+
 def single_frame_gaps(shot: dict, tuned: str) -> dict[str, float]:
     """Mean PSNR over the shot's frames of the tuned model run frame by frame, minus ours
-    single-frame (the shipped model) and minus each OIDN: issue 19 scores single frames."""
+    single-frame (the shipped model) and minus each OIDN: issue 19 scores single frames. Also
+    the tuned model through the temporal path: its PSNR and its flicker over OIDN-Accurate's."""
     n = shot["numbers"]
     out = {"tuned": _mean(n[tuned]["psnr"]), "tuned_minus_base": _mean(n[tuned]["psnr"]) - _mean(n[SINGLE]["psnr"])}
     for key, method in (("tuned_minus_oidn", oidn.PLAIN), ("tuned_minus_oidn_accurate", oidn.ACCURATE)):
         if method in n:
             out[key] = _mean(n[tuned]["psnr"]) - _mean(n[method]["psnr"])
+    stable = n.get(tuned_temporal(tuned))
+    if stable is not None:
+        out["tuned_temporal"] = _mean(stable["psnr"])
+        if oidn.ACCURATE in n:
+            out["tuned_temporal_flicker_over_oidn_accurate"] = _mean(stable["flicker"]) / _mean(n[oidn.ACCURATE]["flicker"])
     return out
 
 
@@ -232,6 +254,10 @@ def markdown(result: dict, per_frame: bool = True) -> str:
             lines.append(f"**Single-frame PSNR on {span}, {result['tuned']}: {g['tuned']:.2f} dB; {oidn_gap}"
                          f"tuned − ours single-frame: {g['tuned_minus_base']:+.2f} dB** (every model frame by frame, "
                          "no temporal history: what issue 19 measures).  ")
+            if "tuned_temporal_flicker_over_oidn_accurate" in g:
+                lines.append(f"**The tuned model through the temporal path: {g['tuned_temporal']:.2f} dB, flicker "
+                             f"{g['tuned_temporal_flicker_over_oidn_accurate']:.2f}× OIDN-Accurate's** "
+                             "(what `denoise --weights` writes for a sequence).  ")
         lines += [f"**PSNR, ours temporal − ours single-frame: {h['psnr_temporal_minus_single']:+.2f} dB** (mean over frames).",
                   "", "| method | mean PSNR | min PSNR | flicker | warped change |", "|---|---:|---:|---:|---:|"]
         for m in result["methods"]:
