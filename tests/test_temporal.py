@@ -17,11 +17,11 @@ import torch
 from batch_fixtures import denoised_pass, make_tiny_weights
 from exr_fixtures import box
 from mcdenoise.batch.sequence import FrameSource
+from mcdenoise.io.exr import read_frame
 from mcdenoise.io.passes import PassNames
 from mcdenoise.temporal import plan, stabilise, warp
 from mcdenoise.temporal.blendnet import HAND_MADE
-from mcdenoise.temporal.history import TemporalHistory
-from mcdenoise.temporal.history import fetch as history_fetch
+from mcdenoise.temporal.history import TemporalHistory, fetch as history_fetch
 
 
 def _vector(h: int, w: int, to_prev: tuple[float, float], to_next: tuple[float, float]) -> np.ndarray:
@@ -238,13 +238,13 @@ def test_history_restarts_at_the_first_frame_cuts_and_frames_without_vectors() -
 
 # --- sequences in the CLI -----------------------------------------------------------------------
 
-def _write_shot(folder: Path, frames, vector: bool = True, h: int = 24, w: int = 32) -> None:
+def _write_shot(folder: Path, frames, vector: bool = True, h: int = 24, w: int = 32, seed: int = 0) -> None:
     """A Blender-like sequence: a texture sliding 1 px right per frame (and a Vector pass that
-    says so), with per-frame Monte-Carlo-like noise."""
+    says so), with per-frame Monte-Carlo-like noise (``seed``: another draw of it)."""
     folder.mkdir(parents=True, exist_ok=True)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     for n in frames:
-        rng = np.random.default_rng(n)
+        rng = np.random.default_rng(n + 1000 * seed)
         x = xx - n
         clean = np.stack([0.5 + 0.4 * np.sin(x / 4), 0.4 + 0.3 * np.cos(yy / 5), 0.3 + 0.2 * np.sin((x + yy) / 6)], -1)
         passes = {"Combined": {c: (clean[..., i] * rng.exponential(1.0, (h, w))).astype(np.float32) for i, c in enumerate("RGB")},
@@ -338,6 +338,30 @@ def test_flicker_figure_is_the_change_the_reference_does_not_have() -> None:
     assert np.isclose(jumpy[0], expected) and jumpy[0] > 3 * steady[0]
 
 
+def test_noise_free_flicker_takes_the_references_noise_out() -> None:
+    """Two references with independent noise around a clean moving image: the product
+    estimator gives ~0 for the clean image itself (which the one-reference figure charges with
+    the reference's noise), and for a wobbling output the same mean square as against the clean
+    image; the references' own noise is half the mean square of their difference."""
+    from mcdenoise.bench.temporal import flicker_ms, flicker_noise_free
+
+    rng = np.random.default_rng(3)
+    h, w = 96, 96
+    xx = np.arange(w, dtype=np.float32)[None, :, None]
+    clean = [np.broadcast_to(0.3 + 0.2 * np.sin((xx - t) / 3.0), (h, w, 3)).astype(np.float32) for t in range(6)]
+    ref_a = [c * rng.normal(1.0, 0.05, c.shape).astype(np.float32) for c in clean]
+    ref_b = [c * rng.normal(1.0, 0.05, c.shape).astype(np.float32) for c in clean]
+    wobble = [c * (1.0 + 0.04 * ((-1) ** t)) for t, c in enumerate(clean)]
+    one_ref = np.mean(flicker_ms(clean, ref_a, 1.0))
+    free = np.mean(flicker_noise_free(clean, ref_a, ref_b, 1.0))
+    assert one_ref > 1e-5 and abs(free) < 0.05 * one_ref  # the clean image: only the reference's noise, taken out
+    truth = np.mean(flicker_ms(wobble, clean, 1.0))
+    assert np.isclose(np.mean(flicker_noise_free(wobble, ref_a, ref_b, 1.0)), truth, rtol=0.1)
+    assert np.mean(flicker_ms(wobble, ref_a, 1.0)) > 1.2 * truth  # one reference: its noise on top
+    floor = np.mean(flicker_ms(ref_b, ref_a, 1.0)) / 2
+    assert np.isclose(floor, one_ref, rtol=0.1)
+
+
 def test_bench_sequence_reports_every_method_on_a_rendered_shot(tmp_path: Path, cli, weights: Path) -> None:
     """A shot in render-suite --shots' layout (written here without Blender): bench --sequence
     scores ours single-frame, ours temporal, both OIDN baselines and a --weights model (frame by
@@ -354,6 +378,9 @@ def test_bench_sequence_reports_every_method_on_a_rendered_shot(tmp_path: Path, 
     _write_shot(raw, range(1, 5), vector=False)  # stand-in references: their own noise, like few-sample ones
     for n in range(1, 5):
         (raw / f"shot_{n:04d}.exr").rename(layout.sequence_ref_path(root, "slide", n))
+    _write_shot(raw, range(1, 5), vector=False, seed=1)  # second references: the same frames, other noise
+    for n in range(1, 5):
+        (raw / f"shot_{n:04d}.exr").rename(layout.sequence_ref_path(root, "slide", n, second=True))
     layout.suite_desc_path(root, "slide").write_text("{}\n")
     report = tmp_path / "report"
     # --weights: a "tuned" model (here the same file, so its rows must equal ours) frame by frame
@@ -362,6 +389,7 @@ def test_bench_sequence_reports_every_method_on_a_rendered_shot(tmp_path: Path, 
     assert code == 0, err
     assert "Flicker, ours temporal / OIDN-Accurate" in out and "PSNR, ours temporal − ours single-frame" in out
     assert "The tuned model through the temporal path" in out
+    assert "Without the references' noise" in out and "flicker RMS, noise-free" in out
     import json
 
     result = json.loads((report / "temporal.json").read_text())
@@ -373,6 +401,8 @@ def test_bench_sequence_reports_every_method_on_a_rendered_shot(tmp_path: Path, 
     n = shot["numbers"]
     assert n["ours single-frame"]["psnr"][0] == n["ours temporal"]["psnr"][0]
     assert n[f"{tuned}, temporal"]["psnr"] == n["ours temporal"]["psnr"] != n[tuned]["psnr"]
+    assert shot["second_reference"] and len(n["OIDN-Accurate"]["flicker_ms_noise_free"]) == 3
+    assert len(n["reference"]["flicker_ms"]) == 3 and "noise_free_flicker_temporal_over_oidn_accurate" in shot["headline"]
     gaps = shot["single_frame_gaps"]
     assert gaps["tuned_temporal"] == pytest.approx(float(np.mean(n["ours temporal"]["psnr"])))
     assert gaps["tuned_temporal_flicker_over_oidn_accurate"] == pytest.approx(
@@ -384,7 +414,6 @@ def test_render_suite_shots_renders_numbered_frames_with_vectors_and_resumes(tmp
     """A real (tiny) render of an animated shot: numbered noisy frames and references, the
     Vector pass showing the motion, the JSON last; a second run finds it done."""
     from mcdenoise.dataset import layout
-    from mcdenoise.io.exr import read_frame
 
     root = tmp_path / "shots"
     args = ("render-suite", "--out", root, "--shots", "mixed_dolly", "--frames", "2", "--res", "24", "--spp", "1",
@@ -419,5 +448,26 @@ def test_render_suite_shots_renders_references_only_on_ref_frames(tmp_path: Path
     assert all(layout.sequence_noisy_path(root, "metals_orbit", 1, n).is_file() for n in (1, 2, 3))
     assert [layout.sequence_ref_path(root, "metals_orbit", n).is_file() for n in (1, 2, 3)] == [False, True, True]
     record = json.loads(layout.suite_desc_path(root, "metals_orbit").read_text())
-    assert record["render"]["ref_frames"] == [2, 3]
+    assert record["render"]["ref_frames"] == [2, 3] and record["render"]["ref2_frames"] == []
     assert dict(list_shots(root, 1))["metals_orbit"] == [2, 3]
+
+    # --ref2-frames on the finished shot: just the second references, at the recorded exposure
+    on_disk = {p: p.stat().st_mtime_ns for p in layout.suite_dir(root, "metals_orbit").glob("*.exr")}
+    same = ("--out", root, "--shots", "metals_orbit", "--frames", "3", "--ref-frames", "2-3", "--spp", "1",
+            "--ref-spp", "2", "--threads", "2", "-q")
+    code, _, err = cli("render-suite", *same, "--res", "24", "--ref2-frames", "2-3")
+    assert code != 0 and "rendered at 16 px with 3 frames and 2-spp references" in err and "Traceback" not in err
+    code, _, err = cli("render-suite", *same, "--res", "16", "--ref2-frames", "2-3")
+    assert code == 0, err
+    assert {p: p.stat().st_mtime_ns for p in on_disk} == on_disk  # nothing redone
+    second = [layout.sequence_ref_path(root, "metals_orbit", n, second=True) for n in (2, 3)]
+    assert all(p.is_file() for p in second)
+    again = json.loads(layout.suite_desc_path(root, "metals_orbit").read_text())
+    assert again["render"]["ref2_frames"] == [2, 3] and again["render"]["exposure"] == record["render"]["exposure"]
+    a = read_frame(layout.sequence_ref_path(root, "metals_orbit", 3)).color
+    b = read_frame(second[1]).color
+    assert not np.array_equal(a, b) and 0.7 < b.mean() / a.mean() < 1.4  # another seed, the same exposure
+    code, out, _ = cli("render-suite", *same, "--res", "16", "--ref2-frames", "2-3")
+    assert code == 0 and "0 rendered, 1 already done" in out
+    code, _, err = cli("render-suite", "--out", root, "--ref2-frames", "2")
+    assert code != 0 and "--ref2-frames is for --shots" in err

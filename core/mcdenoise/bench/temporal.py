@@ -15,6 +15,11 @@ of every other benchmark:
   ``(out_t - out_t-1) - (ref_t - ref_t-1)``: change between frames that the reference does not
   have. A reference's own noise adds the same floor to every method, so ratios between methods
   are pulled towards 1 when references are few-sample;
+* **flicker without the references' noise**, where a shot has a second, independent
+  reference on every frame (``render-suite --shots --ref2-frames``): the mean of
+  ``(d_out - d_ref) * (d_out - d_ref2)`` (``d``: change from the previous frame), whose
+  expectation is the mean square of the change the noiseless image does not have, so it is
+  given in RMS beside the RMS against one reference, and the references' own noise as the floor;
 * **warped change**: the mean absolute difference between a frame and the previous frame
   warped into it by the Vector pass, over pixels the warp trusts; needs no reference, and the
   reference's own value (lighting that really changes, plus its noise) is shown beside it.
@@ -75,6 +80,31 @@ def flicker(outs: list[np.ndarray], refs: list[np.ndarray], exposure: float) -> 
     return [float(np.mean(np.abs((o[t] - o[t - 1]) - (r[t] - r[t - 1])), dtype=np.float64)) for t in range(1, len(o))]
 
 
+def flicker_noise_free(outs: list[np.ndarray], refs: list[np.ndarray], refs2: list[np.ndarray],
+                       exposure: float) -> list[float]:
+    """Per consecutive pair: the mean of ``(d_out - d_ref) * (d_out - d_ref2)`` on tonemapped
+    frames, ``d`` being the change from the previous frame. With two independent references
+    their noise cancels in the product's mean, so this estimates the mean *square* of the
+    change the noiseless image does not have (a single pair may come out negative); its root
+    over the pairs is the flicker figure without the references' own noise, in RMS."""
+    o = [tonemap(x, exposure) for x in outs]
+    r = [tonemap(x, exposure) for x in refs]
+    q = [tonemap(x, exposure) for x in refs2]
+    values = []
+    for t in range(1, len(o)):
+        d = o[t] - o[t - 1]
+        values.append(float(np.mean((d - (r[t] - r[t - 1])) * (d - (q[t] - q[t - 1])), dtype=np.float64)))
+    return values
+
+
+def flicker_ms(outs: list[np.ndarray], refs: list[np.ndarray], exposure: float) -> list[float]:
+    """Per consecutive pair: the mean square of issue 20's change, against one reference
+    (the RMS twin of :func:`flicker`, noise included)."""
+    o = [tonemap(x, exposure) for x in outs]
+    r = [tonemap(x, exposure) for x in refs]
+    return [float(np.mean(np.square((o[t] - o[t - 1]) - (r[t] - r[t - 1])), dtype=np.float64)) for t in range(1, len(o))]
+
+
 def warped_change(outs: list[np.ndarray], vectors: list[np.ndarray | None], exposure: float) -> list[float]:
     """Per consecutive pair: mean |out_t - warp(out_t-1)| on tonemapped frames where the warp
     is valid (:func:`mcdenoise.temporal.warp.validity`)."""
@@ -104,6 +134,7 @@ def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods
     rows = [NOISY, SINGLE, TEMPORAL, *([HAND_MADE_ROW] if hand else []), *methods, *stabilised, REFERENCE]
     outs: dict[str, list[np.ndarray]] = {m: [] for m in rows}
     vectors: list[np.ndarray | None] = []
+    refs2: list[np.ndarray | None] = []  # second references, where the shot has them
     seconds = {SINGLE: 0.0, TEMPORAL: 0.0}
     for n in frames:
         nf = read_frame(layout.sequence_noisy_path(root, name, spp, n), features=("albedo", "normal", "vector"))
@@ -126,16 +157,25 @@ def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods
             outs[row].append(more[row].push(n, outs[m][-1], nf.color, nf.vector, hdr.autoexposure(nf.color),
                                             nf.albedo, nf.normal))
         outs[REFERENCE].append(hdr.sanitize(read_frame(layout.sequence_ref_path(root, name, n)).color))
+        second = layout.sequence_ref_path(root, name, n, second=True)
+        refs2.append(hdr.sanitize(read_frame(second).color) if second.is_file() else None)
         vectors.append(nf.vector)
         log(f"bench: {name} frame {n} done")
     refs = outs[REFERENCE]
     exposure = hdr.autoexposure(refs[0])
+    two = all(r is not None for r in refs2)  # every frame has a second reference: the noise-free figure
     numbers = {}
     for m, images in outs.items():
         numbers[m] = {"psnr": [psnr_tonemapped(x, r, exposure) for x, r in zip(images, refs)] if m != REFERENCE else [],
                       "flicker": flicker(images, refs, exposure) if m != REFERENCE else [],
                       "warped_change": warped_change(images, vectors, exposure)}
+        if two and m != REFERENCE:
+            numbers[m]["flicker_ms"] = flicker_ms(images, refs, exposure)
+            numbers[m]["flicker_ms_noise_free"] = flicker_noise_free(images, refs, refs2, exposure)
+    if two:  # the references' own noise in the same units: half the mean square of their difference
+        numbers[REFERENCE]["flicker_ms"] = [v / 2 for v in flicker_ms(refs2, refs, exposure)]
     return {"shot": name, "frames": frames, "spp": spp, "exposure": exposure, "numbers": numbers,
+            "second_reference": two,
             "seconds_per_frame": {k: v / len(frames) for k, v in seconds.items()}, "images": outs}
 
 
@@ -208,7 +248,16 @@ def headline(shot: dict) -> dict[str, float]:
            "flicker_temporal_over_single": _mean(n[TEMPORAL]["flicker"]) / _mean(n[SINGLE]["flicker"])}
     if oidn.ACCURATE in n:
         out["flicker_temporal_over_oidn_accurate"] = _mean(n[TEMPORAL]["flicker"]) / _mean(n[oidn.ACCURATE]["flicker"])
+        if "flicker_ms_noise_free" in n[TEMPORAL]:
+            base = rms(n[oidn.ACCURATE]["flicker_ms_noise_free"])  # 0 only where the references are all noise
+            out["noise_free_flicker_temporal_over_oidn_accurate"] = (
+                rms(n[TEMPORAL]["flicker_ms_noise_free"]) / base if base > 0 else float("nan"))
     return out
+
+
+def rms(mean_squares: list[float]) -> float:
+    """The root of the mean of per-pair mean squares (0 where noise made the estimate negative)."""
+    return float(np.sqrt(max(_mean(mean_squares), 0.0)))
 
 
 def tuned_temporal(tuned: str) -> str:
@@ -247,6 +296,9 @@ def markdown(result: dict, per_frame: bool = True) -> str:
         if "flicker_temporal_over_oidn_accurate" in h:
             lines.append(f"**Flicker, ours temporal / OIDN-Accurate: {h['flicker_temporal_over_oidn_accurate']:.2f}×**; "
                          f"ours temporal / ours single-frame: {h['flicker_temporal_over_single']:.2f}×.  ")
+        if "noise_free_flicker_temporal_over_oidn_accurate" in h:
+            lines.append(f"**Without the references' noise (RMS, two independent references a frame): ours temporal / "
+                         f"OIDN-Accurate: {h['noise_free_flicker_temporal_over_oidn_accurate']:.2f}×.**  ")
         if "single_frame_gaps" in shot:
             g, span = shot["single_frame_gaps"], f"frames {shot['frames'][0]}-{shot['frames'][-1]}"
             oidn_gap = (f"tuned − OIDN-Accurate: {g['tuned_minus_oidn_accurate']:+.2f} dB, "
@@ -258,12 +310,17 @@ def markdown(result: dict, per_frame: bool = True) -> str:
                 lines.append(f"**The tuned model through the temporal path: {g['tuned_temporal']:.2f} dB, flicker "
                              f"{g['tuned_temporal_flicker_over_oidn_accurate']:.2f}× OIDN-Accurate's** "
                              "(what `denoise --weights` writes for a sequence).  ")
+        two = shot.get("second_reference", False)
         lines += [f"**PSNR, ours temporal − ours single-frame: {h['psnr_temporal_minus_single']:+.2f} dB** (mean over frames).",
-                  "", "| method | mean PSNR | min PSNR | flicker | warped change |", "|---|---:|---:|---:|---:|"]
+                  "", "| method | mean PSNR | min PSNR | flicker | warped change |"
+                  + (" flicker RMS | flicker RMS, noise-free |" if two else ""),
+                  "|---|---:|---:|---:|---:|" + ("---:|---:|" if two else "")]
         for m in result["methods"]:
             lines.append(f"| {m} | {_mean(n[m]['psnr']):.2f} | {min(n[m]['psnr']):.2f} | {_mean(n[m]['flicker']):.5f} | "
-                         f"{_mean(n[m]['warped_change']):.5f} |")
-        lines.append(f"| reference | | | | {_mean(n[REFERENCE]['warped_change']):.5f} |")
+                         f"{_mean(n[m]['warped_change']):.5f} |"
+                         + (f" {rms(n[m]['flicker_ms']):.5f} | {rms(n[m]['flicker_ms_noise_free']):.5f} |" if two else ""))
+        lines.append(f"| reference | | | | {_mean(n[REFERENCE]['warped_change']):.5f} |"
+                     + (f" {rms(n[REFERENCE]['flicker_ms']):.5f} (its own noise) | |" if two else ""))
         if per_frame:
             lines += ["", "PSNR per frame:", "", "| frame | " + " | ".join(result["methods"]) + " |",
                       "|---:|" + "---:|" * len(result["methods"])]

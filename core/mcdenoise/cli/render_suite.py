@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ref-frames", type=frame_list, metavar="FRAMES",
                         help="with --shots: references only on these frames, e.g. 13-24 for a shot fine-tuned on 1-12 "
                              "and scored on the rest (default: every frame; bench --sequence scores the frames that have one)")
+    parser.add_argument("--ref2-frames", type=frame_list, metavar="FRAMES",
+                        help="with --shots: a second, independent reference on these frames (<shot>_ref2_####.exr), "
+                             "so bench --sequence can take the references' own noise out of the flicker figure; "
+                             "a finished shot gets just the missing ones (default: none)")
     parser.add_argument("--res", type=at_least(1), default=256, help="square resolution (default 256)")
     parser.add_argument("--spp", type=int_list,
                         help="noisy sample counts, comma-separated (default 1,2,4,8,16; with --shots 4)")
@@ -61,6 +65,8 @@ def main(args: argparse.Namespace) -> int:
         raise McDenoiseError(f"--ref-threshold must be >= 0, got {args.ref_threshold}")
     if args.ref_frames and not args.shots:
         raise McDenoiseError("--ref-frames is for --shots (every suite scene has its references)")
+    if args.ref2_frames and not args.shots:
+        raise McDenoiseError("--ref2-frames is for --shots (every suite scene has its two references)")
     from mcdenoise.dataset.render import summary_line
 
     if args.shots:
@@ -68,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
 
         stats = render_shots(args.out, args.shots, frames=args.frames, res=args.res, spps=spps, ref_spp=args.ref_spp,
                              device=args.render_device, threads=args.threads, progress=not args.quiet,
-                             ref_frames=args.ref_frames)
+                             ref_frames=args.ref_frames, second_ref_frames=args.ref2_frames)
         print(f"render-suite: {summary_line(stats)} -> {args.out}", flush=True)
         return 0
     from mcdenoise.dataset.suite_render import render_suite

@@ -216,6 +216,7 @@ def list_suite(root: str | Path) -> list[SuiteEntry]:
 #     SEQ/mixed_dolly/mixed_dolly.json              shot + render settings, written LAST
 #     SEQ/mixed_dolly/mixed_dolly_0004spp_0001.exr  frame 1 at 4 spp, with the Vector pass
 #     SEQ/mixed_dolly/mixed_dolly_ref_0001.exr      frame 1's reference
+#     SEQ/mixed_dolly/mixed_dolly_ref2_0001.exr     its second, independent reference (optional)
 #
 # The frame number comes last, so ``mcdenoise denoise 'SEQ/mixed_dolly/mixed_dolly_0004spp_####.exr'``
 # denoises a shot as a farm would.
@@ -226,8 +227,9 @@ def sequence_noisy_path(root: str | Path, shot: str, spp: int, frame: int) -> Pa
     return suite_dir(root, shot) / f"{shot}_{spp:04d}spp_{frame:04d}.exr"
 
 
-def sequence_ref_path(root: str | Path, shot: str, frame: int) -> Path:
-    return suite_dir(root, shot) / f"{shot}_ref_{frame:04d}.exr"
+def sequence_ref_path(root: str | Path, shot: str, frame: int, second: bool = False) -> Path:
+    """Frame ``frame``'s reference, or with ``second`` its second, independent one (``_ref2_``)."""
+    return suite_dir(root, shot) / f"{shot}_{'ref2' if second else 'ref'}_{frame:04d}.exr"
 
 
 def sequence_pattern(root: str | Path, shot: str, spp: int) -> str:

@@ -217,12 +217,16 @@ def blend_of_rendered(root: Path, name: str) -> Path:
 
 def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], ref_spp: int,
                 device: str = "cpu", threads: int = 0, log: Callable[[str], None] = print,
-                ref_frames: list[int] | None = None) -> dict[str, Any]:
-    """Render frames 1 .. ``frames`` of shot ``name`` (each noisy sample count, and a reference
-    on ``ref_frames``, default every frame) and write the shot's JSON last; returns the JSON record.
+                ref_frames: list[int] | None = None, second_ref_frames: list[int] | None = None) -> dict[str, Any]:
+    """Render frames 1 .. ``frames`` of shot ``name`` (each noisy sample count, a reference on
+    ``ref_frames``, default every frame, and a second, independent reference on
+    ``second_ref_frames``, default none) and write the shot's JSON last; returns the JSON record.
 
     References are nearly all of a shot's cost (1024 spp against 4); a shot that is fine-tuned
-    on its first frames and scored on the rest needs them only on the frames scored."""
+    on its first frames and scored on the rest needs them only on the frames scored. A second
+    reference lets ``bench --sequence`` take the references' own noise out of the flicker
+    figure. A finished shot run again keeps the exposure its JSON records, so frames added
+    later match the frames already on disk."""
     bpy = import_bpy()
     t0 = time.perf_counter()
     folder = layout.suite_dir(root, name)
@@ -230,8 +234,24 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
     clean_partial(folder)  # stale temps and the exposure probe of a killed run
     scene, used_device = _prepare(name, res, threads, device)
     with_ref = set(range(1, frames + 1) if ref_frames is None else ref_frames)
+    with_second = set(second_ref_frames or ())
     seed = suite_seed(name)
-    exposure = calibrate_exposure(bpy, scene, folder, seed, res, jitter_stops=(0.0, 0.0))
+    desc = layout.suite_desc_path(root, name)
+    before: dict[str, float] = {}  # a finished shot's recorded seconds, added to
+    before_total = 0.0
+    if desc.is_file():
+        record = json.loads(desc.read_text())
+        recorded = record["render"]
+        if recorded["resolution"] != [res, res] or record["frames"] != frames or recorded["ref_spp"] != ref_spp:
+            raise McDenoiseError(f"{name} in {root} was rendered at {recorded['resolution'][0]} px with "
+                                 f"{record['frames']} frames and {recorded['ref_spp']}-spp references; add to it with "
+                                 "those settings, or render into another folder")
+        exposure = {k: recorded[k] for k in ("probe_mean", "target", "exposure")}
+        scene.cycles.film_exposure = float(exposure["exposure"])
+        before = recorded.get("seconds", {}).get("frames", {})
+        before_total = float(recorded.get("seconds", {}).get("total", 0.0))
+    else:
+        exposure = calibrate_exposure(bpy, scene, folder, seed, res, jitter_stops=(0.0, 0.0))
     blend = save_blend(scene, root, name, frames, blend_spp(spps))
     seconds: dict[str, float] = {}
     for frame in range(1, frames + 1):
@@ -239,22 +259,27 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
         jobs = [(layout.sequence_noisy_path(root, name, spp, frame), spp, f"noisy:{spp}:{frame}", False) for spp in spps]
         if frame in with_ref:
             jobs.append((layout.sequence_ref_path(root, name, frame), ref_spp, f"ref:{frame}", False))
+        if frame in with_second:
+            jobs.append((layout.sequence_ref_path(root, name, frame, second=True), ref_spp, f"ref2:{frame}", False))
         t = time.perf_counter()
-        for path, samples, role, adaptive in jobs:
-            if not path.is_file():
-                render_exr(bpy, scene, path, samples, cycles_seed(seed, role), adaptive=adaptive)
-        seconds[str(frame)] = round(time.perf_counter() - t, 3)
-        log(f"{name} frame {frame}/{frames} in {seconds[str(frame)]:.1f} s")
+        todo = [job for job in jobs if not job[0].is_file()]
+        for path, samples, role, adaptive in todo:
+            render_exr(bpy, scene, path, samples, cycles_seed(seed, role), adaptive=adaptive)
+        spent = time.perf_counter() - t
+        seconds[str(frame)] = round(before.get(str(frame), 0.0) + spent, 3)
+        log(f"{name} frame {frame}/{frames} in {spent:.1f} s" if todo else f"{name} frame {frame}/{frames} already done")
     record = {
         "layout_version": 1, "shot": name, "scene": SHOTS[name].scene, "summary": SHOTS[name].summary,
         "frames": frames, "blend": blend.name,
         "render": {"resolution": [res, res], "spp": list(spps), "ref_spp": ref_spp,
                    # from the files, so a shot resumed with other reference frames lists what it has
                    "ref_frames": [f for f in range(1, frames + 1) if layout.sequence_ref_path(root, name, f).is_file()],
-                   "seeds": "per frame: noisy:<spp>:<frame>, ref:<frame>",
+                   "ref2_frames": [f for f in range(1, frames + 1)
+                                   if layout.sequence_ref_path(root, name, f, second=True).is_file()],
+                   "seeds": "per frame: noisy:<spp>:<frame>, ref:<frame>, ref2:<frame>",
                    "motion_blur": False, "passes": [*layout.PASSES, "Vector"], "bounces": BOUNCES, "device": used_device,
                    "threads": threads, "blender": bpy.app.version_string, **exposure,
-                   "seconds": {"frames": seconds, "total": round(time.perf_counter() - t0, 3)}},
+                   "seconds": {"frames": seconds, "total": round(before_total + time.perf_counter() - t0, 3)}},
     }
     with atomic_output(layout.suite_desc_path(root, name)) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
@@ -263,14 +288,17 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
 
 def render_shots(root: str | Path, names: list[str], frames: int = 12, res: int = 128, spps: list[int] | None = None,
                  ref_spp: int = 256, device: str = "cpu", threads: int = 0, progress: bool = True,
-                 ref_frames: list[int] | None = None) -> dict[str, Any]:
-    """Render every unfinished shot of ``names`` (references on ``ref_frames``, default all);
-    returns counts and timings for the summary line."""
-    if ref_frames is not None:
-        outside = sorted(f for f in ref_frames if not 1 <= f <= frames)
-        if outside or not ref_frames:
-            raise McDenoiseError(f"reference frames must lie in the shots' frames 1-{frames}"
-                                 + (f"; {', '.join(map(str, outside[:8]))} do not" if outside else ""))
+                 ref_frames: list[int] | None = None, second_ref_frames: list[int] | None = None) -> dict[str, Any]:
+    """Render every unfinished shot of ``names`` (references on ``ref_frames``, default all; a
+    second reference on ``second_ref_frames``, default none); returns counts and timings for the
+    summary line. A shot is finished when its JSON is written and it has every second reference
+    asked for: a finished shot asked for second references renders just those."""
+    for which, chosen in (("reference", ref_frames), ("second reference", second_ref_frames)):
+        if chosen is not None:
+            outside = sorted(f for f in chosen if not 1 <= f <= frames)
+            if outside or not chosen:
+                raise McDenoiseError(f"{which} frames must lie in the shots' frames 1-{frames}"
+                                     + (f"; {', '.join(map(str, outside[:8]))} do not" if outside else ""))
     import_bpy()  # fail early and clearly, before creating any folder
     unknown = [n for n in names if n not in SHOTS]
     if unknown:
@@ -281,7 +309,8 @@ def render_shots(root: str | Path, names: list[str], frames: int = 12, res: int 
     except OSError as exc:
         raise OutputError(f"cannot create folder {root}: {exc}") from exc
     log = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda text: None)
-    done = [n for n in names if layout.suite_desc_path(root, n).is_file()]
+    done = [n for n in names if layout.suite_desc_path(root, n).is_file()
+            and all(layout.sequence_ref_path(root, n, f, second=True).is_file() for f in second_ref_frames or ())]
     busy: list[str] = []
     times: list[float] = []
     t0 = time.perf_counter()
@@ -295,7 +324,8 @@ def render_shots(root: str | Path, names: list[str], frames: int = 12, res: int 
             busy.append(name)
             continue
         try:
-            record = render_shot(root, name, frames, res, list(spps or [4]), ref_spp, device, threads, log, ref_frames)
+            record = render_shot(root, name, frames, res, list(spps or [4]), ref_spp, device, threads, log, ref_frames,
+                                 second_ref_frames)
         finally:
             release_scene(folder)
         times.append(record["render"]["seconds"]["total"])
