@@ -323,11 +323,12 @@ def render_shots(root: str | Path, names: list[str], frames: int = 12, res: int 
         if not acquire_scene(folder):
             busy.append(name)
             continue
+        started = time.perf_counter()  # this run's time: a shot that is added to records its earlier time too
         try:
-            record = render_shot(root, name, frames, res, list(spps or [4]), ref_spp, device, threads, log, ref_frames,
-                                 second_ref_frames)
+            render_shot(root, name, frames, res, list(spps or [4]), ref_spp, device, threads, log, ref_frames,
+                        second_ref_frames)
         finally:
             release_scene(folder)
-        times.append(record["render"]["seconds"]["total"])
+        times.append(time.perf_counter() - started)
     return {"rendered": len(times), "skipped": len(done), "busy": len(busy), "selected": len(names),
             "seconds": time.perf_counter() - t0, "mean_scene_seconds": sum(times) / len(times) if times else 0.0}
