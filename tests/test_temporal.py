@@ -453,13 +453,14 @@ def test_render_suite_shots_renders_references_only_on_ref_frames(tmp_path: Path
 
     # --ref2-frames on the finished shot: just the second references, at the recorded exposure
     on_disk = {p: p.stat().st_mtime_ns for p in layout.suite_dir(root, "metals_orbit").glob("*.exr")}
-    same = ("--out", root, "--shots", "metals_orbit", "--frames", "3", "--ref-frames", "2-3", "--spp", "1",
-            "--ref-spp", "2", "--threads", "2", "-q")
+    same = ("--out", root, "--shots", "metals_orbit", "--frames", "3", "--spp", "1", "--ref-spp", "2", "--threads", "2",
+            "-q")  # no --ref-frames: the shot's first references stay on frames 2-3
     code, _, err = cli("render-suite", *same, "--res", "24", "--ref2-frames", "2-3")
     assert code != 0 and "rendered at 16 px with 3 frames and 2-spp references" in err and "Traceback" not in err
     code, _, err = cli("render-suite", *same, "--res", "16", "--ref2-frames", "2-3")
     assert code == 0, err
     assert {p: p.stat().st_mtime_ns for p in on_disk} == on_disk  # nothing redone
+    assert not layout.sequence_ref_path(root, "metals_orbit", 1).exists()  # nor a first reference added
     second = [layout.sequence_ref_path(root, "metals_orbit", n, second=True) for n in (2, 3)]
     assert all(p.is_file() for p in second)
     again = json.loads(layout.suite_desc_path(root, "metals_orbit").read_text())

@@ -226,7 +226,8 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
     on its first frames and scored on the rest needs them only on the frames scored. A second
     reference lets ``bench --sequence`` take the references' own noise out of the flicker
     figure. A finished shot run again keeps the exposure its JSON records, so frames added
-    later match the frames already on disk."""
+    later match the frames already on disk, and its first references where they are unless
+    ``ref_frames`` asks for more."""
     bpy = import_bpy()
     t0 = time.perf_counter()
     folder = layout.suite_dir(root, name)
@@ -250,6 +251,8 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
         scene.cycles.film_exposure = float(exposure["exposure"])
         before = recorded.get("seconds", {}).get("frames", {})
         before_total = float(recorded.get("seconds", {}).get("total", 0.0))
+        if ref_frames is None:  # adding to a shot: its first references stay where they are
+            with_ref = set(recorded.get("ref_frames", with_ref))
     else:
         exposure = calibrate_exposure(bpy, scene, folder, seed, res, jitter_stops=(0.0, 0.0))
     blend = save_blend(scene, root, name, frames, blend_spp(spps))
