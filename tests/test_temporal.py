@@ -362,6 +362,33 @@ def test_noise_free_flicker_takes_the_references_noise_out() -> None:
     assert np.isclose(floor, one_ref, rtol=0.1)
 
 
+def test_flicker_split_tells_error_that_moves_with_the_surface_from_error_that_changes() -> None:
+    """A texture sliding 1 px a frame (and a Vector pass that says so). An output whose error is
+    painted on the texture (it slides with it): only 'moving' error, none 'changing'. On a still
+    shot, an output whose error is drawn anew every frame: only 'changing'."""
+    from mcdenoise.bench.temporal import flicker_split
+
+    h, w, frames = 16, 40, 4
+    xx = np.arange(w, dtype=np.float32)[None, :, None]
+
+    def texture(x):
+        return 0.4 + 0.2 * np.sin(x / 2.0)
+
+    def stain(x):  # an error fixed to the surface
+        return 0.05 * (np.cos(x * 1.3) > 0)
+
+    refs = [np.broadcast_to(texture(xx - t), (h, w, 3)).astype(np.float32) for t in range(frames)]
+    sliding = [r + np.broadcast_to(stain(xx - t), (h, w, 3)).astype(np.float32) for t, r in enumerate(refs)]
+    moving_vectors = [_vector(h, w, (-1.0, 0.0), (1.0, 0.0)) for _ in range(frames)]
+    changing, moving = flicker_split(sliding, refs, moving_vectors, 1.0)
+    assert min(moving) > 0.005 and max(changing) < 0.1 * min(moving)
+    still = [np.broadcast_to(texture(xx), (h, w, 3)).astype(np.float32)] * frames
+    rng = np.random.default_rng(0)
+    noisy = [r * rng.normal(1.0, 0.05, r.shape).astype(np.float32) for r in still]
+    changing, moving = flicker_split(noisy, still, [_vector(h, w, (0.0, 0.0), (0.0, 0.0))] * frames, 1.0)
+    assert min(changing) > 0.005 and max(moving) < 1e-6
+
+
 def test_bench_sequence_reports_every_method_on_a_rendered_shot(tmp_path: Path, cli, weights: Path) -> None:
     """A shot in render-suite --shots' layout (written here without Blender): bench --sequence
     scores ours single-frame, ours temporal, both OIDN baselines and a --weights model (frame by
@@ -400,6 +427,8 @@ def test_bench_sequence_reports_every_method_on_a_rendered_shot(tmp_path: Path, 
         assert len(shot["numbers"][method]["psnr"]) == 4 and len(shot["numbers"][method]["flicker"]) == 3
     n = shot["numbers"]
     assert n["ours single-frame"]["psnr"][0] == n["ours temporal"]["psnr"][0]
+    assert len(n["ours temporal"]["flicker_changing"]) == len(n["OIDN-Accurate"]["flicker_moving"]) == 3
+    assert "error changing | error moving" in (report / "temporal.md").read_text()
     assert n[f"{tuned}, temporal"]["psnr"] == n["ours temporal"]["psnr"] != n[tuned]["psnr"]
     assert shot["second_reference"] and len(n["OIDN-Accurate"]["flicker_ms_noise_free"]) == 3
     assert len(n["reference"]["flicker_ms"]) == 3 and "noise_free_flicker_temporal_over_oidn_accurate" in shot["headline"]

@@ -20,6 +20,11 @@ of every other benchmark:
   ``(d_out - d_ref) * (d_out - d_ref2)`` (``d``: change from the previous frame), whose
   expectation is the mean square of the change the noiseless image does not have, so it is
   given in RMS beside the RMS against one reference, and the references' own noise as the floor;
+* **what the flicker is made of**, where the Vector pass's warp is valid, with ``e`` = output
+  − reference: *error changing* on the surface, mean ``|e_t − warp(e_t-1)|`` (a steadier output
+  lowers it), and *error moving* with it, mean ``|warp(e_t-1) − e_t-1|`` (an error that sticks
+  to a surface still counts as change when the camera moves; only a more accurate frame
+  lowers it);
 * **warped change**: the mean absolute difference between a frame and the previous frame
   warped into it by the Vector pass, over pixels the warp trusts; needs no reference, and the
   reference's own value (lighting that really changes, plus its noise) is shown beside it.
@@ -105,6 +110,28 @@ def flicker_ms(outs: list[np.ndarray], refs: list[np.ndarray], exposure: float) 
     return [float(np.mean(np.square((o[t] - o[t - 1]) - (r[t] - r[t - 1])), dtype=np.float64)) for t in range(1, len(o))]
 
 
+def flicker_split(outs: list[np.ndarray], refs: list[np.ndarray], vectors: list[np.ndarray | None],
+                  exposure: float) -> tuple[list[float], list[float]]:
+    """What the flicker is made of, per consecutive pair, on tonemapped frames where the warp is
+    valid: with ``e`` = output − reference, (mean |e_t − warp(e_t-1)|: error that changed on the
+    surface, which a steadier output removes; mean |warp(e_t-1) − e_t-1|: the same error carried
+    along with the surface, which counts as change when things move and which only a more
+    accurate frame removes)."""
+    errors = [tonemap(o, exposure) - tonemap(r, exposure) for o, r in zip(outs, refs)]
+    changing, moving = [], []
+    for t in range(1, len(errors)):
+        if vectors[t] is None or vectors[t - 1] is None:
+            changing.append(float("nan"))
+            moving.append(float("nan"))
+            continue
+        points, valid = warp.validity(vectors[t], vectors[t - 1])
+        carried = warp.sample(warp._as_tensor(errors[t - 1]), points).numpy()
+        mask = valid.numpy()
+        changing.append(float(np.abs(errors[t] - carried).mean(axis=-1)[mask].mean(dtype=np.float64)))
+        moving.append(float(np.abs(carried - errors[t - 1]).mean(axis=-1)[mask].mean(dtype=np.float64)))
+    return changing, moving
+
+
 def warped_change(outs: list[np.ndarray], vectors: list[np.ndarray | None], exposure: float) -> list[float]:
     """Per consecutive pair: mean |out_t - warp(out_t-1)| on tonemapped frames where the warp
     is valid (:func:`mcdenoise.temporal.warp.validity`)."""
@@ -169,6 +196,8 @@ def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods
         numbers[m] = {"psnr": [psnr_tonemapped(x, r, exposure) for x, r in zip(images, refs)] if m != REFERENCE else [],
                       "flicker": flicker(images, refs, exposure) if m != REFERENCE else [],
                       "warped_change": warped_change(images, vectors, exposure)}
+        if m != REFERENCE:
+            numbers[m]["flicker_changing"], numbers[m]["flicker_moving"] = flicker_split(images, refs, vectors, exposure)
         if two and m != REFERENCE:
             numbers[m]["flicker_ms"] = flicker_ms(images, refs, exposure)
             numbers[m]["flicker_ms_noise_free"] = flicker_noise_free(images, refs, refs2, exposure)
@@ -288,8 +317,11 @@ def markdown(result: dict, per_frame: bool = True) -> str:
              (f"Shots in `{result['root']}` at {result['spp']} spp; model {result['model']}; temporal history of "
               f"{result['window']} frames, {result.get('temporal_blend', 'hand-made blend')}. PSNR (dB) per frame against that frame's reference and flicker "
               "(mean |(out_t − out_t−1) − (ref_t − ref_t−1)|), both on frames tonemapped at the shot's first "
-              "reference's exposure; warped change: mean |out_t − warp(out_t−1)| where the Vector pass's warp is "
-              "valid (the reference row is the floor: real lighting change plus the reference's noise)."), ""]
+              "reference's exposure; what it is made of, where the Vector pass's warp is valid, with e = out − ref: "
+              "error changing on the surface, mean |e_t − warp(e_t−1)| (a steadier output lowers it), and error "
+              "moving with it, mean |warp(e_t−1) − e_t−1| (only a more accurate frame lowers it); warped change: "
+              "mean |out_t − warp(out_t−1)| where the warp is valid (the reference row is the floor: real "
+              "lighting change plus the reference's noise)."), ""]
     for shot in result["shots"]:
         n, h = shot["numbers"], headline(shot)
         lines += [f"## {shot['shot']} ({len(shot['frames'])} frames)", ""]
@@ -312,14 +344,15 @@ def markdown(result: dict, per_frame: bool = True) -> str:
                              "(what `denoise --weights` writes for a sequence).  ")
         two = shot.get("second_reference", False)
         lines += [f"**PSNR, ours temporal − ours single-frame: {h['psnr_temporal_minus_single']:+.2f} dB** (mean over frames).",
-                  "", "| method | mean PSNR | min PSNR | flicker | warped change |"
+                  "", "| method | mean PSNR | min PSNR | flicker | error changing | error moving | warped change |"
                   + (" flicker RMS | flicker RMS, noise-free |" if two else ""),
-                  "|---|---:|---:|---:|---:|" + ("---:|---:|" if two else "")]
+                  "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if two else "")]
         for m in result["methods"]:
             lines.append(f"| {m} | {_mean(n[m]['psnr']):.2f} | {min(n[m]['psnr']):.2f} | {_mean(n[m]['flicker']):.5f} | "
+                         f"{_mean(n[m]['flicker_changing']):.5f} | {_mean(n[m]['flicker_moving']):.5f} | "
                          f"{_mean(n[m]['warped_change']):.5f} |"
                          + (f" {rms(n[m]['flicker_ms']):.5f} | {rms(n[m]['flicker_ms_noise_free']):.5f} |" if two else ""))
-        lines.append(f"| reference | | | | {_mean(n[REFERENCE]['warped_change']):.5f} |"
+        lines.append(f"| reference | | | | | | {_mean(n[REFERENCE]['warped_change']):.5f} |"
                      + (f" {rms(n[REFERENCE]['flicker_ms']):.5f} (its own noise) | |" if two else ""))
         if per_frame:
             lines += ["", "PSNR per frame:", "", "| frame | " + " | ".join(result["methods"]) + " |",
