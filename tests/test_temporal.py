@@ -366,7 +366,7 @@ def test_flicker_split_tells_error_that_moves_with_the_surface_from_error_that_c
     """A texture sliding 1 px a frame (and a Vector pass that says so). An output whose error is
     painted on the texture (it slides with it): only 'moving' error, none 'changing'. On a still
     shot, an output whose error is drawn anew every frame: only 'changing'."""
-    from mcdenoise.bench.temporal import flicker_split
+    from mcdenoise.bench.temporal import flicker_split, pair_warps
 
     h, w, frames = 16, 40, 4
     xx = np.arange(w, dtype=np.float32)[None, :, None]
@@ -380,12 +380,12 @@ def test_flicker_split_tells_error_that_moves_with_the_surface_from_error_that_c
     refs = [np.broadcast_to(texture(xx - t), (h, w, 3)).astype(np.float32) for t in range(frames)]
     sliding = [r + np.broadcast_to(stain(xx - t), (h, w, 3)).astype(np.float32) for t, r in enumerate(refs)]
     moving_vectors = [_vector(h, w, (-1.0, 0.0), (1.0, 0.0)) for _ in range(frames)]
-    changing, moving = flicker_split(sliding, refs, moving_vectors, 1.0)
+    changing, moving = flicker_split(sliding, refs, pair_warps(moving_vectors), 1.0)
     assert min(moving) > 0.005 and max(changing) < 0.1 * min(moving)
     still = [np.broadcast_to(texture(xx), (h, w, 3)).astype(np.float32)] * frames
     rng = np.random.default_rng(0)
     noisy = [r * rng.normal(1.0, 0.05, r.shape).astype(np.float32) for r in still]
-    changing, moving = flicker_split(noisy, still, [_vector(h, w, (0.0, 0.0), (0.0, 0.0))] * frames, 1.0)
+    changing, moving = flicker_split(noisy, still, pair_warps([_vector(h, w, (0.0, 0.0), (0.0, 0.0))] * frames), 1.0)
     assert min(changing) > 0.005 and max(moving) < 1e-6
 
 

@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mcdenoise import hdr
 from mcdenoise.bench import oidn
@@ -78,11 +79,17 @@ def list_shots(root: Path, spp: int) -> list[tuple[str, list[int]]]:
     return shots
 
 
-def flicker(outs: list[np.ndarray], refs: list[np.ndarray], exposure: float) -> list[float]:
-    """Per consecutive pair: mean |(out_t - out_t-1) - (ref_t - ref_t-1)| on tonemapped frames."""
+def _excess_changes(outs: list[np.ndarray], refs: list[np.ndarray], exposure: float) -> list[np.ndarray]:
+    """Per consecutive pair, on tonemapped frames: ``(out_t - out_t-1) - (ref_t - ref_t-1)``,
+    the change between frames that the reference does not have (each flicker figure's input)."""
     o = [tonemap(x, exposure) for x in outs]
     r = [tonemap(x, exposure) for x in refs]
-    return [float(np.mean(np.abs((o[t] - o[t - 1]) - (r[t] - r[t - 1])), dtype=np.float64)) for t in range(1, len(o))]
+    return [(o[t] - o[t - 1]) - (r[t] - r[t - 1]) for t in range(1, len(o))]
+
+
+def flicker(outs: list[np.ndarray], refs: list[np.ndarray], exposure: float) -> list[float]:
+    """Per consecutive pair: mean |(out_t - out_t-1) - (ref_t - ref_t-1)| on tonemapped frames."""
+    return [float(np.mean(np.abs(x), dtype=np.float64)) for x in _excess_changes(outs, refs, exposure)]
 
 
 def flicker_noise_free(outs: list[np.ndarray], refs: list[np.ndarray], refs2: list[np.ndarray],
@@ -92,39 +99,42 @@ def flicker_noise_free(outs: list[np.ndarray], refs: list[np.ndarray], refs2: li
     their noise cancels in the product's mean, so this estimates the mean *square* of the
     change the noiseless image does not have (a single pair may come out negative); its root
     over the pairs is the flicker figure without the references' own noise, in RMS."""
-    o = [tonemap(x, exposure) for x in outs]
-    r = [tonemap(x, exposure) for x in refs]
-    q = [tonemap(x, exposure) for x in refs2]
-    values = []
-    for t in range(1, len(o)):
-        d = o[t] - o[t - 1]
-        values.append(float(np.mean((d - (r[t] - r[t - 1])) * (d - (q[t] - q[t - 1])), dtype=np.float64)))
-    return values
+    return [float(np.mean(a * b, dtype=np.float64))
+            for a, b in zip(_excess_changes(outs, refs, exposure), _excess_changes(outs, refs2, exposure))]
 
 
 def flicker_ms(outs: list[np.ndarray], refs: list[np.ndarray], exposure: float) -> list[float]:
     """Per consecutive pair: the mean square of issue 20's change, against one reference
     (the RMS twin of :func:`flicker`, noise included)."""
-    o = [tonemap(x, exposure) for x in outs]
-    r = [tonemap(x, exposure) for x in refs]
-    return [float(np.mean(np.square((o[t] - o[t - 1]) - (r[t] - r[t - 1])), dtype=np.float64)) for t in range(1, len(o))]
+    return [float(np.mean(np.square(x), dtype=np.float64)) for x in _excess_changes(outs, refs, exposure)]
 
 
-def flicker_split(outs: list[np.ndarray], refs: list[np.ndarray], vectors: list[np.ndarray | None],
+Warps = list[tuple[torch.Tensor, torch.Tensor] | None]
+
+
+def pair_warps(vectors: list[np.ndarray | None]) -> Warps:
+    """Per consecutive pair: (sample positions, valid mask) of :func:`mcdenoise.temporal.warp.validity`
+    bringing frame t-1 into frame t, or None where either frame has no Vector pass. They depend
+    on the shot only, so every method's figures share one list."""
+    return [warp.validity(vectors[t], vectors[t - 1]) if vectors[t] is not None and vectors[t - 1] is not None else None
+            for t in range(1, len(vectors))]
+
+
+def flicker_split(outs: list[np.ndarray], refs: list[np.ndarray], warps: Warps,
                   exposure: float) -> tuple[list[float], list[float]]:
-    """What the flicker is made of, per consecutive pair, on tonemapped frames where the warp is
-    valid: with ``e`` = output − reference, (mean |e_t − warp(e_t-1)|: error that changed on the
-    surface, which a steadier output removes; mean |warp(e_t-1) − e_t-1|: the same error carried
-    along with the surface, which counts as change when things move and which only a more
-    accurate frame removes)."""
+    """What the flicker is made of, per consecutive pair, on tonemapped frames where the warp
+    (:func:`pair_warps`) is valid: with ``e`` = output − reference, (mean |e_t − warp(e_t-1)|:
+    error that changed on the surface, which a steadier output removes; mean |warp(e_t-1) −
+    e_t-1|: the same error carried along with the surface, which counts as change when things
+    move and which only a more accurate frame removes)."""
     errors = [tonemap(o, exposure) - tonemap(r, exposure) for o, r in zip(outs, refs)]
     changing, moving = [], []
-    for t in range(1, len(errors)):
-        if vectors[t] is None or vectors[t - 1] is None:
+    for t, pair in enumerate(warps, start=1):
+        if pair is None:
             changing.append(float("nan"))
             moving.append(float("nan"))
             continue
-        points, valid = warp.validity(vectors[t], vectors[t - 1])
+        points, valid = pair
         carried = warp.sample(warp._as_tensor(errors[t - 1]), points).numpy()
         mask = valid.numpy()
         changing.append(float(np.abs(errors[t] - carried).mean(axis=-1)[mask].mean(dtype=np.float64)))
@@ -132,15 +142,15 @@ def flicker_split(outs: list[np.ndarray], refs: list[np.ndarray], vectors: list[
     return changing, moving
 
 
-def warped_change(outs: list[np.ndarray], vectors: list[np.ndarray | None], exposure: float) -> list[float]:
+def warped_change(outs: list[np.ndarray], warps: Warps, exposure: float) -> list[float]:
     """Per consecutive pair: mean |out_t - warp(out_t-1)| on tonemapped frames where the warp
-    is valid (:func:`mcdenoise.temporal.warp.validity`)."""
+    (:func:`pair_warps`) is valid."""
     values = []
-    for t in range(1, len(outs)):
-        if vectors[t] is None or vectors[t - 1] is None:
+    for t, pair in enumerate(warps, start=1):
+        if pair is None:
             values.append(float("nan"))
             continue
-        points, valid = warp.validity(vectors[t], vectors[t - 1])
+        points, valid = pair
         prev = warp.sample(warp._as_tensor(tonemap(outs[t - 1], exposure)), points).numpy()
         diff = np.abs(tonemap(outs[t], exposure) - prev).mean(axis=-1)
         values.append(float(diff[valid.numpy()].mean(dtype=np.float64)))
@@ -191,13 +201,14 @@ def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods
     refs = outs[REFERENCE]
     exposure = hdr.autoexposure(refs[0])
     two = all(r is not None for r in refs2)  # every frame has a second reference: the noise-free figure
+    warps = pair_warps(vectors)
     numbers = {}
     for m, images in outs.items():
         numbers[m] = {"psnr": [psnr_tonemapped(x, r, exposure) for x, r in zip(images, refs)] if m != REFERENCE else [],
                       "flicker": flicker(images, refs, exposure) if m != REFERENCE else [],
-                      "warped_change": warped_change(images, vectors, exposure)}
+                      "warped_change": warped_change(images, warps, exposure)}
         if m != REFERENCE:
-            numbers[m]["flicker_changing"], numbers[m]["flicker_moving"] = flicker_split(images, refs, vectors, exposure)
+            numbers[m]["flicker_changing"], numbers[m]["flicker_moving"] = flicker_split(images, refs, warps, exposure)
         if two and m != REFERENCE:
             numbers[m]["flicker_ms"] = flicker_ms(images, refs, exposure)
             numbers[m]["flicker_ms_noise_free"] = flicker_noise_free(images, refs, refs2, exposure)

@@ -215,6 +215,11 @@ def blend_of_rendered(root: Path, name: str) -> Path:
     return save_blend(scene, root, name, int(record["frames"]), blend_spp(list(r["spp"])))
 
 
+def _frames_on_disk(root: Path, name: str, frames: int, second: bool = False) -> list[int]:
+    """The frames of a shot that have a (``second``) reference on disk."""
+    return [f for f in range(1, frames + 1) if layout.sequence_ref_path(root, name, f, second=second).is_file()]
+
+
 def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], ref_spp: int,
                 device: str = "cpu", threads: int = 0, log: Callable[[str], None] = print,
                 ref_frames: list[int] | None = None, second_ref_frames: list[int] | None = None) -> dict[str, Any]:
@@ -276,9 +281,8 @@ def render_shot(root: Path, name: str, frames: int, res: int, spps: list[int], r
         "frames": frames, "blend": blend.name,
         "render": {"resolution": [res, res], "spp": list(spps), "ref_spp": ref_spp,
                    # from the files, so a shot resumed with other reference frames lists what it has
-                   "ref_frames": [f for f in range(1, frames + 1) if layout.sequence_ref_path(root, name, f).is_file()],
-                   "ref2_frames": [f for f in range(1, frames + 1)
-                                   if layout.sequence_ref_path(root, name, f, second=True).is_file()],
+                   "ref_frames": _frames_on_disk(root, name, frames),
+                   "ref2_frames": _frames_on_disk(root, name, frames, second=True),
                    "seeds": "per frame: noisy:<spp>:<frame>, ref:<frame>, ref2:<frame>",
                    "motion_blur": False, "passes": [*layout.PASSES, "Vector"], "bounces": BOUNCES, "device": used_device,
                    "threads": threads, "blender": bpy.app.version_string, **exposure,
