@@ -42,10 +42,14 @@ class Tier:
 
 
 TIERS: dict[str, Tier] = {tier.name: tier for tier in (
-    Tier("fast", "fast.pt", "fast", 1, "The small model: about half the time of Balanced, for previews"),
-    Tier("balanced", "default.pt", "balanced", 1, "The default model"),
-    Tier("high", "high.pt", "high", 4, "A wider model averaged over 4 rotations: about 5x the time of Balanced, cleaner finals"),
+    Tier("fast", "fast.pt", "fast", 1, "The small model in one pass: about a fifth of the time of Balanced, for previews"),
+    Tier("balanced", "default.pt", "balanced", 4, "The default model, averaged over 4 rotations"),
+    Tier("high", "high.pt", "high", 4, "A wider model averaged over 4 rotations: about twice the time of Balanced"),
 )}
+# Why the default averages 4 rotations: on a CPU, Blender's own denoiser (OIDN-Accurate: albedo and
+# normal prefiltered, then colour) takes about 7x OIDN high's time at 1080p, and the project's
+# budget is that time; the rotations add about 0.3 dB for 4x the balanced network's cost, still
+# about a quarter of OIDN-Accurate's (docs/speed.md).
 QUALITIES = tuple(TIERS)
 DEFAULT_QUALITY = "balanced"
 DEFAULT_WIDTHS = TIERS[DEFAULT_QUALITY].width_row  # what ``train`` builds unless told otherwise

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=Options.lr, help="peak learning rate (default %(default)s)")
     parser.add_argument("--rotations", type=int, choices=(1, 2, 4, 8), default=None,
                         help="flips/rotations the tuned model is averaged over when it runs, and when it is checked "
-                             f"(default {ROTATIONS}, or the base quality's own if more; 1 = one pass, the base model's speed)")
+                             f"(default {ROTATIONS}, or the base quality's own if more; 1 = one pass, a quarter of the time)")
     parser.add_argument("--max-steps", type=at_least(0), default=0,
                         help="stop training after this many steps even if minutes are left, for quick checks (default 0: "
                              "the minutes decide)")
@@ -90,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
     if result.kept == "tuned":
         rotations = result.meta.get("self_ensemble", 1)
         runs = (f"; it runs averaged over {rotations} flips/rotations (one pass scored "
-                f"{result.meta['tuned_psnr_one_pass']:.2f} dB; tune with --rotations 1 for the base model's speed)") if rotations > 1 else ""
+                f"{result.meta['tuned_psnr_one_pass']:.2f} dB; tune with --rotations 1 for a quarter of the time)") if rotations > 1 else ""
         print(f"finetune: held-aside frame {result.held_frame}: {scores} after {result.steps} steps "
               f"in {result.spent_seconds / 60:.1f} min -> {result.output}{runs}")
     else:

@@ -2,7 +2,8 @@
 
 Training augments with these eight transforms; at inference, averaging the network's answers
 over them (each mapped back) cancels part of the error that depends on orientation, which is
-the ``high`` quality: several times the compute of one pass, a better frame.
+how the ``balanced`` (default) and ``high`` qualities run: four times the compute of one pass,
+a better frame.
 
 Some input channels are 2-D vectors in the picture plane (X right, Y up): the normal's X/Y, the
 motion vectors. Rotating or mirroring the picture has to rotate or mirror them too, or the net
