@@ -44,10 +44,10 @@ from mcdenoise.io.atomic import atomic_output
 STATE_VERSION = 1
 PROBE_SIDE = 32
 WARMUP_STEPS = 10
-# A tuned model runs averaged over this many flips/rotations, as the shipped qualities but
-# ``fast`` do: on metals_orbit's
-# unseen frames they added 0.40-0.44 dB to a tuned default, 0.50 on mixed_dolly's (8 rotations:
-# 0.05 more for twice the time), for 4x the denoising time of one pass (docs/finetune.md).
+# A tuned model runs averaged over this many flips/rotations, as the shipped ``balanced`` and
+# ``high`` do: on metals_orbit's unseen frames they added 0.40-0.44 dB to a tuned default, 0.50
+# on mixed_dolly's (8 rotations: 0.05 more for twice the time), for 4x the denoising time of
+# one pass (docs/finetune.md).
 ROTATIONS = 4
 MIN_GAIN_DB = 0.1  # the tuned model is kept only if it beats the base one by this much on the held-aside frame
 
