@@ -10,7 +10,7 @@ plain and OIDN-Accurate (``bench.oidn``).
 Numbers, all on frames tonemapped at one exposure per shot (its first reference's), the curve
 of every other benchmark:
 
-* **PSNR** per frame against that frame's reference (``metrics.psnr_tonemapped``);
+* **PSNR** per frame against that frame's reference (``metrics.psnr``);
 * **flicker** (issue 20's figure): the mean over consecutive frames of the mean absolute
   ``(out_t - out_t-1) - (ref_t - ref_t-1)``: change between frames that the reference does not
   have. A reference's own noise adds the same floor to every method, so ratios between methods
@@ -53,7 +53,7 @@ from mcdenoise.dataset import layout
 from mcdenoise.errors import InputFileError
 from mcdenoise.inference.encode import of_frame
 from mcdenoise.io.exr import read_frame
-from mcdenoise.metrics import psnr_tonemapped
+from mcdenoise.metrics import psnr
 from mcdenoise.preview import save_png, tonemap
 from mcdenoise.temporal import DEFAULT_WINDOW, warp
 from mcdenoise.temporal.blendnet import HAND_MADE, choose_blend
@@ -79,34 +79,35 @@ def list_shots(root: Path, spp: int) -> list[tuple[str, list[int]]]:
     return shots
 
 
-def _excess_changes(outs: list[np.ndarray], refs: list[np.ndarray], exposure: float) -> list[np.ndarray]:
-    """Per consecutive pair, on tonemapped frames: ``(out_t - out_t-1) - (ref_t - ref_t-1)``,
-    the change between frames that the reference does not have (each flicker figure's input)."""
-    o = [tonemap(x, exposure) for x in outs]
-    r = [tonemap(x, exposure) for x in refs]
-    return [(o[t] - o[t - 1]) - (r[t] - r[t - 1]) for t in range(1, len(o))]
+# The figures below read frames already tonemapped (``preview.tonemap`` at the shot's exposure):
+# :func:`run_shot` tonemaps each method's frames once and every figure shares them.
 
 
-def flicker(outs: list[np.ndarray], refs: list[np.ndarray], exposure: float) -> list[float]:
-    """Per consecutive pair: mean |(out_t - out_t-1) - (ref_t - ref_t-1)| on tonemapped frames."""
-    return [float(np.mean(np.abs(x), dtype=np.float64)) for x in _excess_changes(outs, refs, exposure)]
+def _excess_changes(outs: list[np.ndarray], refs: list[np.ndarray]) -> list[np.ndarray]:
+    """Per consecutive pair: ``(out_t - out_t-1) - (ref_t - ref_t-1)``, the change between
+    frames that the reference does not have (each flicker figure's input)."""
+    return [(outs[t] - outs[t - 1]) - (refs[t] - refs[t - 1]) for t in range(1, len(outs))]
 
 
-def flicker_noise_free(outs: list[np.ndarray], refs: list[np.ndarray], refs2: list[np.ndarray],
-                       exposure: float) -> list[float]:
-    """Per consecutive pair: the mean of ``(d_out - d_ref) * (d_out - d_ref2)`` on tonemapped
-    frames, ``d`` being the change from the previous frame. With two independent references
-    their noise cancels in the product's mean, so this estimates the mean *square* of the
-    change the noiseless image does not have (a single pair may come out negative); its root
-    over the pairs is the flicker figure without the references' own noise, in RMS."""
+def flicker(outs: list[np.ndarray], refs: list[np.ndarray]) -> list[float]:
+    """Per consecutive pair: mean |(out_t - out_t-1) - (ref_t - ref_t-1)| (issue 20's figure)."""
+    return [float(np.mean(np.abs(x), dtype=np.float64)) for x in _excess_changes(outs, refs)]
+
+
+def flicker_noise_free(outs: list[np.ndarray], refs: list[np.ndarray], refs2: list[np.ndarray]) -> list[float]:
+    """Per consecutive pair: the mean of ``(d_out - d_ref) * (d_out - d_ref2)``, ``d`` being the
+    change from the previous frame. With two independent references their noise cancels in the
+    product's mean, so this estimates the mean *square* of the change the noiseless image does
+    not have (a single pair may come out negative); its root over the pairs is the flicker
+    figure without the references' own noise, in RMS."""
     return [float(np.mean(a * b, dtype=np.float64))
-            for a, b in zip(_excess_changes(outs, refs, exposure), _excess_changes(outs, refs2, exposure))]
+            for a, b in zip(_excess_changes(outs, refs), _excess_changes(outs, refs2))]
 
 
-def flicker_ms(outs: list[np.ndarray], refs: list[np.ndarray], exposure: float) -> list[float]:
+def flicker_ms(outs: list[np.ndarray], refs: list[np.ndarray]) -> list[float]:
     """Per consecutive pair: the mean square of issue 20's change, against one reference
     (the RMS twin of :func:`flicker`, noise included)."""
-    return [float(np.mean(np.square(x), dtype=np.float64)) for x in _excess_changes(outs, refs, exposure)]
+    return [float(np.mean(np.square(x), dtype=np.float64)) for x in _excess_changes(outs, refs)]
 
 
 Warps = list[tuple[torch.Tensor, torch.Tensor] | None]
@@ -120,14 +121,18 @@ def pair_warps(vectors: list[np.ndarray | None]) -> Warps:
             for t in range(1, len(vectors))]
 
 
-def flicker_split(outs: list[np.ndarray], refs: list[np.ndarray], warps: Warps,
-                  exposure: float) -> tuple[list[float], list[float]]:
-    """What the flicker is made of, per consecutive pair, on tonemapped frames where the warp
-    (:func:`pair_warps`) is valid: with ``e`` = output − reference, (mean |e_t − warp(e_t-1)|:
-    error that changed on the surface, which a steadier output removes; mean |warp(e_t-1) −
-    e_t-1|: the same error carried along with the surface, which counts as change when things
-    move and which only a more accurate frame removes)."""
-    errors = [tonemap(o, exposure) - tonemap(r, exposure) for o, r in zip(outs, refs)]
+def _carried(image: np.ndarray, points: torch.Tensor) -> np.ndarray:
+    """``image`` (the previous frame's) fetched bilinearly at the warp's sample positions."""
+    return warp.sample(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), points).numpy()
+
+
+def flicker_split(outs: list[np.ndarray], refs: list[np.ndarray], warps: Warps) -> tuple[list[float], list[float]]:
+    """What the flicker is made of, per consecutive pair, where the warp (:func:`pair_warps`) is
+    valid: with ``e`` = output − reference, (mean |e_t − warp(e_t-1)|: error that changed on the
+    surface, which a steadier output removes; mean |warp(e_t-1) − e_t-1|: the same error carried
+    along with the surface, which counts as change when things move and which only a more
+    accurate frame removes)."""
+    errors = [o - r for o, r in zip(outs, refs)]
     changing, moving = [], []
     for t, pair in enumerate(warps, start=1):
         if pair is None:
@@ -135,24 +140,23 @@ def flicker_split(outs: list[np.ndarray], refs: list[np.ndarray], warps: Warps,
             moving.append(float("nan"))
             continue
         points, valid = pair
-        carried = warp.sample(warp._as_tensor(errors[t - 1]), points).numpy()
+        carried = _carried(errors[t - 1], points)
         mask = valid.numpy()
         changing.append(float(np.abs(errors[t] - carried).mean(axis=-1)[mask].mean(dtype=np.float64)))
         moving.append(float(np.abs(carried - errors[t - 1]).mean(axis=-1)[mask].mean(dtype=np.float64)))
     return changing, moving
 
 
-def warped_change(outs: list[np.ndarray], warps: Warps, exposure: float) -> list[float]:
-    """Per consecutive pair: mean |out_t - warp(out_t-1)| on tonemapped frames where the warp
-    (:func:`pair_warps`) is valid."""
+def warped_change(outs: list[np.ndarray], warps: Warps) -> list[float]:
+    """Per consecutive pair: mean |out_t - warp(out_t-1)| where the warp (:func:`pair_warps`) is
+    valid."""
     values = []
     for t, pair in enumerate(warps, start=1):
         if pair is None:
             values.append(float("nan"))
             continue
         points, valid = pair
-        prev = warp.sample(warp._as_tensor(tonemap(outs[t - 1], exposure)), points).numpy()
-        diff = np.abs(tonemap(outs[t], exposure) - prev).mean(axis=-1)
+        diff = np.abs(outs[t] - _carried(outs[t - 1], points)).mean(axis=-1)
         values.append(float(diff[valid.numpy()].mean(dtype=np.float64)))
     return values
 
@@ -198,22 +202,24 @@ def run_shot(root: Path, name: str, frames: list[int], spp: int, single, methods
         refs2.append(hdr.sanitize(read_frame(second).color) if second.is_file() else None)
         vectors.append(nf.vector)
         log(f"bench: {name} frame {n} done")
-    refs = outs[REFERENCE]
-    exposure = hdr.autoexposure(refs[0])
+    exposure = hdr.autoexposure(outs[REFERENCE][0])
+    shown = {m: [tonemap(x, exposure) for x in images] for m, images in outs.items()}  # once for every figure
+    refs = shown[REFERENCE]
     two = all(r is not None for r in refs2)  # every frame has a second reference: the noise-free figure
+    refs2_shown = [tonemap(r, exposure) for r in refs2] if two else []
     warps = pair_warps(vectors)
     numbers = {}
-    for m, images in outs.items():
-        numbers[m] = {"psnr": [psnr_tonemapped(x, r, exposure) for x, r in zip(images, refs)] if m != REFERENCE else [],
-                      "flicker": flicker(images, refs, exposure) if m != REFERENCE else [],
-                      "warped_change": warped_change(images, warps, exposure)}
+    for m, images in shown.items():
+        numbers[m] = {"psnr": [psnr(x, r) for x, r in zip(images, refs)] if m != REFERENCE else [],
+                      "flicker": flicker(images, refs) if m != REFERENCE else [],
+                      "warped_change": warped_change(images, warps)}
         if m != REFERENCE:
-            numbers[m]["flicker_changing"], numbers[m]["flicker_moving"] = flicker_split(images, refs, warps, exposure)
+            numbers[m]["flicker_changing"], numbers[m]["flicker_moving"] = flicker_split(images, refs, warps)
         if two and m != REFERENCE:
-            numbers[m]["flicker_ms"] = flicker_ms(images, refs, exposure)
-            numbers[m]["flicker_ms_noise_free"] = flicker_noise_free(images, refs, refs2, exposure)
+            numbers[m]["flicker_ms"] = flicker_ms(images, refs)
+            numbers[m]["flicker_ms_noise_free"] = flicker_noise_free(images, refs, refs2_shown)
     if two:  # the references' own noise in the same units: half the mean square of their difference
-        numbers[REFERENCE]["flicker_ms"] = [v / 2 for v in flicker_ms(refs2, refs, exposure)]
+        numbers[REFERENCE]["flicker_ms"] = [v / 2 for v in flicker_ms(refs2_shown, refs)]
     return {"shot": name, "frames": frames, "spp": spp, "exposure": exposure, "numbers": numbers,
             "second_reference": two,
             "seconds_per_frame": {k: v / len(frames) for k, v in seconds.items()}, "images": outs}

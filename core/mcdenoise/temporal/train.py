@@ -151,19 +151,21 @@ def evaluate(seqs: list[CachedSequence], blends: dict[str, Any], window: int) ->
     output and each blend; the figures of ``bench --sequence``."""
     from mcdenoise import hdr
     from mcdenoise.bench.temporal import flicker
-    from mcdenoise.metrics import psnr_tonemapped
+    from mcdenoise.metrics import psnr
+    from mcdenoise.preview import tonemap
 
     results: dict[str, dict[str, list[float]]] = {}
     for seq in seqs:
-        refs = [r.numpy() for r in seq.refs]
-        exposure = hdr.autoexposure(refs[0])
+        exposure = hdr.autoexposure(seq.refs[0].numpy())
+        refs = [tonemap(r.numpy(), exposure) for r in seq.refs]
         rows = {"single-frame": [f.denoised.numpy() for f in seq.frames]}
         for label, fn in blends.items():
             rows[label] = [replay(seq.frames[max(0, t - window):t + 1], fn)[-1].numpy() for t in range(len(seq.frames))]
         for label, outs in rows.items():
             r = results.setdefault(label, {"psnr": [], "flicker": []})
-            r["psnr"].append(float(np.mean([psnr_tonemapped(o, ref, exposure) for o, ref in zip(outs, refs)])))
-            r["flicker"].append(float(np.mean(flicker(outs, refs, exposure))))
+            shown = [tonemap(o, exposure) for o in outs]
+            r["psnr"].append(float(np.mean([psnr(o, ref) for o, ref in zip(shown, refs)])))
+            r["flicker"].append(float(np.mean(flicker(shown, refs))))
     return {label: {k: float(np.mean(v)) for k, v in r.items()} for label, r in results.items()}
 
 
