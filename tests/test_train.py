@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from mcdenoise import features, hdr
+from mcdenoise.choices import UNET_WIDTHS
 from mcdenoise.dataset.layout import list_scenes
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.features import vector_pairs
@@ -366,7 +367,7 @@ def test_a_model_grows_into_the_samples_layout_computing_what_it_computed(tiny_d
     with pytest.raises(McDenoiseError, match="gain inputs after its own") as dropped:  # losing an input is not growing
         train(tiny_config(tiny_dataset, tmp_path / "back", init=str(tmp_path / "grown.pt")))
     assert dropped.value.fix == "train_arch"
-    # Growing composes with demodulation (as tools/gpu_session.sh starts from a colour model).
+    # Growing composes with demodulation (a demodulating run may start from a colour model).
     train(tiny_config(tiny_dataset, tmp_path / "demod", steps=1, lr=0.0, inputs=SAMPLES, demodulate=True,
                       init=str(tmp_path / "base.pt")))
     ck = load_checkpoint(latest_checkpoint(tmp_path / "demod"))
@@ -408,18 +409,29 @@ def test_resident_batches_are_the_host_batches_and_train_the_same_run(tiny_datas
 @needs_bpy
 def test_gpu_session_script_rehearses_on_the_cpu_at_toy_size(tiny_dataset, tmp_path, repo_root):
     """``tools/gpu_session.sh train`` is what a lent GPU runs, with no time to debug there: the
-    same script, with the device and sizes swapped for a CPU rehearsal, trains and exports the
-    three models (the U-Nets demodulating, all from the shipped weights, data resident)."""
+    same script, with the device and sizes swapped for a CPU rehearsal, fine-tunes and exports the
+    three shipped U-Nets from their shipped files with the recipes' last stage (sample count,
+    loss in display space), data resident; ``load`` needs no output folder."""
+    env = {**os.environ, "DEVICE": "cpu", "PY": sys.executable, "DATA": str(tmp_path / "data"), "BATCH": "2", "CROP": "32",
+           "RUNS": str(tmp_path / "runs"), "PACKS": str(tmp_path / "packs")}
+    script = str(repo_root / "tools" / "gpu_session.sh")
+    scenes = list_scenes(tiny_dataset)
+    for name, part in (("a", scenes[:2]), ("b", scenes[2:])):  # two uploads, merged by two calls
+        for entry in part:
+            shutil.copytree(entry.dir, tmp_path / "packs" / name / entry.dir.name)
+        loaded = subprocess.run(["bash", script, "load"], env=env, capture_output=True, text=True, timeout=120)
+        assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+        shutil.rmtree(tmp_path / "packs" / name)  # the next call carries only the next pack
+    assert f"data: {len(scenes)} scenes" in loaded.stdout and len(list_scenes(tmp_path / "data")) == len(scenes)
     out = tmp_path / "out"
-    env = {**os.environ, "DEVICE": "cpu", "PY": sys.executable, "DATA": str(tiny_dataset), "BATCH": "2", "CROP": "32",
-           "RUNS": str(tmp_path / "runs")}
-    done = subprocess.run(["bash", str(repo_root / "tools" / "gpu_session.sh"), "train", str(out), "1", "2", "2", "2"],
+    done = subprocess.run(["bash", script, "train", str(out), "1", "2", "2", "2"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    for name in ("unet", "fast", "dncnn"):
-        loaded = load_model(out / f"{name}.pt")
-        assert loaded.meta["steps"] == 2 and loaded.meta["init"].endswith(("default.pt", "fast.pt", "dncnn.pt"))
-        assert loaded.config.get("demodulate", False) == (name != "dncnn")
+    for name, shipped in (("balanced", "default.pt"), ("fast", "fast.pt"), ("high", "high.pt")):
+        model = load_model(out / f"{name}.pt")
+        assert model.meta["steps"] == 2 and model.meta["init"].endswith(shipped)
+        assert model.config["widths"] == list(UNET_WIDTHS[name]) and not model.config.get("demodulate", False)
+        assert model.inputs == "color+albedo+normal+samples" and "display space" in model.meta["loss"]
         assert "step 2/2" in (out / f"train_{name}.log").read_text()
 
 
