@@ -382,20 +382,31 @@ def test_a_model_grows_into_the_samples_layout_computing_what_it_computed(tiny_d
 
 @needs_bpy
 def test_resident_batches_are_the_host_batches_and_train_the_same_run(tiny_dataset, tmp_path):
-    """``--resident`` cuts, encodes and augments crops on the training device from the same
-    draws as the host sampler: the same batches (to float rounding) and a run that resumes."""
+    """``--resident`` cuts crops on the training device and encodes and augments a whole batch
+    at once, from the same draws as the host sampler, which builds them one by one: the same
+    batches (to float rounding; with and without the sample count and converging crops, several
+    flips/rotations in a batch) and a run that resumes."""
     from mcdenoise.training.resident import ResidentBatches
 
-    host = CropSampler(tiny_dataset, 0.34, 24, aux_dropout=0.3, seed=5)
-    device = CropSampler(tiny_dataset, 0.34, 24, aux_dropout=0.3, seed=5)
-    resident = ResidentBatches(device, 6, torch.device("cpu"))
-    for _ in range(3):
-        xh, yh = host.batch(6)
-        xd, yd = resident.next()
-        np.testing.assert_allclose(xd.numpy(), xh, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(yd.numpy(), yh, rtol=1e-6, atol=1e-6)
-    assert host.state() == resident.sampler_state() and resident.resident_bytes() > 0
-    assert (xh[:, 3:] == 0).all(axis=(1, 2, 3)).any()  # the draws included aux dropout
+    for inputs, converged in (("color+albedo+normal", 0.0), (SAMPLES, 0.5)):
+        host = CropSampler(tiny_dataset, 0.34, 24, aux_dropout=0.3, seed=5, inputs=inputs, converged=converged)
+        device = CropSampler(tiny_dataset, 0.34, 24, aux_dropout=0.3, seed=5, inputs=inputs, converged=converged)
+        resident = ResidentBatches(device, 6, torch.device("cpu"))
+        drops, ops, fractions = [], set(), set()
+        for _ in range(4):
+            state = host.state()
+            ops |= {c[5] for c in [host.draw() for _ in range(6)]}
+            host.set_state(state)
+            xh, yh = host.batch(6)
+            xd, yd = resident.next()
+            np.testing.assert_allclose(xd.numpy(), xh, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(yd.numpy(), yh, rtol=1e-6, atol=1e-6)
+            drops.append((xh[:, 3:9] == 0).all(axis=(1, 2, 3)).any())
+            fractions |= set(np.round(xh[:, 9:10].max(axis=(1, 2, 3)), 3)) if inputs == SAMPLES else set()
+        assert host.state() == resident.sampler_state() and resident.resident_bytes() > 0
+        assert any(drops) and len(ops) > 1  # the draws included aux dropout and several flips/rotations
+        if converged:
+            assert len(fractions) > 2  # sample-count levels of files and of converging crops
     whole = train(tiny_config(tiny_dataset, tmp_path / "host", steps=3))
     train(tiny_config(tiny_dataset, tmp_path / "res", steps=3, resident=True), stop_after=1)
     split = train(tiny_config(tiny_dataset, tmp_path / "res", steps=3, resident=True))

@@ -15,6 +15,7 @@ which is what makes a resumed run draw the same crops as an uninterrupted one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,33 +194,53 @@ class CropSampler:
         """One (input Cxcxc, target 3xcxc) float32 pair from :meth:`draw`'s choices."""
         s, spp, y, x, c = choice[:5]
         n = s.noisy[spp]
-        windows = {f.name: torch.from_numpy(np.ascontiguousarray(getattr(n, f.name)[y : y + c, x : x + c])) for f in self.passes}
-        inp, target = self.encode(windows, torch.from_numpy(np.ascontiguousarray(s.ref[y : y + c, x : x + c])), choice)
-        return inp.numpy(), target.numpy()
+        windows = {f.name: torch.from_numpy(np.ascontiguousarray(getattr(n, f.name)[y : y + c, x : x + c]))[None]
+                   for f in self.passes}
+        inp, target = self.encode(windows, torch.from_numpy(np.ascontiguousarray(s.ref[y : y + c, x : x + c]))[None], [choice])
+        return inp[0].numpy(), target[0].numpy()
 
-    def encode(self, windows: dict[str, torch.Tensor], ref: torch.Tensor, choice: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-        """The crop's network input (C, c, c) and target (3, c, c), float32, on the windows'
-        device: each pass (h, w, channels) prepared as :func:`mcdenoise.inference.encode.fill_input`
-        prepares it, the colour shuffle, aux dropout and the flip/rotation applied. One function
-        for crops built on the host and on the training device (``training.resident``)."""
-        _, _, _, _, c, op, perm, exposure, drop, noise, samples = choice
-        perm_t = torch.as_tensor(perm, device=ref.device)
-        if noise < 1.0:  # a converging render: the reference plus a fraction of the noise
-            ref32 = ref.to(torch.float32)
-            windows = {**windows, "color": ref32 + noise * (windows["color"].to(torch.float32) - ref32)}
-        inp = torch.empty((features.channel_count(self.inputs), c, c), device=ref.device)
+    def encode(self, windows: dict[str, torch.Tensor], ref: torch.Tensor, choices: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crops' network inputs (B, C, c, c) and targets (B, 3, c, c), float32, on the windows'
+        device, from each pass's windows (B, c, c, channels) and :meth:`draw`'s choices of each
+        crop: each pass prepared as :func:`mcdenoise.inference.encode.fill_input` prepares it,
+        the colour shuffle, aux dropout and the flip/rotation applied. One function for a crop
+        built on the host (B = 1, in a worker thread) and for a whole batch on the training
+        device (``training.resident``), where one call per batch instead of per crop is what
+        keeps a GPU from waiting on Python."""
+        b, c = ref.shape[0], ref.shape[1]
+        device = ref.device
+        ops = [choice[5] for choice in choices]
+        perm = torch.as_tensor(np.stack([choice[6] for choice in choices]), device=device).view(b, 1, 1, -1).expand(b, c, c, -1)
+        exposure = torch.tensor([choice[7] for choice in choices], dtype=torch.float32, device=device).view(b, 1, 1, 1)
+        noise = [choice[9] for choice in choices]
+        ref32 = ref.to(torch.float32)
+        if any(f < 1.0 for f in noise):  # converging renders: the reference plus a fraction of the noise
+            fraction = torch.tensor(noise, dtype=torch.float32, device=device).view(b, 1, 1, 1)
+            color = windows["color"].to(torch.float32)
+            windows = {**windows, "color": torch.where(fraction < 1.0, ref32 + fraction * (color - ref32), color)}
+        inp = torch.empty((b, features.channel_count(self.inputs), c, c), device=device)
         for f in self.layout:
             if f.planes is not None:
-                inp[self.slices[f.name]] = torch.tensor(f.planes(samples), device=ref.device)[:, None, None]
+                planes = [f.planes(choice[10]) for choice in choices]
+                inp[:, self.slices[f.name]] = torch.tensor(planes, dtype=torch.float32, device=device)[:, :, None, None]
                 continue
             window = windows[f.name].to(torch.float32)
             if f.image or f.permute_with_color:
-                window = window.index_select(-1, perm_t)
-            inp[self.slices[f.name]] = f.prepare(window.contiguous(), exposure).permute(2, 0, 1)
-        if drop:
-            inp[self.aux_channels] = 0.0  # what inference feeds for a file without aux passes
-        target = hdr.forward_(ref.index_select(-1, perm_t).to(torch.float32).contiguous(), exposure).permute(2, 0, 1)
-        return ensemble.transform(inp, op, self.vectors).contiguous(), ensemble.transform(target, op).contiguous()
+                window = window.gather(-1, perm)
+            inp[:, self.slices[f.name]] = f.prepare(window.contiguous(), exposure).permute(0, 3, 1, 2)
+        dropped = [i for i, choice in enumerate(choices) if choice[8]]
+        if dropped and self.aux_channels:  # what inference feeds for a file without aux passes
+            inp[torch.tensor(dropped, device=device)[:, None], torch.tensor(self.aux_channels, device=device)[None, :]] = 0.0
+        target = hdr.forward_(ref32.gather(-1, perm).contiguous(), exposure).permute(0, 3, 1, 2)
+        if len(set(ops)) == 1:
+            return (ensemble.transform(inp, ops[0], self.vectors).contiguous(),
+                    ensemble.transform(target, ops[0]).contiguous())
+        inp_out, target_out = torch.empty_like(inp), torch.empty_like(target)
+        for op in sorted(set(ops)):  # one flip/rotation at a time, for the crops that drew it
+            rows = torch.tensor([i for i, o in enumerate(ops) if o == op], device=device)
+            inp_out[rows] = ensemble.transform(inp[rows], op, self.vectors)
+            target_out[rows] = ensemble.transform(target[rows], op)
+        return inp_out, target_out
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """One (input Cxcxc, target 3xcxc) float32 pair."""

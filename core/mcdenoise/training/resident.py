@@ -3,9 +3,10 @@
 On a GPU the network eats crops far faster than Python threads can cut, encode and augment them
 on the CPU and copy them over: that, not the network, limited the project's GPU training. Here
 every scene the run draws is uploaded once (raw colour and reference in float32, since fireflies
-need the range, the prepared guides in float16 as the RAM cache holds them) and each crop is cut,
-encoded and augmented on the device by the function host-built crops go through
-(:meth:`mcdenoise.training.data.CropSampler.encode`). The random choices still come from the
+need the range, the prepared guides in float16 as the RAM cache holds them) and the crops are cut
+there and encoded and augmented a whole batch at a time by the function host-built crops go
+through one at a time (:meth:`mcdenoise.training.data.CropSampler.encode`): per crop, that was
+about 75 small operations, each a kernel launch, which kept a GPU waiting on Python. The random choices still come from the
 sampler's one generator (:meth:`CropSampler.draw`), so a run is resumable and sees the batches it
 would see with host-built crops (equal to float rounding; ``tests/test_train.py`` checks this).
 """
@@ -42,16 +43,19 @@ class ResidentBatches:
         tensors = [t for s in self._scenes.values() for t in [s["ref"], *(x for f in s["noisy"].values() for x in f.values())]]
         return sum(t.numel() * t.element_size() for t in tensors)
 
-    def _build(self, choice: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-        s, spp, y, x, c = choice[:5]
-        scene = self._upload(s)
-        windows = {name: t[y : y + c, x : x + c] for name, t in scene["noisy"][spp].items()}
-        return self.sampler.encode(windows, scene["ref"][y : y + c, x : x + c], choice)
-
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         choices = [self.sampler.draw() for _ in range(self.size)][self.keep]  # draws as for the whole batch
-        pairs = [self._build(c) for c in choices]
-        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        sizes = {choice[4] for choice in choices}
+        if len(sizes) > 1:  # scenes smaller than the crop size: crops of several sizes cannot stack
+            raise ValueError(f"resident batches need one crop size; this batch drew {sorted(sizes)} (scenes smaller than the crop size)")
+        windows: dict[str, list[torch.Tensor]] = {}
+        refs = []
+        for s, spp, y, x, c in (choice[:5] for choice in choices):
+            scene = self._upload(s)
+            for name, t in scene["noisy"][spp].items():
+                windows.setdefault(name, []).append(t[y : y + c, x : x + c])
+            refs.append(scene["ref"][y : y + c, x : x + c])
+        return self.sampler.encode({name: torch.stack(ts) for name, ts in windows.items()}, torch.stack(refs), choices)
 
     def sampler_state(self) -> dict:
         return self.sampler.state()
