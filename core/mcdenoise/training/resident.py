@@ -3,12 +3,13 @@
 On a GPU the network eats crops far faster than Python threads can cut, encode and augment them
 on the CPU and copy them over: that, not the network, limited the project's GPU training. Here
 every scene the run draws is uploaded once (raw colour and reference in float32, since fireflies
-need the range, the prepared guides in float16 as the RAM cache holds them) and the crops are cut
-there and encoded and augmented a whole batch at a time by the function host-built crops go
-through one at a time (:meth:`mcdenoise.training.data.CropSampler.encode`): per crop, that was
-about 75 small operations, each a kernel launch, which kept a GPU waiting on Python. The random choices still come from the
-sampler's one generator (:meth:`CropSampler.draw`), so a run is resumable and sees the batches it
-would see with host-built crops (equal to float rounding; ``tests/test_train.py`` checks this).
+need the range, the prepared guides in float16 as the RAM cache holds them), the crops are cut
+there, and the whole batch is encoded and augmented in one call of the function that builds a
+host crop (:meth:`mcdenoise.training.data.CropSampler.encode`): crop by crop that was about 75
+small operations each, every one a kernel launch the GPU waited for. The random choices still
+come from the sampler's one generator (:meth:`CropSampler.draw`), so a run is resumable and sees
+the batches it would see with host-built crops (equal to float rounding; ``tests/test_train.py``
+checks this).
 """
 
 from __future__ import annotations
