@@ -121,11 +121,6 @@ def pair_warps(vectors: list[np.ndarray | None]) -> Warps:
             for t in range(1, len(vectors))]
 
 
-def _carried(image: np.ndarray, points: torch.Tensor) -> np.ndarray:
-    """``image`` (the previous frame's) fetched bilinearly at the warp's sample positions."""
-    return warp.sample(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), points).numpy()
-
-
 def flicker_split(outs: list[np.ndarray], refs: list[np.ndarray], warps: Warps) -> tuple[list[float], list[float]]:
     """What the flicker is made of, per consecutive pair, where the warp (:func:`pair_warps`) is
     valid: with ``e`` = output − reference, (mean |e_t − warp(e_t-1)|: error that changed on the
@@ -140,7 +135,7 @@ def flicker_split(outs: list[np.ndarray], refs: list[np.ndarray], warps: Warps) 
             moving.append(float("nan"))
             continue
         points, valid = pair
-        carried = _carried(errors[t - 1], points)
+        carried = warp.sample(errors[t - 1], points).numpy()
         mask = valid.numpy()
         changing.append(float(np.abs(errors[t] - carried).mean(axis=-1)[mask].mean(dtype=np.float64)))
         moving.append(float(np.abs(carried - errors[t - 1]).mean(axis=-1)[mask].mean(dtype=np.float64)))
@@ -156,7 +151,7 @@ def warped_change(outs: list[np.ndarray], warps: Warps) -> list[float]:
             values.append(float("nan"))
             continue
         points, valid = pair
-        diff = np.abs(outs[t] - _carried(outs[t - 1], points)).mean(axis=-1)
+        diff = np.abs(outs[t] - warp.sample(outs[t - 1], points).numpy()).mean(axis=-1)
         values.append(float(diff[valid.numpy()].mean(dtype=np.float64)))
     return values
 

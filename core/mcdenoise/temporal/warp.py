@@ -66,15 +66,15 @@ def inside(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)
 
 
-def sample(image: torch.Tensor, points: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Bilinear (or ``mode="bicubic"``) fetch of an (H', W', C) image at (H, W, 2) absolute
-    (column, row) positions; positions past the border read the border (the validity mask
-    drops them anyway)."""
+def sample(image: np.ndarray | torch.Tensor, points: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Bilinear (or ``mode="bicubic"``) fetch of an (H', W', C) image (array or tensor) at
+    (H, W, 2) absolute (column, row) positions; positions past the border read the border (the
+    validity mask drops them anyway)."""
     h, w = image.shape[:2]
     grid = torch.empty_like(points)
     grid[..., 0] = points[..., 0] * (2.0 / max(w - 1, 1)) - 1.0
     grid[..., 1] = points[..., 1] * (2.0 / max(h - 1, 1)) - 1.0
-    x = image.permute(2, 0, 1)[None].float()
+    x = _as_tensor(image).permute(2, 0, 1)[None]
     out = F.grid_sample(x, grid[None], mode=mode, padding_mode="border", align_corners=True)
     return out[0].permute(1, 2, 0)
 
