@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from mcdenoise.choices import TIERS
+from mcdenoise.choices import TIERS, decoder_config, decoder_widths
 from mcdenoise.models import WIDTHS, DnCNN, ResidualUNet, build_model
-from mcdenoise.models.unet import widen
+from mcdenoise.models.unet import add_demodulation, add_inputs, widen
 from mcdenoise.models.loader import WEIGHTS_DIR, load_model, save_weights
 from mcdenoise.errors import WeightsError
 
@@ -118,6 +118,66 @@ def test_widen_keeps_the_function_and_lets_added_channels_learn():
     assert torch.count_nonzero(wide.dec4[0].weight[:, 96 + 48 :]) == 0
 
 
+def _random_weights(model: nn.Module, std: float = 0.1) -> nn.Module:
+    torch.manual_seed(1)
+    for p in model.parameters():  # not the default init: every weight matters to the output
+        p.data.normal_(0, std)
+    return model.eval()
+
+
+@pytest.mark.parametrize("demodulate", [False, True])
+def test_a_mirrored_unet_grows_the_wide_decoder_computing_what_it_computed(demodulate):
+    """``train --decoder wide --init FILE``: the decoder's finest levels widen and the input
+    skip is added at zero weight, so the run starts at the file's quality, and the skip's
+    weights get gradient at once (else the new path would stay dead)."""
+    # (smaller weights with demodulation: its exp/log of a random net's answers would overflow)
+    narrow = _random_weights(ResidualUNet(9, 3, WIDTHS["balanced"], demodulate=demodulate), 0.05 if demodulate else 0.1)
+    grown = widen(narrow, WIDTHS["balanced"], **decoder_config(WIDTHS["balanced"], "wide")).eval()
+    assert grown.decoder == [64, 64, 48, 48, 64, 64, 64, 32] and grown.input_skip
+    assert grown.arch_config() == {"in_channels": 9, "out_channels": 3, "widths": list(WIDTHS["balanced"]),
+                                   **({"demodulate": True} if demodulate else {}),
+                                   "decoder": [64, 64, 48, 48, 64, 64, 64, 32], "input_skip": True}
+    x = torch.rand(2, 9, 48, 32) + 0.1
+    torch.testing.assert_close(grown(x), narrow(x), rtol=0, atol=1e-5)
+    grown(x).square().mean().backward()
+    weight = grown.dec1[0].weight  # dec1 reads [upsampled dec2, enc1, the input]
+    skip, skip_grad = weight[:, 64 + 24 :], weight.grad[:, 64 + 24 :]
+    assert skip.shape[1] == 9 + (3 if demodulate else 0) and not skip.any() and skip_grad.abs().sum() > 0
+    # grown further (wider encoder, the decoder as it is) and given an input plane, still the same function
+    wider = add_inputs(widen(grown, WIDTHS["high"]), 2).eval()
+    assert wider.decoder == grown.decoder and wider.widths == list(WIDTHS["high"])
+    torch.testing.assert_close(wider(torch.cat([x, torch.rand(2, 2, 48, 32)], 1)), narrow(x), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="stay or grow"):  # dropping the skip is not growing
+        widen(grown, WIDTHS["balanced"], input_skip=False)
+
+
+def test_demodulation_added_to_a_wide_decoder_leaves_the_input_skips_irradiance_at_zero():
+    plain = _random_weights(ResidualUNet(9, 3, WIDTHS["fast"], **decoder_config(WIDTHS["fast"], "wide")))
+    demod = add_demodulation(plain)
+    old, new = plain.dec1[0].weight, demod.dec1[0].weight
+    at = 64 + 16  # [upsampled dec2, enc1, colour, irradiance (new), albedo + normal]
+    assert torch.equal(new[:, : at + 3], old[:, : at + 3]) and torch.equal(new[:, at + 6 :], old[:, at + 3 :])
+    assert not new[:, at + 3 : at + 6].any()
+
+
+def test_a_wide_decoder_round_trips_through_a_weights_file_and_bad_sizes_are_refused(tmp_path):
+    model = _random_weights(ResidualUNet(9, 3, WIDTHS["fast"], **decoder_config(WIDTHS["fast"], "wide")))
+    save_weights(tmp_path / "w.pt", model, "unet", model.arch_config(), "color+albedo+normal")
+    loaded = load_model(tmp_path / "w.pt")
+    assert loaded.config["decoder"] == [48, 48, 32, 32, 64, 64, 64, 32] and loaded.config["input_skip"] is True
+    x = torch.rand(1, 9, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), model(x))
+    for bad, why in (({"input_skip": 1}, "must be true or false"), ({"decoder": [48, 48, 32, 32, 64, 64, 64, 0]}, "out of range"),
+                     ({"decoder": [48, 48]}, "cannot build")):
+        save_weights(tmp_path / "bad.pt", model, "unet", {**model.arch_config(), **bad}, "color+albedo+normal")
+        with pytest.raises(WeightsError, match=why):
+            load_model(tmp_path / "bad.pt")
+    assert decoder_config(WIDTHS["fast"], "mirror") == {}  # plain files keep the config they always had
+    with pytest.raises(ValueError, match="unknown decoder"):
+        decoder_widths(WIDTHS["fast"], "oidn")
+
+
 def test_widen_refuses_to_narrow():
     with pytest.raises(ValueError, match="stay or grow"):
         widen(ResidualUNet(9, 3, WIDTHS["balanced"]), WIDTHS["fast"])
@@ -134,7 +194,8 @@ def test_each_tier_names_the_network_its_shipped_file_holds():
     it must be what the shipped weights file of that tier really is."""
     for tier in TIERS.values():
         payload = torch.load(WEIGHTS_DIR / tier.weights, weights_only=True)
-        assert (payload["arch"], payload["config"]["widths"]) == ("unet", list(tier.widths)), tier.name
+        assert payload["arch"] == "unet", tier.name
+        assert {k: payload["config"][k] for k in ("widths", "decoder", "input_skip") if k in payload["config"]} == tier.config, tier.name
 
 
 def test_the_registry_builds_only_architectures_that_declare_the_tiling_contract(monkeypatch):

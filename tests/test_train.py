@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from mcdenoise import features, hdr
-from mcdenoise.choices import UNET_WIDTHS
+from mcdenoise.choices import UNET_WIDTHS, decoder_widths
 from mcdenoise.dataset.layout import list_scenes
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.features import vector_pairs
@@ -268,6 +268,18 @@ def test_init_starts_a_new_run_from_a_weights_file(tiny_dataset, tmp_path):
     x = torch.rand(1, 9, 32, 32)
     with torch.no_grad():
         assert torch.allclose(grown(x), load_model(tmp_path / "base.pt").model(x), atol=1e-5)
+    # --decoder wide grows the file's decoder (and adds the input skip) the same way
+    train(tiny_config(tiny_dataset, tmp_path / "widedec", decoder="wide", steps=1, lr=0.0, init=str(tmp_path / "base.pt")))
+    ck = load_checkpoint(latest_checkpoint(tmp_path / "widedec"))
+    assert ck["model_kwargs"]["decoder"] == decoder_widths(UNET_WIDTHS["fast"], "wide") and ck["model_kwargs"]["input_skip"]
+    grown = build_model("unet", **ck["model_kwargs"])
+    grown.load_state_dict(ck["model"])
+    with torch.no_grad():
+        assert torch.allclose(grown(x), load_model(tmp_path / "base.pt").model(x), atol=1e-5)
+    export(tmp_path / "widedec", tmp_path / "widedec.pt", validate_now=False)
+    assert load_model(tmp_path / "widedec.pt").config["input_skip"] is True
+    with pytest.raises(McDenoiseError, match="stay or grow"):  # and back to the mirrored decoder is not growing
+        train(tiny_config(tiny_dataset, tmp_path / "mirror", init=str(tmp_path / "widedec.pt")))
     with pytest.raises(McDenoiseError, match="the run trains dncnn") as wrong_arch:
         train(tiny_config(tiny_dataset, tmp_path / "wrong", arch="dncnn", init=str(tmp_path / "base.pt")))
     assert wrong_arch.value.fix == "train_arch"  # worded by each front end: another --init, in the CLI
@@ -421,8 +433,9 @@ def test_resident_batches_are_the_host_batches_and_train_the_same_run(tiny_datas
 def test_gpu_session_script_rehearses_on_the_cpu_at_toy_size(tiny_dataset, tmp_path, repo_root):
     """``tools/gpu_session.sh train`` is what a lent GPU runs, with no time to debug there: the
     same script, with the device and sizes swapped for a CPU rehearsal, fine-tunes and exports the
-    three shipped U-Nets from their shipped files with the recipes' last stage (sample count,
-    loss in display space), data resident; ``load`` needs no output folder."""
+    three shipped U-Nets from their shipped files, and balanced grown into the wide decoder,
+    with the recipes' last stage (sample count, loss in display space), data resident; ``load``
+    needs no output folder."""
     env = {**os.environ, "DEVICE": "cpu", "PY": sys.executable, "DATA": str(tmp_path / "data"), "BATCH": "2", "CROP": "32",
            "RUNS": str(tmp_path / "runs"), "PACKS": str(tmp_path / "packs")}
     script = str(repo_root / "tools" / "gpu_session.sh")
@@ -435,13 +448,15 @@ def test_gpu_session_script_rehearses_on_the_cpu_at_toy_size(tiny_dataset, tmp_p
         shutil.rmtree(tmp_path / "packs" / name)  # the next call carries only the next pack
     assert f"data: {len(scenes)} scenes" in loaded.stdout and len(list_scenes(tmp_path / "data")) == len(scenes)
     out = tmp_path / "out"
-    done = subprocess.run(["bash", script, "train", str(out), "1", "2", "2", "2"],
+    done = subprocess.run(["bash", script, "train", str(out), "1", "2", "2", "2", "2"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    for name, shipped in (("balanced", "default.pt"), ("fast", "fast.pt"), ("high", "high.pt")):
+    for name, shipped in (("balanced", "default.pt"), ("fast", "fast.pt"), ("high", "high.pt"), ("wide", "default.pt")):
         model = load_model(out / f"{name}.pt")
         assert model.meta["steps"] == 2 and model.meta["init"].endswith(shipped)
-        assert model.config["widths"] == list(UNET_WIDTHS[name]) and not model.config.get("demodulate", False)
+        row = "balanced" if name == "wide" else name
+        assert model.config["widths"] == list(UNET_WIDTHS[row]) and not model.config.get("demodulate", False)
+        assert model.config.get("decoder") == (decoder_widths(UNET_WIDTHS[row], "wide") if name == "wide" else None)
         assert model.inputs == "color+albedo+normal+samples" and "display space" in model.meta["loss"]
         assert "step 2/2" in (out / f"train_{name}.log").read_text()
 

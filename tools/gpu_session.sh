@@ -7,8 +7,9 @@
 #
 #   tools/gpu_session.sh load                          # merge the uploaded pack(s) into $DATA, nothing else
 #   tools/gpu_session.sh bench OUT                     # GPU speed bench + a 40 s training probe per model
-#   tools/gpu_session.sh train OUT MIN BALANCED FAST HIGH
-#                                                      # fine-tune the three shipped U-Nets at once, MIN
+#   tools/gpu_session.sh train OUT MIN BALANCED FAST HIGH WIDE
+#                                                      # fine-tune the three shipped U-Nets at once, and
+#                                                      # balanced grown into the wide decoder, MIN
 #                                                      # minutes each, that many steps each (cosine
 #                                                      # schedules sized from the probe's step rates)
 #
@@ -49,7 +50,11 @@ LAST_STAGE=(--arch unet --inputs color+albedo+normal+samples --converged 0.25 --
 BALANCED=("${LAST_STAGE[@]}" --quality balanced --lr 5e-4 --init "${INIT_BALANCED-core/mcdenoise/weights/default.pt}")
 FAST=("${LAST_STAGE[@]}" --quality fast --lr 1e-3 --init "${INIT_FAST-core/mcdenoise/weights/fast.pt}")
 HIGH=("${LAST_STAGE[@]}" --quality high --lr 5e-4 --init "${INIT_HIGH-core/mcdenoise/weights/high.pt}")
-MODELS=(balanced fast high)
+# The balanced U-Net grown into OIDN's kind of decoder (--decoder wide: the finest levels wider, the
+# input read again there), starting from what default.pt computes: the capacity that 2000 steps on a
+# CPU could only begin to use (CHANGELOG), given a GPU's steps.
+WIDE=("${LAST_STAGE[@]}" --quality balanced --decoder wide --lr 5e-4 --init "${INIT_WIDE-core/mcdenoise/weights/default.pt}")
+MODELS=(balanced fast high wide)
 
 rate() {  # steps per second of a run, from its log's last two records
     "$PY" -c "
@@ -76,8 +81,9 @@ bench)
     for m in "${MODELS[@]}"; do tail -n 2 "$OUT/probe_$m.log"; rate "$RUNS/probe_$m/log/train.jsonl" $m; rm -rf "$RUNS/probe_$m"; done
     ;;
 train)
+    [ $# -eq 7 ] || { echo "usage: $0 train OUT MIN BALANCED FAST HIGH WIDE (steps of each)" >&2; exit 2; }
     MIN=$3
-    declare -A STEPS=([balanced]=$4 [fast]=$5 [high]=$6) pids=()
+    declare -A STEPS=([balanced]=$4 [fast]=$5 [high]=$6 [wide]=$7) pids=()
     for m in "${MODELS[@]}"; do
         declare -n args=${m^^}
         "$PY" -m mcdenoise train "${COMMON[@]}" "${args[@]}" --out "$RUNS/run_$m" --steps "${STEPS[$m]}" \
@@ -92,5 +98,5 @@ train)
     done
     exit $failed
     ;;
-*) echo "usage: $0 load | bench OUT | train OUT MIN BALANCED FAST HIGH" >&2; exit 2 ;;
+*) echo "usage: $0 load | bench OUT | train OUT MIN BALANCED FAST HIGH WIDE" >&2; exit 2 ;;
 esac

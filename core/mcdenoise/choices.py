@@ -20,6 +20,35 @@ UNET_WIDTHS: dict[str, tuple[int, ...]] = {
     "high": (32, 48, 64, 80, 96),
 }
 
+# U-Net decoders, ``train --decoder``: how the decoder's convs are sized from the encoder's widths,
+# and whether the finest level also reads the network's input (``models.unet``, ``input_skip``).
+# ``mirror``: each level as wide as the encoder's (every shipped file). ``wide``: as OIDN's U-Net
+# builds its decoder: the two finest levels at least 64 channels wide, the last conv at least 32,
+# and the input concatenated into the finest level, so the last convs see the albedo and normal
+# unmixed at full resolution (where the default loses most to OIDN-Accurate: albedo edges).
+UNET_DECODERS: dict[str, str] = {
+    "mirror": "each decoder level as wide as the encoder's",
+    "wide": "OIDN-like: the two finest levels 64 channels wide, the input read again at the last level",
+}
+DEFAULT_DECODER = "mirror"
+
+
+def decoder_widths(widths: tuple[int, ...] | list[int], decoder: str = DEFAULT_DECODER) -> list[int]:
+    """The 8 decoder conv widths (two per level, coarsest first) of a ``UNET_DECODERS`` row."""
+    c1, c2, c3, c4, _ = widths
+    if decoder == "mirror":
+        return [c4, c4, c3, c3, c2, c2, c1, c1]
+    if decoder == "wide":
+        return [c4, c4, c3, c3, max(c2, 64), max(c2, 64), max(c1, 64), max(c1, 32)]
+    raise ValueError(f"unknown decoder {decoder!r}; use one of {', '.join(UNET_DECODERS)}")
+
+
+def decoder_config(widths: tuple[int, ...] | list[int], decoder: str) -> dict:
+    """What a ``UNET_DECODERS`` row adds to a U-Net's constructor arguments (nothing for
+    ``mirror``, so the plain network's weights files read as they always did)."""
+    sizes = decoder_widths(widths, decoder)  # ValueError for an unknown row
+    return {} if decoder == DEFAULT_DECODER else {"decoder": sizes, "input_skip": True}
+
 
 @dataclass(frozen=True)
 class Tier:
@@ -31,10 +60,16 @@ class Tier:
     width_row: str  # key of UNET_WIDTHS
     ensemble: int
     description: str  # one line, shown as the add-on menu's tooltip
+    decoder: str = "mirror"  # key of UNET_DECODERS
 
     @property
     def widths(self) -> tuple[int, ...]:
         return UNET_WIDTHS[self.width_row]
+
+    @property
+    def config(self) -> dict:
+        """The U-Net's size arguments of its weights file: widths, and the decoder's where it is not mirrored."""
+        return {"widths": list(self.widths), **decoder_config(self.widths, self.decoder)}
 
     @property
     def label(self) -> str:

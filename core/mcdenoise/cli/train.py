@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, LOSS_SPACES, TRAIN_PRECISIONS, UNET_WIDTHS
+from mcdenoise.choices import (ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DECODER, DEFAULT_DEVICE, DEFAULT_WIDTHS, LOSS_SPACES, TRAIN_PRECISIONS,
+                               UNET_DECODERS, UNET_WIDTHS)
 from mcdenoise.cli import options
 
 
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", choices=ARCHITECTURES, help=f"network (default {DEFAULT_ARCH})")
     options.add_quality(parser, dest="widths", choices=tuple(UNET_WIDTHS), old=("--widths",),
                         help=f"model size: the U-Net width row of that quality (default {DEFAULT_WIDTHS})")
+    parser.add_argument("--decoder", choices=tuple(UNET_DECODERS),
+                        help=f"U-Net decoder: {'; '.join(f'{k} = {v}' for k, v in UNET_DECODERS.items())} "
+                             f"(default {DEFAULT_DECODER}; from --init of a mirrored one, it is grown computing what it computed)")
     parser.add_argument("--demodulate", action="store_true", default=None,
                         help="U-Net denoises colour divided by albedo and multiplies it back (keeps texture)")
     parser.add_argument("--inputs", help="input layout: features joined with '+' (default color+albedo+normal; "

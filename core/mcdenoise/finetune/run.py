@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mcdenoise.choices import DEFAULT_QUALITY, UNET_WIDTHS
+from mcdenoise.choices import DEFAULT_QUALITY, UNET_DECODERS, UNET_WIDTHS, decoder_config
 from mcdenoise.dataset import layout
 from mcdenoise.errors import McDenoiseError, OutputError
 from mcdenoise.finetune import budget, targets
@@ -375,8 +375,12 @@ def _train_config(job: Job, base: Any, opts: Options, steps: int, minutes: float
     row = next((k for k, v in UNET_WIDTHS.items() if list(v) == list(base.config["widths"])), None)
     if row is None:
         raise McDenoiseError(f"{base.path}: widths {base.config['widths']} match no U-Net row", fix="quality_shipped")
+    decoder = next((k for k in UNET_DECODERS if decoder_config(base.config["widths"], k)
+                    == {key: base.config[key] for key in ("decoder", "input_skip") if key in base.config}), None)
+    if decoder is None:
+        raise McDenoiseError(f"{base.path}: decoder {base.config.get('decoder')} matches no U-Net decoder row", fix="quality_shipped")
     values = {
-        "data": str(data), "run_dir": str(job.run_dir), "arch": base.arch, "widths": row, "inputs": base.inputs,
+        "data": str(data), "run_dir": str(job.run_dir), "arch": base.arch, "widths": row, "decoder": decoder, "inputs": base.inputs,
         "demodulate": bool(base.config.get("demodulate", False)), "steps": steps, "minutes": minutes / 60,
         "batch": opts.batch, "crop": opts.crop, "lr": opts.lr, "warmup": WARMUP_STEPS, "aux_dropout": 0.0,
         "val_fraction": 0.0, "val_every": 0, "log_every": 10, "checkpoint_minutes": 1e6, "keep_checkpoints": 2,

@@ -42,13 +42,13 @@ MAX_DEPTH = 256  # DnCNN layers
 # Switches (``FLAGS``) are true/false rather than counts.
 CONFIG_LIMITS: dict[str, dict[str, tuple[int, int]]] = {
     "unet": {"in_channels": (1, MAX_CHANNELS), "out_channels": (1, MAX_CHANNELS), "widths": (1, MAX_WIDTH),
-             "demodulate": (0, 1)},
+             "demodulate": (0, 1), "decoder": (1, MAX_WIDTH), "input_skip": (0, 1)},
     "dncnn": {"in_channels": (1, MAX_CHANNELS), "out_channels": (1, MAX_CHANNELS), "depth": (3, MAX_DEPTH),
               "features": (1, MAX_WIDTH)},
 }
 
 
-FLAGS = {"demodulate"}
+FLAGS = {"demodulate", "input_skip"}
 # The temporal blend network's arguments (temporal.blendnet.BlendNet): a few narrow layers.
 BLEND_LIMITS = {"width": (1, 64), "depth": (1, 8)}
 

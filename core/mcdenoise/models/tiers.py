@@ -106,7 +106,7 @@ def model_for_quality(quality: str, inputs: str = SHIPPED_INPUTS) -> nn.Module:
     """An untrained network of a quality's cost (self-ensemble included) reading layout
     ``inputs``, for speed benchmarks: speed does not depend on the weight values."""
     tier = _tier(quality)
-    model = build_model("unet", in_channels=channel_count(inputs), out_channels=3, widths=tier.widths).eval()
+    model = build_model("unet", in_channels=channel_count(inputs), out_channels=3, **tier.config).eval()
     return SelfEnsemble(model, tier.ensemble, inputs=inputs).eval() if tier.ensemble > 1 else model
 
 

@@ -29,6 +29,11 @@ Args:
     out_channels: 3.
     widths: channels per level, full resolution first, bottleneck last (5 entries).
     demodulate: add the irradiance branch and the mix (the layout must have albedo right after colour).
+    decoder: the decoder's 8 conv widths, two per level from the coarsest (``dec4``) to the
+        finest (``dec1``); by default the encoder's widths mirrored. ``choices.UNET_DECODERS``
+        names the rows ``train --decoder`` offers.
+    input_skip: concatenate the network's input into the finest decoder level, as OIDN's U-Net
+        does, so the last convs see the aux passes at full resolution and unmixed.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcdenoise.choices import DEFAULT_WIDTHS, UNET_WIDTHS
+from mcdenoise.choices import DEFAULT_WIDTHS, UNET_WIDTHS, decoder_widths
 from mcdenoise.features import DEFAULT_INPUTS, channel_count, channel_slices
 
 WIDTHS = UNET_WIDTHS  # the width rows, by name (``mcdenoise.choices``)
@@ -60,34 +65,58 @@ class ResidualUNet(nn.Module):
     receptive_radius = 2 * (1 + 2 + 4 + 8) + (1 + 2 + 4 + 8) + 2 * 16 + 2 * (8 + 4 + 2 + 1) + 1
 
     def __init__(self, in_channels: int = channel_count(DEFAULT_INPUTS), out_channels: int = 3,
-                 widths: tuple[int, ...] | list[int] = WIDTHS[DEFAULT_WIDTHS], demodulate: bool = False):
+                 widths: tuple[int, ...] | list[int] = WIDTHS[DEFAULT_WIDTHS], demodulate: bool = False,
+                 decoder: tuple[int, ...] | list[int] | None = None, input_skip: bool = False):
         super().__init__()
         if len(widths) != 5:
             raise ValueError("widths needs 5 entries (4 levels + bottleneck)")
+        if decoder is not None and len(decoder) != 8:
+            raise ValueError("decoder needs 8 entries (two convs for each of 4 levels, coarsest first)")
         if demodulate and (in_channels < _ALBEDO.stop or out_channels != _COLOR.stop):
             raise ValueError("demodulate needs a colour+albedo input layout and a colour output")
         c1, c2, c3, c4, c5 = widths
+        d4a, d4b, d3a, d3b, d2a, d2b, d1a, d1b = decoder if decoder is not None else decoder_widths(widths)
         self.out_channels = out_channels
         self.demodulate = bool(demodulate)
+        self.input_skip = bool(input_skip)
         normal = channel_slices(DEFAULT_INPUTS)["normal"]  # aux channels: albedo, then normal if given
         self._aux_end = normal.stop if in_channels >= normal.stop else _ALBEDO.stop
         extra = _COLOR.stop if demodulate else 0  # the irradiance channels, read after colour
-        self.enc1 = nn.ModuleList([_conv(in_channels + extra, c1), _conv(c1, c1)])
+        x_channels = in_channels + extra  # what enc1 reads, and the input skip brings to dec1
+        self.enc1 = nn.ModuleList([_conv(x_channels, c1), _conv(c1, c1)])
         self.enc2 = nn.ModuleList([_conv(c1, c2), _conv(c2, c2)])
         self.enc3 = nn.ModuleList([_conv(c2, c3), _conv(c3, c3)])
         self.enc4 = nn.ModuleList([_conv(c3, c4), _conv(c4, c4)])
         self.mid = nn.ModuleList([_conv(c4, c5), _conv(c5, c5)])
-        self.dec4 = nn.ModuleList([_conv(c5 + c4, c4), _conv(c4, c4)])
-        self.dec3 = nn.ModuleList([_conv(c4 + c3, c3), _conv(c3, c3)])
-        self.dec2 = nn.ModuleList([_conv(c3 + c2, c2), _conv(c2, c2)])
-        self.dec1 = nn.ModuleList([_conv(c2 + c1, c1), _conv(c1, c1)])
+        self.dec4 = nn.ModuleList([_conv(c5 + c4, d4a), _conv(d4a, d4b)])
+        self.dec3 = nn.ModuleList([_conv(d4b + c3, d3a), _conv(d3a, d3b)])
+        self.dec2 = nn.ModuleList([_conv(d3b + c2, d2a), _conv(d2a, d2b)])
+        self.dec1 = nn.ModuleList([_conv(d2b + c1 + (x_channels if input_skip else 0), d1a), _conv(d1a, d1b)])
         # colour residual; with demodulation also the irradiance residual and the mix logit
-        self.out = _conv(c1, 2 * out_channels + 1 if demodulate else out_channels)
+        self.out = _conv(d1b, 2 * out_channels + 1 if demodulate else out_channels)
 
     @property
     def widths(self) -> list[int]:
         """The five widths it was built with (what add_demodulation, add_inputs and widen rebuild)."""
         return [level[1].out_channels for level in (self.enc1, self.enc2, self.enc3, self.enc4, self.mid)]
+
+    @property
+    def decoder(self) -> list[int]:
+        """The decoder's 8 conv widths, coarsest level first."""
+        return [level[k].out_channels for level in (self.dec4, self.dec3, self.dec2, self.dec1) for k in (0, 1)]
+
+    def arch_config(self) -> dict:
+        """Its constructor arguments as a weights file stores them: the decoder and the input
+        skip only where they differ from the plain mirrored U-Net, so files of the plain
+        network read as they always did."""
+        config = {"in_channels": self.layout_channels, "out_channels": self.out_channels, "widths": self.widths}
+        if self.demodulate:
+            config["demodulate"] = True
+        if self.decoder != decoder_widths(self.widths):
+            config["decoder"] = self.decoder
+        if self.input_skip:
+            config["input_skip"] = True
+        return config
 
     @property
     def layout_channels(self) -> int:
@@ -138,7 +167,8 @@ class ResidualUNet(nn.Module):
         y = self._block(self.dec4, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s4], 1))
         y = self._block(self.dec3, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s3], 1))
         y = self._block(self.dec2, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s2], 1))
-        y = self._block(self.dec1, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), s1], 1))
+        skips = [s1, x] if self.input_skip else [s1]
+        y = self._block(self.dec1, torch.cat([F.interpolate(y, scale_factor=2.0, mode="nearest"), *skips], 1))
         return self.out(y)
 
 
@@ -154,15 +184,21 @@ def add_demodulation(plain: ResidualUNet) -> ResidualUNet:
     ``plain`` exactly barely moves: the sigmoid's slope there is as small as its value)."""
     if plain.demodulate:
         return plain
-    model = ResidualUNet(plain.layout_channels, plain.out_channels, plain.widths, demodulate=True)
+    model = ResidualUNet(**{**plain.arch_config(), "demodulate": True})
     state, old = model.state_dict(), plain.state_dict()
     c = _COLOR.stop
+    # where the network's input starts in a conv's input: enc1 reads it alone, dec1 after its
+    # upsampled and skipped features when it has the input skip
+    reads_input = {"enc1.0.weight": 0}
+    if plain.input_skip:
+        reads_input["dec1.0.weight"] = plain.decoder[5] + plain.widths[0]
     with torch.no_grad():
         for name, value in old.items():
-            if name == "enc1.0.weight":  # [colour | irradiance (new, zero) | guides]
+            if name in reads_input:  # [... | colour | irradiance (new, zero) | guides]
+                at = reads_input[name]
                 state[name].zero_()
-                state[name][:, :c] = value[:, :c]
-                state[name][:, 2 * c :] = value[:, c:]
+                state[name][:, : at + c] = value[:, : at + c]
+                state[name][:, at + 2 * c :] = value[:, at + c :]
             elif name in ("out.weight", "out.bias"):  # [colour residual | irradiance residual | mix]
                 state[name].zero_()
                 state[name][:c] = value
@@ -177,32 +213,44 @@ def add_inputs(model: ResidualUNet, extra: int) -> ResidualUNet:
     """The U-Net ``model`` reading ``extra`` more input channels after its own, with zero weight:
     it computes exactly what ``model`` computes until training gives them a use. How a shipped
     model is grown into a layout with a new guide (``samples``) without starting over."""
-    grown = ResidualUNet(model.layout_channels + extra, model.out_channels, model.widths, demodulate=model.demodulate)
+    config = model.arch_config()
+    grown = ResidualUNet(**{**config, "in_channels": config["in_channels"] + extra})
     state = model.state_dict()
-    with torch.no_grad():
-        first = state["enc1.0.weight"]
-        state["enc1.0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], extra, *first.shape[2:])], 1)
+    # the input is the last part of what these convs read (dec1: only with the input skip)
+    for name in ["enc1.0.weight"] + (["dec1.0.weight"] if model.input_skip else []):
+        with torch.no_grad():
+            w = state[name]
+            state[name] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], 1)
     grown.load_state_dict(state)
     return grown
 
 
-def _conv_inputs(widths: tuple[int, ...] | list[int], in_channels: int) -> dict[str, list[int]]:
+def _conv_inputs(net: ResidualUNet | dict) -> dict[str, list[int]]:
     """Per conv (state-dict prefix), the widths of the tensors concatenated into its input, in
     order: what ``forward`` feeds it. Widening needs it to know where a narrow net's input
-    channels sit in a wide one's (a decoder's input is [upsampled deeper level, skip])."""
-    c = list(widths)
-    layout = {"enc1.0": [in_channels], "out": [c[0]]}
+    channels sit in a wide one's (a decoder's input is [upsampled deeper level, skip], and with
+    the input skip the finest level's also ends with the network's input; without it that part
+    is there with width 0, so a net without the skip lines up with one that has it)."""
+    cfg = net.arch_config() if isinstance(net, ResidualUNet) else net
+    c = list(cfg["widths"])
+    d = list(cfg.get("decoder") or decoder_widths(c))
+    x = cfg["in_channels"] + (_COLOR.stop if cfg.get("demodulate") else 0)
+    layout = {"enc1.0": [x], "out": [d[7]]}
     for i, name in enumerate(["enc1", "enc2", "enc3", "enc4", "mid"]):
         if i > 0:
             layout[f"{name}.0"] = [c[i - 1]]
         layout[f"{name}.1"] = [c[i]]
-    for i, name in zip([3, 2, 1, 0], ["dec4", "dec3", "dec2", "dec1"]):
-        layout[f"{name}.0"] = [c[i + 1], c[i]]
-        layout[f"{name}.1"] = [c[i]]
+    deeper = c[4]
+    for k, (i, name) in enumerate(zip([3, 2, 1, 0], ["dec4", "dec3", "dec2", "dec1"])):
+        layout[f"{name}.0"] = [deeper, c[i]]
+        layout[f"{name}.1"] = [d[2 * k]]
+        deeper = d[2 * k + 1]
+    layout["dec1.0"].append(x if cfg.get("input_skip") else 0)
     return layout
 
 
-def widen(narrow: ResidualUNet, widths: tuple[int, ...] | list[int]) -> ResidualUNet:
+def widen(narrow: ResidualUNet, widths: tuple[int, ...] | list[int], decoder: tuple[int, ...] | list[int] | None = None,
+          input_skip: bool | None = None) -> ResidualUNet:
     """A wider U-Net that computes exactly what ``narrow`` computes, to train further.
 
     Training a wide network from scratch costs hours the shipped narrow one already spent; this
@@ -210,13 +258,23 @@ def widen(narrow: ResidualUNet, widths: tuple[int, ...] | list[int]) -> Residual
     zero-init form). Old channels keep their weights; each added channel gets a fresh random
     input filter and zero weight in every conv that reads it, so it changes nothing until
     training gives it a use, and the gradient reaches it through those zero weights at once.
+    The decoder may grow the same way, and gain the input skip (its channels read at zero weight).
+    ``decoder`` None: the new widths mirrored if ``narrow``'s decoder is mirrored, else its own;
+    ``input_skip`` None: as ``narrow``.
     """
-    old_widths = narrow.widths
-    if len(widths) != len(old_widths) or any(w < o for w, o in zip(widths, old_widths)):
-        raise ValueError(f"cannot widen a U-Net of widths {old_widths} to {list(widths)}: every level must stay or grow")
-    in_channels = narrow.enc1[0].in_channels  # irradiance included: the convs' own input widths
-    wide = ResidualUNet(narrow.layout_channels, narrow.out_channels, widths, demodulate=narrow.demodulate)
-    old_layout, new_layout = _conv_inputs(old_widths, in_channels), _conv_inputs(widths, in_channels)
+    old = narrow.arch_config()
+    if decoder is None:
+        decoder = old["decoder"] if "decoder" in old else decoder_widths(widths)
+    input_skip = narrow.input_skip if input_skip is None else input_skip
+    new = {**old, "widths": list(widths), "decoder": list(decoder), "input_skip": bool(input_skip)}
+    old_d, new_d = narrow.decoder, list(decoder)
+    if (len(widths) != len(old["widths"]) or any(w < o for w, o in zip(widths, old["widths"]))
+            or len(new_d) != len(old_d) or any(w < o for w, o in zip(new_d, old_d)) or narrow.input_skip > input_skip):
+        raise ValueError(f"cannot widen a U-Net of widths {old['widths']}, decoder {old_d}"
+                         f"{' with the input skip' if narrow.input_skip else ''} to widths {list(widths)}, decoder {new_d}"
+                         f"{' with' if input_skip else ' without'} it: every conv must stay or grow")
+    wide = ResidualUNet(**new)
+    old_layout, new_layout = _conv_inputs(narrow), _conv_inputs(new)
     old_state, state = narrow.state_dict(), wide.state_dict()
     with torch.no_grad():
         for name, new_parts in new_layout.items():

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from mcdenoise import features
-from mcdenoise.choices import ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DEVICE, DEFAULT_WIDTHS, LOSS_SPACES, TRAIN_PRECISIONS, UNET_WIDTHS, spoken
+from mcdenoise.choices import (ARCHITECTURES, DEFAULT_ARCH, DEFAULT_DECODER, DEFAULT_DEVICE, DEFAULT_WIDTHS, LOSS_SPACES, TRAIN_PRECISIONS,
+                               UNET_DECODERS, UNET_WIDTHS, decoder_config, spoken)
 from mcdenoise.errors import McDenoiseError
 
 
@@ -20,6 +21,7 @@ class TrainConfig:
     run_dir: str = "runs/unet"
     arch: str = DEFAULT_ARCH  # one of choices.ARCHITECTURES
     widths: str = DEFAULT_WIDTHS  # U-Net width row: a key of choices.UNET_WIDTHS
+    decoder: str = DEFAULT_DECODER  # U-Net decoder row: a key of choices.UNET_DECODERS
     inputs: str = features.DEFAULT_INPUTS  # input layout (mcdenoise.features), written into the weights
     demodulate: bool = False  # U-Net denoises colour / albedo (models.unet)
     dncnn_depth: int = 17
@@ -56,6 +58,8 @@ class TrainConfig:
         # bad value stops a recipe at its up-front check, not at a later stage's first step.
         if self.loss_space not in LOSS_SPACES:
             raise McDenoiseError(f"config loss_space {self.loss_space!r}: unknown; use {spoken(LOSS_SPACES)}")
+        if self.decoder not in UNET_DECODERS:
+            raise McDenoiseError(f"config decoder {self.decoder!r}: unknown; use {spoken(UNET_DECODERS)}")
 
     def model_kwargs(self) -> dict[str, Any]:
         """Constructor kwargs for :func:`mcdenoise.models.build_model` (stored in weights files)."""
@@ -69,8 +73,11 @@ class TrainConfig:
         if self.arch == "unet":
             if self.widths not in UNET_WIDTHS:
                 raise McDenoiseError(f"config widths {self.widths!r}: unknown; use one of {', '.join(UNET_WIDTHS)}")
-            kwargs = {"in_channels": in_channels, "out_channels": out_channels, "widths": list(UNET_WIDTHS[self.widths])}
-            return {**kwargs, "demodulate": True} if self.demodulate else kwargs  # older runs' kwargs unchanged
+            widths = list(UNET_WIDTHS[self.widths])
+            kwargs = {"in_channels": in_channels, "out_channels": out_channels, "widths": widths}
+            if self.demodulate:  # older runs' kwargs unchanged
+                kwargs["demodulate"] = True
+            return {**kwargs, **decoder_config(widths, self.decoder)}
         if self.arch == "dncnn":
             return {"in_channels": in_channels, "out_channels": out_channels, "depth": self.dncnn_depth}
         raise McDenoiseError(f"config arch {self.arch!r}: unknown; use {spoken(ARCHITECTURES)}")

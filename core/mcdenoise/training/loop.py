@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from mcdenoise import features, hdr
-from mcdenoise.choices import TRAIN_PRECISIONS, spoken
+from mcdenoise.choices import TRAIN_PRECISIONS, decoder_widths, spoken
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.inference.denoise import denoise_frame
 from mcdenoise.inference.runtime import cpu_has_native_bf16
@@ -277,7 +277,7 @@ def init_from_weights(model: torch.nn.Module, cfg: TrainConfig, kwargs: dict[str
     if loaded.arch == cfg.arch == "unet" and same_io and config.get("demodulate", False) != kwargs.get("demodulate", False):
         # A colour model grows the irradiance branch computing what it computed (add_demodulation);
         # the other way would throw a trained branch away.
-        if not kwargs.get("demodulate") or config["widths"] != kwargs["widths"]:
+        if not kwargs.get("demodulate") or {**config, "demodulate": True} != kwargs:
             raise McDenoiseError(f"{cfg.init}: weights are {config}, the run trains {kwargs}; a colour model can gain "
                                  "demodulation at its own widths (widen in a second run), not lose it", fix="train_arch")
         model.load_state_dict(add_demodulation(source).state_dict())
@@ -285,11 +285,17 @@ def init_from_weights(model: torch.nn.Module, cfg: TrainConfig, kwargs: dict[str
         return
     if loaded.arch == cfg.arch == "unet" and config != kwargs and same_io:
         try:  # widen is the one place that knows which widths can grow into which
-            grown = widen(source, kwargs["widths"])
+            grown = widen(source, kwargs["widths"], kwargs.get("decoder", decoder_widths(kwargs["widths"])),
+                          kwargs.get("input_skip", False))
         except ValueError as exc:
             raise McDenoiseError(f"{cfg.init}: {exc}", fix="train_widths") from None
+        if grown.arch_config() != kwargs:  # e.g. demodulation: the branch above handles it at equal sizes
+            raise McDenoiseError(f"{cfg.init}: weights are {config}, the run trains {kwargs}", fix="train_arch")
         model.load_state_dict(grown.state_dict())
-        print(f"train: widened {cfg.init} from widths {config['widths']} to {kwargs['widths']}", flush=True)
+        what = (f"widths {config['widths']} to {kwargs['widths']}" if config["widths"] != kwargs["widths"] else "")
+        if grown.decoder != source.decoder or grown.input_skip != source.input_skip:
+            what += f"{', ' if what else ''}decoder {source.decoder} to {grown.decoder}{' with the input skip' if grown.input_skip else ''}"
+        print(f"train: widened {cfg.init} from {what}", flush=True)
         return
     if loaded.arch != cfg.arch or config != kwargs:
         raise McDenoiseError(f"{cfg.init}: weights are {loaded.arch} {config}, the run trains {cfg.arch} {kwargs}",

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from mcdenoise.choices import DEFAULT_CYCLES_DEVICE
+from mcdenoise.choices import DEFAULT_CYCLES_DEVICE, DEFAULT_DECODER
 from mcdenoise.dataset import layout as scene_layout
 from mcdenoise.errors import McDenoiseError
 from mcdenoise.training.config import FIELD_NAMES, TrainConfig
@@ -312,7 +312,8 @@ def describe(recipe: Recipe, layout: Layout) -> list[str]:
         else:
             latest = latest_checkpoint(cfg.run_dir)
             state = f"checkpoint {latest.name}" if latest else "not started"
-        model = f"unet {cfg.widths}" if cfg.arch == "unet" else cfg.arch
+        model = (f"unet {cfg.widths}" + (f", {cfg.decoder} decoder" if cfg.decoder != DEFAULT_DECODER else "")
+                 if cfg.arch == "unet" else cfg.arch)
         lines.append(f"  stage {stage.name}: {model}, {cfg.steps} steps, "
                      f"batch {cfg.batch} x {cfg.crop} px, lr {cfg.lr:g}, on {stage.data}"
                      + (f", from {'the previous stage' if stage.init == 'previous' else stage.init}" if stage.init else "")
