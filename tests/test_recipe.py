@@ -71,6 +71,20 @@ def test_shipped_recipes_parse_and_name_the_shipped_weights(name):
     assert recipe.stages and all(s.data in {d.name for d in recipe.datasets} for s in recipe.stages)
 
 
+def test_the_wide_decoder_candidate_recipe_grows_the_shipped_default(tmp_path):
+    """recipes/wide.toml (not shipped): its first stage starts from the shipped default and every
+    stage trains the balanced U-Net with the wide decoder on the shipped recipes' last-stage settings."""
+    recipe = recipe_mod.load_recipe(REPO / "recipes" / "wide.toml")
+    assert not (REPO / "core" / "mcdenoise" / "weights" / recipe.weights).exists()  # a candidate: no quality loads it
+    layout = recipe_mod.Layout(tmp_path)
+    configs = [recipe_mod.stage_config(recipe, stage, layout, {}) for stage in recipe.stages]
+    assert (REPO / configs[0].init).is_file() and all(s.init == "previous" for s in recipe.stages[1:])
+    for cfg in configs:
+        kwargs = cfg.model_kwargs()
+        assert kwargs["decoder"] == [64, 64, 48, 48, 64, 64, 64, 32] and kwargs["input_skip"]
+        assert (cfg.widths, cfg.inputs, cfg.loss_space, cfg.converged) == ("balanced", "color+albedo+normal+samples", "display", 0.25)
+
+
 @pytest.mark.parametrize("edit, message", [
     (("steps = 3\n", "steps = 3\nbogus = 1\n"), "unknown training settings ['bogus']"),
     (('data = "tiny"\nsteps = 3', 'data = "nope"\nsteps = 3'), "data 'nope' is not one of the datasets"),
