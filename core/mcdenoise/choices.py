@@ -44,10 +44,12 @@ def decoder_widths(widths: tuple[int, ...] | list[int], decoder: str = DEFAULT_D
 
 
 def decoder_config(widths: tuple[int, ...] | list[int], decoder: str) -> dict:
-    """What a ``UNET_DECODERS`` row adds to a U-Net's constructor arguments (nothing for
-    ``mirror``, so the plain network's weights files read as they always did)."""
+    """What a ``UNET_DECODERS`` row adds to a U-Net's constructor arguments, as a weights file
+    stores them (``ResidualUNet.arch_config``): the decoder's widths only where they are not the
+    mirrored ones and the input skip only where there is one, so plain files read as they always did."""
     sizes = decoder_widths(widths, decoder)  # ValueError for an unknown row
-    return {} if decoder == DEFAULT_DECODER else {"decoder": sizes, "input_skip": True}
+    config: dict = {} if sizes == decoder_widths(widths) else {"decoder": sizes}
+    return config if decoder == DEFAULT_DECODER else {**config, "input_skip": True}
 
 
 @dataclass(frozen=True)

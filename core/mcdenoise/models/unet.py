@@ -190,8 +190,8 @@ def add_demodulation(plain: ResidualUNet) -> ResidualUNet:
     # where the network's input starts in a conv's input: enc1 reads it alone, dec1 after its
     # upsampled and skipped features when it has the input skip
     reads_input = {"enc1.0.weight": 0}
-    if plain.input_skip:
-        reads_input["dec1.0.weight"] = plain.decoder[5] + plain.widths[0]
+    if plain.input_skip:  # dec1 reads [upsampled dec2, enc1, the input]
+        reads_input["dec1.0.weight"] = sum(_conv_inputs(plain)["dec1.0"][:2])
     with torch.no_grad():
         for name, value in old.items():
             if name in reads_input:  # [... | colour | irradiance (new, zero) | guides]

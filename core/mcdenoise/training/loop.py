@@ -289,8 +289,6 @@ def init_from_weights(model: torch.nn.Module, cfg: TrainConfig, kwargs: dict[str
                           kwargs.get("input_skip", False))
         except ValueError as exc:
             raise McDenoiseError(f"{cfg.init}: {exc}", fix="train_widths") from None
-        if grown.arch_config() != kwargs:  # e.g. demodulation: the branch above handles it at equal sizes
-            raise McDenoiseError(f"{cfg.init}: weights are {config}, the run trains {kwargs}", fix="train_arch")
         model.load_state_dict(grown.state_dict())
         what = (f"widths {config['widths']} to {kwargs['widths']}" if config["widths"] != kwargs["widths"] else "")
         if grown.decoder != source.decoder or grown.input_skip != source.input_skip:
